@@ -1,0 +1,1 @@
+"""Exported denoising models; installed as the package data ``seproc.models``."""

@@ -1,0 +1,96 @@
+"""Compact corpus shards: the on-disk format shared by corpus building and training.
+
+A shard is an ``.npz`` file holding many clips of one kind (``speech`` or ``noise``) of one
+split (``train``, ``val`` or ``test``) at 16 kHz, concatenated as int16:
+
+- ``audio``: int16 ``[n_samples]``, the clips back to back (full scale 32767 = 1.0);
+- ``offsets``: int64 ``[n_clips + 1]``, clip ``i`` is ``audio[offsets[i]:offsets[i + 1]]``;
+- ``source``: str ``[n_clips]``, the source name (package or generator);
+- ``group``: str ``[n_clips]``, the speaker (speech) or noise type (noise) that splits are made by;
+- ``clip_id``: str ``[n_clips]``, a stable identifier of the clip.
+
+Files are named ``{root}/{split}/{kind}-{index:03d}.npz`` and kept under
+``MAX_SHARD_BYTES`` each, so a GPU machine can take them along in bundles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE_HZ = 16000
+MAX_SHARD_BYTES = 60 * 1024 * 1024
+SPLITS = ("train", "val", "test")
+KINDS = ("speech", "noise")
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One clip of a shard: float32 audio at 16 kHz and where it came from."""
+
+    audio: np.ndarray
+    source: str
+    group: str
+    clip_id: str
+
+
+def to_int16(audio: np.ndarray) -> np.ndarray:
+    """Convert float audio in [-1, 1] to int16, clipping what lies outside."""
+    return np.clip(np.round(np.asarray(audio, np.float64) * 32767.0), -32768, 32767).astype(
+        np.int16
+    )
+
+
+def write_shards(clips: Iterable[Clip], root: Path, split: str, kind: str) -> list[Path]:
+    """Write clips as shards of at most ``MAX_SHARD_BYTES`` and return their paths."""
+    if split not in SPLITS or kind not in KINDS:
+        raise ValueError(f"split must be one of {SPLITS} and kind one of {KINDS}")
+    folder = Path(root) / split
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    pending: list[Clip] = []
+    pending_bytes = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_bytes
+        if not pending:
+            return
+        path = folder / f"{kind}-{len(paths):03d}.npz"
+        audio = [to_int16(c.audio) for c in pending]
+        offsets = np.concatenate([[0], np.cumsum([len(a) for a in audio])]).astype(np.int64)
+        np.savez(
+            path,
+            audio=np.concatenate(audio) if audio else np.zeros(0, np.int16),
+            offsets=offsets,
+            source=np.array([c.source for c in pending]),
+            group=np.array([c.group for c in pending]),
+            clip_id=np.array([c.clip_id for c in pending]),
+        )
+        paths.append(path)
+        pending, pending_bytes = [], 0
+
+    for clip in clips:
+        clip_bytes = 2 * len(clip.audio) + 256
+        if pending and pending_bytes + clip_bytes > MAX_SHARD_BYTES:
+            flush()
+        pending.append(clip)
+        pending_bytes += clip_bytes
+    flush()
+    return paths
+
+
+def read_clips(root: Path, split: str, kind: str) -> Iterator[Clip]:
+    """Yield every clip of one split and kind, in file order, as float32."""
+    for path in sorted((Path(root) / split).glob(f"{kind}-*.npz")):
+        with np.load(path) as shard:
+            audio, offsets = shard["audio"], shard["offsets"]
+            for i in range(len(offsets) - 1):
+                yield Clip(
+                    audio=audio[offsets[i] : offsets[i + 1]].astype(np.float32) / 32767.0,
+                    source=str(shard["source"][i]),
+                    group=str(shard["group"][i]),
+                    clip_id=str(shard["clip_id"][i]),
+                )

@@ -1,0 +1,1 @@
+"""Training, corpus building, export and evaluation of seproc models (not shipped in the wheel)."""

@@ -1,0 +1,1 @@
+"""Integrations of seproc with other audio libraries, each behind its own extra."""

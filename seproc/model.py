@@ -1,0 +1,432 @@
+"""The ONNX model: loading, metadata validation, streaming state, batched runs.
+
+A seproc model is one stateless ONNX graph (see ``models/FORMAT.md``): normalised
+log-power features go in as ``features [1, T, F]``, a gain (or a noise estimate)
+comes out per frame and bin, and every piece of streaming state goes in as
+``<name>_in`` and comes out as ``<name>_out``. :class:`OnnxModel` owns the
+onnxruntime session; :class:`ModelState` holds one stream's state tensors, so the
+caller (one per channel) owns all state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from seproc.errors import ModelError, ParameterError
+
+__all__ = [
+    "DEFAULT_MODEL_NAME",
+    "FORMULATIONS",
+    "ModelInfo",
+    "ModelState",
+    "OnnxModel",
+    "default_model_path",
+]
+
+DEFAULT_MODEL_NAME = "seproc-default.onnx"
+FORMULATIONS = {"mask": "gain", "noise_subtraction": "noise_db"}
+"""Each formulation and the name of the graph output it produces."""
+
+_FEATURES_INPUT = "features"
+_REQUIRED_KEYS = (
+    "seproc_model_format",
+    "sample_rate_hz",
+    "n_fft",
+    "hop_length",
+    "win_length",
+    "window",
+    "feature",
+    "feature_amin",
+    "feature_mean_db",
+    "feature_std_db",
+    "formulation",
+)
+_SUPPORTED_FORMAT = "1"
+
+
+def default_model_path() -> Path:
+    """Return the path of the bundled default model.
+
+    In an installed wheel the model is package data of ``seproc.models``; in a
+    source checkout it is ``models/`` beside the ``seproc/`` folder.
+    """
+    try:
+        path = Path(str(resources.files("seproc.models").joinpath(DEFAULT_MODEL_NAME)))
+    except ModuleNotFoundError:
+        path = Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME
+    if not path.is_file():
+        raise ModelError(
+            f"The bundled model {DEFAULT_MODEL_NAME} is missing (looked at {path}); "
+            "reinstall seproc, or pass model=PATH to an ONNX file."
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model file says about itself, validated.
+
+    Attributes
+    ----------
+    path : Path
+        The model file.
+    sample_rate_hz : int
+        The rate the model runs at.
+    n_fft, hop_length, win_length : int
+        STFT settings, in samples at ``sample_rate_hz``.
+    window : str
+        The analysis and synthesis window (``"sqrt_hann"``).
+    feature : str
+        The feature kind (``"log_power_db"``).
+    feature_amin : float
+        The power floor applied before the logarithm.
+    feature_mean_db, feature_std_db : np.ndarray [shape=(n_bins,)], float32
+        Per-bin normalisation of the features (read-only).
+    formulation : str
+        ``"mask"`` (the graph outputs a gain) or ``"noise_subtraction"`` (the graph
+        outputs the noise log-power in dB).
+    gain_floor_db : float or None
+        The lowest gain a mask model outputs, if it says.
+    lookahead_frames : int
+        Frames of look-ahead; each adds ``hop_length`` samples of latency.
+    model_version, description : str
+        Free text from the file.
+    state_shapes : dict[str, tuple[int, ...]]
+        The shape of every state tensor, keyed by its name without ``_in``/``_out``.
+    """
+
+    path: Path
+    sample_rate_hz: int
+    n_fft: int
+    hop_length: int
+    win_length: int
+    window: str
+    feature: str
+    feature_amin: float
+    feature_mean_db: np.ndarray
+    feature_std_db: np.ndarray
+    formulation: str
+    gain_floor_db: float | None
+    lookahead_frames: int
+    model_version: str
+    description: str
+    state_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def n_bins(self) -> int:
+        """Frequency bins per frame, ``n_fft // 2 + 1``."""
+        return self.n_fft // 2 + 1
+
+    @property
+    def output_name(self) -> str:
+        """The graph output this model's formulation produces."""
+        return FORMULATIONS[self.formulation]
+
+
+class ModelState:
+    """The streaming state of one stream (one channel) through one model.
+
+    Two buffers per state tensor: the run reads one and writes the other, then
+    they swap, so no state array is allocated per call.
+    """
+
+    def __init__(self, state_shapes: dict[str, tuple[int, ...]]) -> None:
+        self._buffers = {
+            name: (np.zeros(shape, np.float32), np.zeros(shape, np.float32))
+            for name, shape in state_shapes.items()
+        }
+        self._current = 0
+
+    def reset(self) -> None:
+        """Zero every state tensor: the start of a new stream."""
+        for pair in self._buffers.values():
+            pair[0].fill(0.0)
+            pair[1].fill(0.0)
+        self._current = 0
+
+    def inputs(self) -> dict[str, np.ndarray]:
+        """Return the buffers the next run reads, keyed by state name."""
+        return {name: pair[self._current] for name, pair in self._buffers.items()}
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        """Return the buffers the next run writes, keyed by state name."""
+        return {name: pair[1 - self._current] for name, pair in self._buffers.items()}
+
+    def swap(self) -> None:
+        """Make the buffers just written the ones the next run reads."""
+        self._current = 1 - self._current
+
+
+class OnnxModel:
+    """An onnxruntime session over a seproc model file, run with bound buffers.
+
+    Parameters
+    ----------
+    path : str or Path or None
+        The ONNX file; ``None`` loads the bundled default model.
+    num_threads : int
+        Threads onnxruntime may use inside one run (``intra_op_num_threads``).
+        One by default: a real-time host usually runs many streams, one per core.
+        Global thread settings are never changed.
+
+    Raises
+    ------
+    ModelError
+        If the file is missing, is not a valid ONNX model, or does not follow
+        seproc's model format (metadata keys, input and output names and shapes).
+    ParameterError
+        If ``num_threads`` is not a positive integer.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, num_threads: int = 1) -> None:
+        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+            raise ParameterError(f"Parameter num_threads={num_threads!r} must be an integer >= 1.")
+        self._path = default_model_path() if path is None else Path(path)
+        self._session = _open_session(self._path, num_threads)
+        self._info = _read_info(self._path, self._session)
+        self._binding = self._session.io_binding()
+
+    @property
+    def info(self) -> ModelInfo:
+        """The model's validated metadata."""
+        return self._info
+
+    @property
+    def path(self) -> Path:
+        """The model file."""
+        return self._path
+
+    def new_state(self) -> ModelState:
+        """Return zeroed streaming state for one new stream."""
+        return ModelState(self._info.state_shapes)
+
+    def run(self, features: np.ndarray, out: np.ndarray, state: ModelState) -> None:
+        """Run the model over consecutive frames of one stream, in one call.
+
+        Parameters
+        ----------
+        features : np.ndarray [shape=(frames, n_bins)], float32, C-contiguous
+            Normalised features of ``frames >= 1`` consecutive frames.
+        out : np.ndarray [shape=(frames, n_bins)], float32, C-contiguous
+            Receives the graph's output (gain or noise dB, per the formulation).
+        state : ModelState
+            The stream's state; read, then advanced past the last frame.
+
+        Notes
+        -----
+        Inputs and outputs are bound to the caller's buffers, so the run copies
+        nothing and allocates no array. The arrays are not checked here: this is
+        the hot path, and its callers own correctly shaped buffers.
+        """
+        binding = self._binding
+        shape = (1, *features.shape)
+        binding.bind_input(
+            _FEATURES_INPUT, "cpu", 0, np.float32, shape, features.__array_interface__["data"][0]
+        )
+        binding.bind_output(
+            self._info.output_name, "cpu", 0, np.float32, shape, out.__array_interface__["data"][0]
+        )
+        for name, buffer in state.inputs().items():
+            binding.bind_input(
+                f"{name}_in",
+                "cpu",
+                0,
+                np.float32,
+                buffer.shape,
+                buffer.__array_interface__["data"][0],
+            )
+        for name, buffer in state.outputs().items():
+            binding.bind_output(
+                f"{name}_out",
+                "cpu",
+                0,
+                np.float32,
+                buffer.shape,
+                buffer.__array_interface__["data"][0],
+            )
+        self._session.run_with_iobinding(binding)
+        state.swap()
+
+
+def _address(array: np.ndarray) -> int:
+    """Return the address of an array's first element, for binding it to onnxruntime."""
+    return array.__array_interface__["data"][0]
+
+
+def _open_session(path: Path, num_threads: int) -> ort.InferenceSession:
+    if not path.exists():
+        raise ModelError(f"Model file {path} does not exist.")
+    if not path.is_file():
+        raise ModelError(f"Model path {path} is not a file.")
+    if path.stat().st_size == 0:
+        raise ModelError(f"Model file {path} is empty (0 bytes); it is not an ONNX model.")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises several private exception types
+        first_line = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
+        raise ModelError(
+            f"Model file {path} could not be loaded by onnxruntime (is it a complete ONNX "
+            f"file?): {first_line}"
+        ) from None
+
+
+def _metadata_int(path: Path, meta: dict[str, str], key: str, minimum: int) -> int:
+    try:
+        value = int(meta[key])
+    except ValueError:
+        raise ModelError(f"Model {path}: metadata {key}={meta[key]!r} is not an integer.") from None
+    if value < minimum:
+        raise ModelError(f"Model {path}: metadata {key}={value} must be >= {minimum}.")
+    return value
+
+
+def _metadata_vector(path: Path, meta: dict[str, str], key: str, n_bins: int) -> np.ndarray:
+    try:
+        vector = np.asarray(json.loads(meta[key]), dtype=np.float32)
+    except (ValueError, TypeError):
+        raise ModelError(f"Model {path}: metadata {key} is not a JSON list of numbers.") from None
+    if vector.shape != (n_bins,) or not np.all(np.isfinite(vector)):
+        raise ModelError(
+            f"Model {path}: metadata {key} must hold {n_bins} finite numbers "
+            f"(n_fft // 2 + 1), got shape {vector.shape}."
+        )
+    vector.setflags(write=False)
+    return vector
+
+
+def _read_info(path: Path, session: ort.InferenceSession) -> ModelInfo:
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    missing = [key for key in _REQUIRED_KEYS if key not in meta]
+    if missing:
+        raise ModelError(
+            f"Model {path} is not a seproc model: its metadata lacks {', '.join(missing)} "
+            "(see models/FORMAT.md)."
+        )
+    if meta["seproc_model_format"] != _SUPPORTED_FORMAT:
+        raise ModelError(
+            f"Model {path} has seproc_model_format={meta['seproc_model_format']!r}; this "
+            f"seproc reads format {_SUPPORTED_FORMAT}. Upgrade seproc or re-export the model."
+        )
+    sample_rate_hz = _metadata_int(path, meta, "sample_rate_hz", 1)
+    n_fft = _metadata_int(path, meta, "n_fft", 2)
+    hop_length = _metadata_int(path, meta, "hop_length", 1)
+    win_length = _metadata_int(path, meta, "win_length", 1)
+    if win_length > n_fft or hop_length > win_length:
+        raise ModelError(
+            f"Model {path}: metadata needs hop_length <= win_length <= n_fft, got "
+            f"hop_length={hop_length}, win_length={win_length}, n_fft={n_fft}."
+        )
+    for key, allowed in (
+        ("window", {"sqrt_hann"}),
+        ("feature", {"log_power_db"}),
+        ("formulation", set(FORMULATIONS)),
+    ):
+        if meta[key] not in allowed:
+            raise ModelError(
+                f"Model {path}: metadata {key}={meta[key]!r} is not one of {sorted(allowed)}."
+            )
+    try:
+        feature_amin = float(meta["feature_amin"])
+    except ValueError:
+        feature_amin = math.nan
+    if not feature_amin > 0 or not math.isfinite(feature_amin):
+        raise ModelError(
+            f"Model {path}: metadata feature_amin={meta['feature_amin']!r} must be > 0."
+        )
+    n_bins = n_fft // 2 + 1
+    mean_db = _metadata_vector(path, meta, "feature_mean_db", n_bins)
+    std_db = _metadata_vector(path, meta, "feature_std_db", n_bins)
+    if np.any(std_db <= 0):
+        raise ModelError(f"Model {path}: metadata feature_std_db must be > 0 in every bin.")
+    gain_floor_db = float(meta["gain_floor_db"]) if "gain_floor_db" in meta else None
+    lookahead_frames = (
+        _metadata_int(path, meta, "lookahead_frames", 0) if "lookahead_frames" in meta else 0
+    )
+    formulation = meta["formulation"]
+    state_shapes = _validate_io(path, session, n_bins, FORMULATIONS[formulation])
+    return ModelInfo(
+        path=path,
+        sample_rate_hz=sample_rate_hz,
+        n_fft=n_fft,
+        hop_length=hop_length,
+        win_length=win_length,
+        window=meta["window"],
+        feature=meta["feature"],
+        feature_amin=feature_amin,
+        feature_mean_db=mean_db,
+        feature_std_db=std_db,
+        formulation=formulation,
+        gain_floor_db=gain_floor_db,
+        lookahead_frames=lookahead_frames,
+        model_version=meta.get("model_version", ""),
+        description=meta.get("description", ""),
+        state_shapes=state_shapes,
+    )
+
+
+def _check_frames_tensor(path: Path, kind: str, arg: ort.NodeArg, n_bins: int) -> None:
+    shape = arg.shape
+    ok = (
+        arg.type == "tensor(float)"
+        and len(shape) == 3
+        and (shape[0] == 1 or not isinstance(shape[0], int))
+        and shape[2] == n_bins
+    )
+    if not ok:
+        raise ModelError(
+            f"Model {path}: {kind} {arg.name!r} must be float32 of shape [1, frames, {n_bins}] "
+            f"(n_bins from the metadata's n_fft), got {arg.type} {shape}."
+        )
+
+
+def _validate_io(
+    path: Path, session: ort.InferenceSession, n_bins: int, output_name: str
+) -> dict[str, tuple[int, ...]]:
+    inputs = {arg.name: arg for arg in session.get_inputs()}
+    outputs = {arg.name: arg for arg in session.get_outputs()}
+    if _FEATURES_INPUT not in inputs:
+        raise ModelError(f"Model {path} has no input named {_FEATURES_INPUT!r}.")
+    _check_frames_tensor(path, "input", inputs[_FEATURES_INPUT], n_bins)
+    if output_name not in outputs:
+        raise ModelError(
+            f"Model {path}: its formulation needs an output named {output_name!r}; the graph "
+            f"has {sorted(outputs)}."
+        )
+    _check_frames_tensor(path, "output", outputs[output_name], n_bins)
+    state_shapes: dict[str, tuple[int, ...]] = {}
+    for name, arg in inputs.items():
+        if name == _FEATURES_INPUT:
+            continue
+        if not name.endswith("_in"):
+            raise ModelError(
+                f"Model {path}: input {name!r} is neither 'features' nor a state '<name>_in'."
+            )
+        base = name[: -len("_in")]
+        partner = outputs.get(f"{base}_out")
+        if partner is None:
+            raise ModelError(f"Model {path}: state input {name!r} has no output '{base}_out'.")
+        if (
+            arg.type != "tensor(float)"
+            or any(not isinstance(d, int) for d in arg.shape)
+            or list(partner.shape) != list(arg.shape)
+        ):
+            raise ModelError(
+                f"Model {path}: state {base!r} must be float32 with one static shape in and out, "
+                f"got {arg.type} {arg.shape} in and {partner.type} {partner.shape} out."
+            )
+        state_shapes[base] = tuple(int(d) for d in arg.shape)
+    return state_shapes

@@ -1,0 +1,283 @@
+"""One-shot functions beside the :class:`~seproc.Denoiser`: ``denoise`` and ``process_file``.
+
+Both compensate the latency, so output sample ``i`` corresponds to input sample ``i``,
+and both share their defaults with ``Denoiser`` (a test keeps them identical).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from seproc.denoiser import Denoiser
+from seproc.errors import ParameterError, SeprocError
+
+__all__ = ["FileResult", "denoise", "process_file"]
+
+DEFAULT_FILE_BLOCK_SAMPLES = 65536
+
+
+def denoise(
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    model: str | Path | None = None,
+    attenuation_limit_db: float | None = None,
+    num_threads: int = 1,
+) -> np.ndarray:
+    """Denoise a whole signal; the output is aligned with the input.
+
+    Parameters
+    ----------
+    audio : np.ndarray [shape=(channels, samples) or (samples,)], float32 or float64
+        The noisy signal. Arrays of shape ``(samples, channels)`` must be
+        transposed first (``audio.T``).
+    sample_rate : int
+        Its rate in Hz, 8000 to 96000.
+    model : str or Path or None
+        An ONNX model in seproc's format; ``None`` uses the bundled default.
+    attenuation_limit_db : float or None
+        The most any bin is attenuated, in dB; ``None`` for no limit, 0 for a bypass.
+    num_threads : int
+        onnxruntime threads for one run.
+
+    Returns
+    -------
+    np.ndarray [shape like ``audio``], float32
+        The denoised signal, sample ``i`` aligned with input sample ``i``.
+
+    Examples
+    --------
+    >>> import numpy as np, seproc
+    >>> noisy = np.random.default_rng(0).normal(0, 0.01, 16000).astype(np.float32)
+    >>> seproc.denoise(noisy, 16000).shape
+    (16000,)
+    """
+    array = np.asarray(audio)
+    channels = 1 if array.ndim == 1 else (array.shape[0] if array.ndim == 2 else 0)
+    if channels == 0:
+        raise ParameterError(
+            f"Parameter audio must be 1-D (samples,) or 2-D (channels, samples), got shape "
+            f"{array.shape}."
+        )
+    denoiser = Denoiser(
+        model,
+        sample_rate=sample_rate,
+        channels=channels,
+        attenuation_limit_db=attenuation_limit_db,
+        num_threads=num_threads,
+        warm_up=False,
+    )
+    return denoiser(array, sample_rate)
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What :func:`process_file` did to one file.
+
+    Attributes
+    ----------
+    src, dst : Path
+        The input and the output file.
+    sample_rate : int
+        The file's rate in Hz.
+    channels : int
+        The file's channel count.
+    duration_s : float
+        Audio duration in seconds.
+    processing_s : float
+        Wall-clock seconds spent, reading and writing included.
+    input_sha256, output_sha256 : str
+        Checksums of the two files.
+    """
+
+    src: Path
+    dst: Path
+    sample_rate: int
+    channels: int
+    duration_s: float
+    processing_s: float
+    input_sha256: str
+    output_sha256: str
+
+    @property
+    def real_time_factor(self) -> float:
+        """Processing time over audio time (lower is faster; 0.01 = 100x real time)."""
+        return self.processing_s / self.duration_s if self.duration_s > 0 else 0.0
+
+
+def process_file(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    model: str | Path | None = None,
+    attenuation_limit_db: float | None = None,
+    num_threads: int = 1,
+    block_samples: int = DEFAULT_FILE_BLOCK_SAMPLES,
+    subtype: str | None = None,
+) -> FileResult:
+    """Denoise one audio file into another, streaming, with latency compensated.
+
+    The input is read in blocks, so memory stays bounded for long files. The
+    output keeps the input's sample rate, channel count and (when ``dst`` has the
+    same format) subtype; its format follows ``dst``'s extension. It is written
+    to a temporary file beside ``dst`` and renamed into place only when complete,
+    so a failure never leaves a partial output behind.
+
+    Parameters
+    ----------
+    src : str or Path
+        Any file soundfile reads (WAV, FLAC, OGG, MP3, ...).
+    dst : str or Path
+        The output file; its folder must exist. It must not be ``src``.
+    model, attenuation_limit_db, num_threads
+        As for :class:`~seproc.Denoiser`.
+    block_samples : int
+        Samples read per block.
+    subtype : str or None
+        A soundfile subtype for the output (``"PCM_16"``, ``"FLOAT"``, ...);
+        ``None`` keeps the input's where the output format allows it.
+
+    Returns
+    -------
+    FileResult
+
+    Raises
+    ------
+    ParameterError
+        If ``dst`` is ``src``, or the file's rate or settings are unsupported.
+    SeprocError
+        If the input cannot be read or the output cannot be written; the message
+        names the file.
+    """
+    src_path, dst_path = Path(src), Path(dst)
+    if dst_path.exists() and dst_path.resolve() == src_path.resolve():
+        raise ParameterError(f"Output {dst_path} is the input file; seproc never overwrites input.")
+    if isinstance(block_samples, bool) or not isinstance(block_samples, int) or block_samples < 1:
+        raise ParameterError(f"Parameter block_samples={block_samples!r} must be an integer >= 1.")
+    started = time.perf_counter()
+    try:
+        reader = sf.SoundFile(str(src_path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        raise SeprocError(f"Cannot read {src_path}: {_first_line(error)}") from None
+    with reader:
+        out_subtype = _output_subtype(dst_path, reader.subtype, subtype)
+        denoiser = Denoiser(
+            model,
+            sample_rate=reader.samplerate,
+            channels=reader.channels,
+            attenuation_limit_db=attenuation_limit_db,
+            max_block_samples=block_samples,
+            num_threads=num_threads,
+        )
+        frames_total = _stream_to_temporary(reader, denoiser, dst_path, out_subtype, block_samples)
+    return FileResult(
+        src=src_path,
+        dst=dst_path,
+        sample_rate=denoiser.sample_rate,
+        channels=denoiser.channels,
+        duration_s=frames_total / denoiser.sample_rate,
+        processing_s=time.perf_counter() - started,
+        input_sha256=sha256_file(src_path),
+        output_sha256=sha256_file(dst_path),
+    )
+
+
+def _stream_to_temporary(
+    reader: sf.SoundFile, denoiser: Denoiser, dst: Path, subtype: str | None, block_samples: int
+) -> int:
+    """Denoise ``reader`` into a temporary file beside ``dst``, then rename it into place."""
+    try:
+        handle, temporary_name = tempfile.mkstemp(
+            prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent
+        )
+    except OSError as error:
+        raise SeprocError(f"Cannot write {dst}: {error.strerror or _first_line(error)}") from None
+    os.close(handle)
+    temporary = Path(temporary_name)
+    to_skip = denoiser.latency_samples
+    frames_total = 0
+    try:
+        with sf.SoundFile(
+            str(temporary),
+            mode="w",
+            samplerate=reader.samplerate,
+            channels=reader.channels,
+            subtype=subtype,
+            format=_format_for(dst),
+        ) as writer:
+            while True:
+                try:
+                    block = reader.read(block_samples, dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError) as error:
+                    raise SeprocError(
+                        f"Cannot read {reader.name} past {frames_total} frames: "
+                        f"{_first_line(error)}"
+                    ) from None
+                if block.shape[0] == 0:
+                    break
+                frames_total += block.shape[0]
+                output = denoiser.process(np.ascontiguousarray(block.T))
+                to_skip = _write_after_skip(writer, output, to_skip)
+            _write_after_skip(writer, denoiser.flush(), to_skip)
+        os.replace(temporary, dst)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return frames_total
+
+
+def _write_after_skip(writer: sf.SoundFile, output: np.ndarray, to_skip: int) -> int:
+    """Write ``output`` to ``writer`` minus its first ``to_skip`` samples; return what's left."""
+    skip_now = min(to_skip, output.shape[1])
+    if output.shape[1] > skip_now:
+        writer.write(output[:, skip_now:].T)
+    return to_skip - skip_now
+
+
+def _format_for(dst: Path) -> str:
+    extension = dst.suffix.lower().lstrip(".")
+    formats = {name.lower(): name for name in sf.available_formats()}
+    aliases = {"aif": "aiff", "oga": "ogg", "opus": "ogg"}
+    extension = aliases.get(extension, extension)
+    if extension not in formats:
+        raise ParameterError(
+            f"Output {dst} has extension {dst.suffix!r}, which soundfile cannot write; use one "
+            f"of .wav, .flac, .ogg, .aiff (or another of {sorted(formats)})."
+        )
+    return formats[extension]
+
+
+def _output_subtype(dst: Path, input_subtype: str, requested: str | None) -> str | None:
+    out_format = _format_for(dst)
+    if requested is not None:
+        if not sf.check_format(out_format, requested):
+            raise ParameterError(
+                f"Parameter subtype={requested!r} is not available for {out_format} files; "
+                f"choose one of {sorted(sf.available_subtypes(out_format))}."
+            )
+        return requested
+    if sf.check_format(out_format, input_subtype):
+        return input_subtype
+    return None  # soundfile's default subtype for the format
+
+
+def sha256_file(path: str | Path) -> str:
+    """Return the SHA-256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,414 @@
+"""The Denoiser: a real-time processor object that owns every buffer and all stream state.
+
+The data path of one :meth:`Denoiser.process` call, top to bottom:
+
+1. validate the block and copy it into a float32 input buffer;
+2. resample host rate -> model rate (skipped when they are equal);
+3. streaming STFT analysis: every complete frame of the block;
+4. normalised log-power features, one onnxruntime call per channel for all frames;
+5. the model's gain (floored by the attenuation limit) applied to the noisy spectrum;
+6. streaming overlap-add synthesis, resample model rate -> host rate;
+7. a FIFO that turns the chain's frame-sized bursts into exactly as many samples as
+   arrived, delayed by a fixed ``latency_samples``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from seproc import _kernels
+from seproc._validation import as_audio_block, check_finite
+from seproc.errors import ModelError, ParameterError
+from seproc.features import LogPowerFeatures
+from seproc.model import OnnxModel
+from seproc.resample import RateBridge
+from seproc.stft import STFT
+
+__all__ = ["MAX_SAMPLE_RATE_HZ", "MIN_SAMPLE_RATE_HZ", "Denoiser"]
+
+MIN_SAMPLE_RATE_HZ = 8000
+MAX_SAMPLE_RATE_HZ = 96000
+_ACTIVITY_BAND_HZ = (300.0, 4000.0)
+
+
+class Denoiser:
+    """Stream speech denoising: feed blocks of any size, get as many samples back.
+
+    Parameters
+    ----------
+    model : str or Path or None
+        An ONNX model file in seproc's format; ``None`` loads the bundled default.
+    sample_rate : int
+        The host's sample rate in Hz, 8000 to 96000. Audio is resampled to the
+        model's rate and back inside; the resamplers' delay is part of
+        ``latency_samples``.
+    channels : int
+        Number of channels; each is denoised with its own state.
+    attenuation_limit_db : float or None
+        The most the denoiser may attenuate any time-frequency bin, in dB (>= 0).
+        ``None`` removes as much noise as the model decides; ``0`` is a bypass
+        (the output is the input, delayed); ``12`` keeps some ambience.
+    max_block_samples : int
+        The largest block :meth:`process` handles without allocating. Larger
+        blocks still work; their output array is then allocated for the call.
+    num_threads : int
+        Threads onnxruntime may use in one run (1 by default; never global).
+    warm_up : bool
+        Compile the numba kernels and run the model once at construction, so the
+        first real :meth:`process` call is as fast as the rest.
+
+    Raises
+    ------
+    ParameterError
+        If an argument is out of range.
+    ModelError
+        If the model file is missing, invalid, or not in seproc's format.
+
+    Notes
+    -----
+    Audio arrays are ``(channels, samples)``, like pedalboard and librosa; a
+    1-D array is accepted when ``channels == 1``. Output is float32.
+
+    One object is one stream: it is not safe to call one object's methods from
+    several threads at once. Independent objects run concurrently in separate
+    threads (onnxruntime releases the GIL while the model runs).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from seproc import Denoiser
+    >>> denoiser = Denoiser(sample_rate=48000, channels=2)
+    >>> noisy = np.zeros((2, 48000), np.float32)
+    >>> clean = np.concatenate(
+    ...     [denoiser.process(noisy[:, i : i + 480]).copy() for i in range(0, 48000, 480)]
+    ...     + [denoiser.flush()],
+    ...     axis=1,
+    ... )[:, denoiser.latency_samples :]
+    >>> clean.shape
+    (2, 48000)
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        sample_rate: int = 16000,
+        channels: int = 1,
+        attenuation_limit_db: float | None = None,
+        max_block_samples: int = 8192,
+        num_threads: int = 1,
+        warm_up: bool = True,
+    ) -> None:
+        self._sample_rate = _check_int("sample_rate", sample_rate, MIN_SAMPLE_RATE_HZ)
+        if self._sample_rate > MAX_SAMPLE_RATE_HZ:
+            raise ParameterError(
+                f"Parameter sample_rate={sample_rate} is above {MAX_SAMPLE_RATE_HZ} Hz; seproc "
+                f"supports {MIN_SAMPLE_RATE_HZ} to {MAX_SAMPLE_RATE_HZ} Hz. Resample first."
+            )
+        self._channels = _check_int("channels", channels, 1)
+        self._max_block_samples = _check_int("max_block_samples", max_block_samples, 1)
+        self._min_gain = _min_gain(attenuation_limit_db)
+        self._attenuation_limit_db = attenuation_limit_db
+
+        self._model = OnnxModel(model, num_threads=num_threads)
+        info = self._model.info
+        if info.lookahead_frames != 0:
+            raise ModelError(
+                f"Model {info.path} uses lookahead_frames={info.lookahead_frames}; this seproc "
+                "runs causal models (lookahead_frames=0) only."
+            )
+        self._stft = STFT(
+            n_fft=info.n_fft,
+            hop_length=info.hop_length,
+            win_length=info.win_length,
+            window=info.window,
+            dtype=np.float32,
+        )
+        self._features = LogPowerFeatures(
+            info.feature_mean_db, info.feature_std_db, amin=info.feature_amin
+        )
+        self._bridge = RateBridge(
+            self._sample_rate,
+            info.sample_rate_hz,
+            channels=self._channels,
+            max_block_samples=self._max_block_samples,
+            inner_delay_samples=self._stft.latency_samples,
+            inner_block_samples=info.hop_length,
+        )
+        bin_hz = info.sample_rate_hz / info.n_fft
+        self._activity_bins = (
+            int(math.ceil(_ACTIVITY_BAND_HZ[0] / bin_hz)),
+            min(int(_ACTIVITY_BAND_HZ[1] / bin_hz) + 1, info.n_bins),
+        )
+        self._apply_gain = (
+            _kernels.apply_mask_gain if info.formulation == "mask" else _kernels.apply_noise_subtraction
+        )
+        self._allocate()
+        self.reset()
+        if warm_up:
+            self._warm_up()
+
+    # -- read-only settings -------------------------------------------------------------
+
+    @property
+    def sample_rate(self) -> int:
+        """The host sample rate in Hz."""
+        return self._sample_rate
+
+    @property
+    def channels(self) -> int:
+        """The number of channels."""
+        return self._channels
+
+    @property
+    def model_sample_rate(self) -> int:
+        """The model's native sample rate in Hz."""
+        return self._model.info.sample_rate_hz
+
+    @property
+    def hop_length(self) -> int:
+        """Model-rate samples between STFT frames."""
+        return self._stft.hop_length
+
+    @property
+    def latency_samples(self) -> int:
+        """How many samples (at ``sample_rate``) the output lags the input."""
+        return self._bridge.latency_samples
+
+    @property
+    def latency_ms(self) -> float:
+        """``latency_samples`` in milliseconds."""
+        return 1000.0 * self.latency_samples / self._sample_rate
+
+    @property
+    def attenuation_limit_db(self) -> float | None:
+        """The most any bin is attenuated, in dB; ``None`` when unlimited."""
+        return self._attenuation_limit_db
+
+    @property
+    def max_block_samples(self) -> int:
+        """The largest block :meth:`process` handles without allocating."""
+        return self._max_block_samples
+
+    @property
+    def model_path(self) -> Path:
+        """The model file in use."""
+        return self._model.path
+
+    @property
+    def speech_activity(self) -> np.ndarray:
+        """Speech activity of the frames completed by the last :meth:`process` call.
+
+        Returns
+        -------
+        np.ndarray [shape=(channels, frames)], float32, read-only view
+            For each frame, the share of the noisy energy between 300 Hz and
+            4 kHz that the denoiser kept: near 1 where the model hears speech,
+            near 0 where it removes everything (noise only). A frame is
+            ``hop_length`` samples at ``model_sample_rate``; a call may complete
+            no frame (short blocks), then this is empty. The view is overwritten
+            by the next call: copy it to keep it.
+        """
+        view = self._activity[:, : self._frames_last_call]
+        view.flags.writeable = False
+        return view
+
+    # -- streaming ------------------------------------------------------------------------
+
+    def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Denoise one block of a stream.
+
+        Parameters
+        ----------
+        block : np.ndarray [shape=(channels, samples) or (samples,)], float32 or float64
+            The next samples of the stream, any number including 0; 1-D only
+            when ``channels == 1``.
+        out : np.ndarray [shape=(channels, samples)] or None
+            Where to write the output (float32 or float64). ``None`` returns a
+            view of an internal buffer that the next call overwrites.
+
+        Returns
+        -------
+        np.ndarray [shape like ``block``], float32 unless ``out`` says otherwise
+            As many samples as ``block`` has, ``latency_samples`` behind the input.
+
+        Raises
+        ------
+        ParameterError
+            If the block has the wrong shape, channel count or dtype (integer PCM),
+            or holds NaN or Inf.
+        """
+        block2d, was_1d = as_audio_block(block, self._channels, name="block")
+        n = block2d.shape[1]
+        target = self._output_target(out, n, was_1d)
+        if not check_finite(block2d):
+            raise ParameterError(
+                "Parameter block holds NaN or Inf values; pass finite audio "
+                "(np.nan_to_num(block) replaces them). The stream state is unchanged."
+            )
+        done = 0
+        while done < n:
+            size = min(self._max_block_samples, n - done)
+            np.copyto(self._input[:, :size], block2d[:, done : done + size])
+            self._process_chunk(size)
+            self._read_pos = _kernels.ring_read(
+                self._fifo, self._read_pos, target[:, done:], size
+            )
+            done += size
+        if n == 0:
+            self._frames_last_call = 0
+        return target[0] if was_1d else target
+
+    def flush(self) -> np.ndarray:
+        """Return the ``latency_samples`` of output that the latency still holds back.
+
+        The stream is fed silence until everything that went in has come out;
+        the object is then reset, ready for a new stream.
+
+        Returns
+        -------
+        np.ndarray [shape=(channels, latency_samples)], float32
+            A new array (flush is not on the real-time path).
+        """
+        tail = np.zeros((self._channels, self.latency_samples), np.float32)
+        remaining = self.latency_samples
+        start = 0
+        while remaining > 0:
+            size = min(self._max_block_samples, remaining)
+            self._input[:, :size] = 0.0
+            self._process_chunk(size)
+            self._read_pos = _kernels.ring_read(self._fifo, self._read_pos, tail[:, start:], size)
+            start += size
+            remaining -= size
+        self.reset()
+        return tail
+
+    def reset(self) -> None:
+        """Start a new stream: clear every piece of stream state, in one place."""
+        self._bridge.reset()
+        self._analyzer.reset()
+        self._synthesizer.reset()
+        for state in self._states:
+            state.reset()
+        self._fifo.fill(0.0)
+        self._activity.fill(0.0)
+        self._frames_last_call = 0
+        self._read_pos = 0
+        self._write_pos = self._bridge.prefill_samples
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Denoise a whole signal, pedalboard style: output aligned with the input.
+
+        Resets the stream first, processes ``audio``, flushes, and drops the
+        first ``latency_samples``, so ``output[:, i]`` corresponds to
+        ``audio[:, i]``.
+
+        Parameters
+        ----------
+        audio : np.ndarray [shape=(channels, samples) or (samples,)], float
+            The signal.
+        sample_rate : int
+            Its rate; must equal this object's ``sample_rate``.
+
+        Returns
+        -------
+        np.ndarray [shape like ``audio``], float32
+        """
+        if sample_rate != self._sample_rate:
+            raise ParameterError(
+                f"Parameter sample_rate={sample_rate} differs from this Denoiser's "
+                f"{self._sample_rate} Hz; make a Denoiser(sample_rate={sample_rate}) instead."
+            )
+        block2d, was_1d = as_audio_block(audio, self._channels, name="audio")
+        self.reset()
+        n = block2d.shape[1]
+        output = np.empty((self._channels, n + self.latency_samples), np.float32)
+        self.process(block2d, out=output[:, :n])
+        output[:, n:] = self.flush()
+        aligned = output[:, self.latency_samples :]
+        return aligned[0] if was_1d else aligned
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _allocate(self) -> None:
+        info = self._model.info
+        channels = self._channels
+        model_block = self._bridge.max_inner_samples
+        self._analyzer = self._stft.analyzer(channels=channels, max_block_samples=model_block)
+        max_frames = self._analyzer.max_frames
+        self._synthesizer = self._stft.synthesizer(channels=channels, max_frames=max_frames)
+        self._input = np.zeros((channels, self._max_block_samples), np.float32)
+        self._spec = np.zeros((channels, max_frames, info.n_bins), np.complex64)
+        self._feature_buffer = np.zeros((channels, max_frames, info.n_bins), np.float32)
+        self._model_out = np.zeros((channels, max_frames, info.n_bins), np.float32)
+        self._activity = np.zeros((channels, max_frames), np.float32)
+        self._synthesized = np.zeros((channels, max_frames * info.hop_length), np.float32)
+        self._output = np.zeros((channels, self._max_block_samples), np.float32)
+        fifo_capacity = self._bridge.prefill_samples + 2 * (
+            self._max_block_samples + self._bridge.max_outer_samples(max_frames * info.hop_length)
+        )
+        self._fifo = np.zeros((channels, fifo_capacity), np.float32)
+        self._states = [self._model.new_state() for _ in range(channels)]
+
+    def _output_target(self, out: np.ndarray | None, n: int, was_1d: bool) -> np.ndarray:
+        if out is None:
+            if n <= self._max_block_samples:
+                return self._output[:, :n]
+            return np.empty((self._channels, n), np.float32)
+        target = out[np.newaxis] if (was_1d and out.ndim == 1) else out
+        if target.shape != (self._channels, n) or target.dtype not in (np.float32, np.float64):
+            raise ParameterError(
+                f"Parameter out must be a float32 or float64 array of shape "
+                f"({self._channels}, {n}) to match the block, got {out.dtype} {out.shape}."
+            )
+        return target
+
+    def _process_chunk(self, size: int) -> None:
+        inner = self._bridge.to_inner(self._input[:, :size])
+        n_frames = self._analyzer.process(inner, self._spec)
+        hop = self._stft.hop_length
+        low, high = self._activity_bins
+        for c in range(self._channels):
+            if n_frames == 0:
+                break
+            spec = self._spec[c, :n_frames]
+            features = self._feature_buffer[c, :n_frames]
+            model_out = self._model_out[c, :n_frames]
+            self._features.compute(spec, features)
+            self._model.run(features, model_out, self._states[c])
+            self._apply_gain(spec, model_out, self._min_gain, low, high, self._activity[c])
+        self._frames_last_call = n_frames
+        n_samples = n_frames * hop
+        self._synthesizer.process(self._spec, n_frames, self._synthesized)
+        outer = self._bridge.to_outer(self._synthesized[:, :n_samples])
+        self._write_pos = _kernels.ring_write(self._fifo, self._write_pos, outer, outer.shape[1])
+
+    def _warm_up(self) -> None:
+        silence = np.zeros((self._channels, 4 * self._stft.hop_length), np.float32)
+        self.process(silence)
+        self.reset()
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ParameterError(f"Parameter {name}={value!r} must be an integer >= {minimum}.")
+    return int(value)
+
+
+def _min_gain(attenuation_limit_db: float | None) -> float:
+    if attenuation_limit_db is None:
+        return 0.0
+    if (
+        isinstance(attenuation_limit_db, bool)
+        or not isinstance(attenuation_limit_db, (int, float, np.floating, np.integer))
+        or not math.isfinite(attenuation_limit_db)
+        or attenuation_limit_db < 0
+    ):
+        raise ParameterError(
+            f"Parameter attenuation_limit_db={attenuation_limit_db!r} must be None or a finite "
+            "number of dB >= 0 (0 is a bypass, 12 keeps some ambience)."
+        )
+    return float(10.0 ** (-float(attenuation_limit_db) / 20.0))

@@ -4,14 +4,34 @@ Each kernel is small, takes its constants as arguments (numba freezes globals at
 compile time), and writes into a buffer that the caller owns, so the streaming hot
 path allocates nothing. No global ``fastmath``: it changes NaN/Inf semantics.
 
-Kernels are compiled with ``cache=True``. On a read-only install numba cannot write
-its cache next to the package: set ``NUMBA_CACHE_DIR`` to a writable folder.
+Kernels are cached on disk (``cache=_CACHE``) in the first folder numba can write:
+``NUMBA_CACHE_DIR``, ``__pycache__`` beside this file, or ``~/.cache/numba``. On a
+read-only install with no writable home (containers, serverless) none is writable and
+numba's ``cache=True`` would fail at import ("cannot cache function", librosa issue
+1156); the kernels then compile in memory at every start instead. Set
+``NUMBA_CACHE_DIR`` to a writable folder to pay the compile time once.
 """
 
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
+
+
+def _cache_is_possible() -> bool:
+    """Return whether numba finds a writable cache folder for this module's kernels."""
+
+    def probe() -> int:  # never compiled: numba picks the cache folder at decoration
+        return 0
+
+    try:
+        nb.njit(cache=True)(probe)
+    except RuntimeError:
+        return False
+    return True
+
+
+_CACHE = _cache_is_possible()
 
 # ---------------------------------------------------------------------------
 # Framing, windowing and overlap-add (used by seproc.stft)
@@ -33,7 +53,7 @@ import numpy as np
 # ---------------------------------------------------------------------------
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def apply_mask_gain(spec, model_out, min_gain, band_start, band_stop, activity):
     """Apply a mask model's gain to a spectrum in place and measure speech activity.
 
@@ -58,7 +78,7 @@ def apply_mask_gain(spec, model_out, min_gain, band_start, band_stop, activity):
         activity[t] = kept / total if total > 0.0 else 1.0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def apply_noise_subtraction(spec, noise_db, min_gain, band_start, band_stop, activity):
     """Subtract a predicted noise magnitude from a spectrum in place (seed formulation).
 
@@ -86,7 +106,7 @@ def apply_noise_subtraction(spec, noise_db, min_gain, band_start, band_stop, act
         activity[t] = kept / total if total > 0.0 else 1.0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def all_finite(block):
     """Return True when every value of a 2-D array is finite."""
     channels, samples = block.shape
@@ -97,7 +117,7 @@ def all_finite(block):
     return True
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def ring_write(ring, write_pos, source, n):
     """Append ``source[:, :n]`` to a ring buffer at ``write_pos``; return the new position."""
     channels, capacity = ring.shape
@@ -111,7 +131,7 @@ def ring_write(ring, write_pos, source, n):
     return pos
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def ring_read(ring, read_pos, target, n):
     """Move ``n`` samples from a ring buffer at ``read_pos`` into ``target[:, :n]``."""
     channels, capacity = ring.shape

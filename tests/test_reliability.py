@@ -13,9 +13,17 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from seproc.denoiser import Denoiser
+from seproc.errors import ParameterError
+from tests.model_factory import make_model
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -120,3 +128,306 @@ def test_a_read_only_install_imports_without_any_writable_cache(read_only_instal
     for cache_dir in (None, blocker):
         result = probe_result(run_probe(site, cache_dir, blocker))
         assert result["finite"] and result["hits"] == 0
+
+
+# ---------------------------------------------------------------------------
+# Warm-up: the first process() call after construction compiles nothing
+# ---------------------------------------------------------------------------
+
+COMPILE_PROBE = """
+import json, sys
+import numba
+import numpy as np
+from seproc import _kernels
+from seproc.denoiser import Denoiser
+
+def compiled():
+    return {name: len(f.signatures) for name, f in vars(_kernels).items()
+            if isinstance(f, numba.core.registry.CPUDispatcher)}
+
+denoiser = Denoiser(sys.argv[1], sample_rate=48000, channels=2, warm_up=sys.argv[2] == "1")
+before = compiled()
+block = np.random.default_rng(0).standard_normal((2, 480))
+denoiser.process(block.astype(np.float32))
+denoiser.process(block)
+denoiser.process(block, out=np.empty((2, 480)))
+denoiser.process(block.astype(np.float32), out=np.empty((2, 480), np.float32))
+after = compiled()
+print(json.dumps({name: after[name] - before[name] for name in after
+                  if after[name] != before[name]}))
+"""
+
+
+def test_warm_up_compiles_every_kernel_the_first_blocks_need(models):
+    """float32 and float64 blocks, into the internal buffer or a float32/float64 ``out``.
+
+    Run in a fresh interpreter, where nothing is compiled yet. (Without warm-up the same
+    probe reports apply_mask_gain, ring_read and the rest: the check can fail.)
+    """
+    completed = subprocess.run(
+        [sys.executable, "-c", COMPILE_PROBE, str(models["stateful"]), "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == {}
+
+
+# ---------------------------------------------------------------------------
+# Property tests of Denoiser.process
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reliability-models")
+    return {"stateful": make_model(folder / "stateful.onnx")}
+
+
+class DenoiserPool:
+    """Denoisers by (sample_rate, channels), reused through reset().
+
+    test_denoiser pins that output after reset() equals a fresh object's, so a reset
+    pooled object stands for a new one and hypothesis need not build one per example.
+    """
+
+    def __init__(self, model):
+        self._model = model
+        self._objects = {}
+
+    def get(self, sample_rate, channels, max_block_samples=8192):
+        key = (sample_rate, channels, max_block_samples)
+        if key not in self._objects:
+            self._objects[key] = Denoiser(
+                self._model,
+                sample_rate=sample_rate,
+                channels=channels,
+                max_block_samples=max_block_samples,
+                warm_up=False,
+            )
+        denoiser = self._objects[key]
+        denoiser.reset()
+        return denoiser
+
+
+@pytest.fixture(scope="module")
+def pool(models):
+    return DenoiserPool(models["stateful"])
+
+
+def make_signal(kind, amplitude, channels, samples, dtype, seed):
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples)
+    if kind == "noise":
+        signal = amplitude * rng.standard_normal((channels, samples))
+    elif kind == "silence":
+        signal = np.zeros((channels, samples))
+    elif kind == "dc":
+        signal = np.full((channels, samples), amplitude * rng.choice([-1.0, 1.0]))
+    elif kind == "square":  # full scale, a period of 2 to 200 samples
+        period = rng.integers(2, 201)
+        signal = np.where((t % period) < period / 2, 1.0, -1.0)[np.newaxis].repeat(channels, 0)
+    else:  # sparse full-amplitude clicks on silence
+        signal = np.zeros((channels, samples))
+        clicks = rng.integers(0, max(samples, 1), size=(channels, 5))
+        for c in range(channels):
+            signal[c, clicks[c][clicks[c] < samples]] = amplitude
+    return signal.astype(dtype)
+
+
+def feed(denoiser, signal, sizes):
+    """Stream ``signal`` in blocks of ``sizes`` (cycled, zeros allowed); check each block."""
+    pieces, start, i = [], 0, 0
+    while start < signal.shape[1]:
+        size = sizes[i % len(sizes)]
+        block = signal[:, start : start + size]
+        out = denoiser.process(block)
+        assert out.shape == block.shape and out.dtype == np.float32
+        pieces.append(out.copy())
+        start += size
+        i += 1
+    return np.concatenate(pieces, axis=1) if pieces else np.zeros(signal.shape, np.float32)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    channels=st.integers(1, 3),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    sample_rate=st.sampled_from([16000, 44100, 48000]),
+    kind=st.sampled_from(["noise", "silence", "dc", "square", "clicks"]),
+    log_amplitude=st.floats(-9.0, 3.0),
+    samples=st.integers(0, 6000),
+    sizes=st.lists(st.integers(0, 2500), min_size=1, max_size=12).filter(any),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_process_is_finite_length_keeping_and_partition_independent(
+    pool, channels, dtype, sample_rate, kind, log_amplitude, samples, sizes, seed
+):
+    amplitude = 10.0**log_amplitude
+    signal = make_signal(kind, amplitude, channels, samples, dtype, seed)
+    whole = pool.get(sample_rate, channels).process(signal).copy()
+    streamed = feed(pool.get(sample_rate, channels), signal, sizes)
+    assert streamed.shape == signal.shape
+    assert np.all(np.isfinite(streamed))
+    peak = float(np.max(np.abs(signal), initial=0.0))
+    np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-6 * peak)
+    if kind == "silence":
+        np.testing.assert_array_equal(streamed, 0.0)
+
+
+# ---------------------------------------------------------------------------
+# A bad block mid-stream: a clear error, and the stream goes on as if it never came
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sample_rate", [16000, 48000])
+@pytest.mark.parametrize(
+    ("value", "dtype"),
+    [
+        (np.nan, np.float32),
+        (np.inf, np.float64),
+        (-np.inf, np.float32),
+        (1e39, np.float64),  # finite in float64, but not representable in float32
+    ],
+    ids=["nan", "inf", "-inf", "beyond-float32"],
+)
+def test_a_bad_block_mid_stream_raises_and_leaves_the_stream_clean(
+    models, sample_rate, value, dtype
+):
+    rng = np.random.default_rng(3)
+    before = (0.1 * rng.standard_normal((2, 3001))).astype(dtype)
+    after = (0.1 * rng.standard_normal((2, 2999))).astype(dtype)
+    # Longer than max_block_samples, so process() would work through it in chunks.
+    bad = (0.1 * rng.standard_normal((2, 2500))).astype(dtype)
+    bad[1, 2222] = value
+    settings = {"sample_rate": sample_rate, "channels": 2, "max_block_samples": 1000}
+    used = Denoiser(models["stateful"], **settings)
+    fresh = Denoiser(models["stateful"], **settings)
+    np.testing.assert_array_equal(used.process(before), fresh.process(before))
+    with pytest.raises(ParameterError, match=r"block holds NaN or Inf"):
+        used.process(bad)
+    np.testing.assert_array_equal(used.process(after), fresh.process(after))
+    np.testing.assert_array_equal(used.flush(), fresh.flush())
+
+
+# ---------------------------------------------------------------------------
+# Denormals: near-silence leaves no subnormal numbers in the stream state
+# ---------------------------------------------------------------------------
+
+
+def stream_arrays(obj, name="denoiser", seen=None):
+    """Yield (name, array) for every numpy array a seproc object holds, recursively."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        yield name, obj
+    elif isinstance(obj, (list, tuple)):
+        for i, item in enumerate(obj):
+            yield from stream_arrays(item, f"{name}[{i}]", seen)
+    elif isinstance(obj, dict):
+        for key, item in obj.items():
+            yield from stream_arrays(item, f"{name}[{key!r}]", seen)
+    elif type(obj).__module__.startswith("seproc.") and hasattr(obj, "__dict__"):
+        for key, item in vars(obj).items():
+            yield from stream_arrays(item, f"{name}.{key}", seen)
+
+
+def subnormal_counts(denoiser):
+    counts = {}
+    for name, array in stream_arrays(denoiser):
+        if array.dtype.kind not in "fc" or array.size == 0:
+            continue
+        real = array.real if array.dtype.kind == "c" else array
+        parts = (real, array.imag) if array.dtype.kind == "c" else (real,)
+        tiny = np.finfo(real.dtype).tiny
+        n = sum(int(np.count_nonzero((p != 0) & (np.abs(p) < tiny))) for p in parts)
+        if n:
+            counts[name] = n
+    return counts
+
+
+def test_the_state_walk_finds_subnormals():
+    """The check below can fail: a subnormal planted in a buffer is found."""
+
+    class Holder:
+        pass
+
+    Holder.__module__ = "seproc.fake"
+    holder = Holder()
+    holder.buffers = [np.zeros(4, np.float32), {"x": np.zeros(3, np.complex64)}]
+    assert subnormal_counts(holder) == {}
+    holder.buffers[1]["x"][2] = 1e-40j
+    assert subnormal_counts(holder) == {"denoiser.buffers[1]['x']": 1}
+
+
+@pytest.mark.parametrize("sample_rate", [16000, 48000])
+@pytest.mark.parametrize("level", [1e-38, 1e-42, 1.4e-45], ids=["1e-38", "1e-42", "min"])
+def test_subnormal_input_leaves_no_subnormals_in_the_stream_state(models, sample_rate, level):
+    rng = np.random.default_rng(5)
+    signal = (level * rng.standard_normal((2, sample_rate // 2))).astype(np.float32)
+    assert np.count_nonzero(signal) > signal.size // 2  # they really are subnormal, not 0
+    denoiser = Denoiser(models["stateful"], sample_rate=sample_rate, channels=2)
+    out = feed(denoiser, signal, list(rng.integers(1, 2000, size=20)))
+    assert np.all(np.isfinite(out))
+    assert subnormal_counts(denoiser) == {}
+
+
+@pytest.mark.parametrize("sample_rate", [16000, 48000])
+def test_near_silence_gives_finite_output(models, sample_rate):
+    rng = np.random.default_rng(6)
+    denoiser = Denoiser(models["stateful"], sample_rate=sample_rate)
+    for level in (1e-30, 1e-25, 1e-20):
+        signal = (level * rng.standard_normal((1, sample_rate // 4))).astype(np.float32)
+        out = feed(denoiser, signal, [480])
+        assert np.all(np.isfinite(out)) and np.max(np.abs(out)) < 100 * level
+
+
+# ---------------------------------------------------------------------------
+# Threads: one Denoiser per thread equals sequential processing
+# ---------------------------------------------------------------------------
+
+
+def test_threads_with_own_denoisers_match_sequential_bit_for_bit(models):
+    """Mixed settings per thread, started together, with random block partitions."""
+    jobs = []
+    rng = np.random.default_rng(8)
+    for i, (sample_rate, channels) in enumerate(
+        [(16000, 1), (48000, 2), (44100, 1), (48000, 3), (16000, 2), (22050, 1)]
+    ):
+        signal = (0.2 * rng.standard_normal((channels, sample_rate // 2))).astype(
+            np.float64 if i % 2 else np.float32
+        )
+        sizes = list(rng.integers(1, 3000, size=15))
+        jobs.append((sample_rate, channels, signal, sizes))
+
+    def run(job):
+        sample_rate, channels, signal, sizes = job
+        denoiser = Denoiser(models["stateful"], sample_rate=sample_rate, channels=channels)
+        return np.concatenate([feed(denoiser, signal, sizes), denoiser.flush()], axis=1)
+
+    expected = [run(job) for job in jobs]
+    results = [None] * len(jobs)
+    barrier = threading.Barrier(len(jobs))
+
+    def work(i):
+        barrier.wait()
+        results[i] = run(jobs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for got, want in zip(results, expected, strict=True):
+        assert got is not None
+        np.testing.assert_array_equal(got, want)

@@ -28,6 +28,63 @@ import numpy as np
 # ---------------------------------------------------------------------------
 
 
+@nb.njit(cache=True)
+def polyphase_resample(history, block, n, taps, up, down, position, out):
+    """Resample ``block[:, :n]`` by ``up / down`` with a polyphase filter; return the state.
+
+    ``history`` is ``(channels, n_taps - 1 + capacity)``: its first ``n_taps - 1``
+    columns hold the last input samples of the previous call (zeros at the start of
+    a stream); ``block[:, :n]`` is copied after them (``n <= capacity``).
+    ``taps[phase, j]`` is the prototype filter's sample ``phase + (n_taps - 1 - j) * up``
+    (time-reversed polyphase branches, gain included), so output ``m`` is the dot
+    product of one branch with ``n_taps`` consecutive input samples.
+
+    ``position`` is where the next output sample lies on the ``up``-times finer grid,
+    relative to ``block[:, 0]``: output ``m`` sits at ``m * down - extra_delay``, and is
+    computed once its newest input sample ``floor(position / up)`` has arrived. A
+    negative position (only at the start of a stream, with an extra delay) reads
+    nothing but the zeros before the stream, so the output is 0.
+
+    Writes the outputs to ``out[:, :count]`` and returns ``(count, next_position)``.
+    Each output is summed in the same order whatever the block partition, so a
+    stream is bit-identical to one call on the whole signal.
+    """
+    channels = history.shape[0]
+    n_taps = taps.shape[1]
+    keep = n_taps - 1
+    for c in range(channels):
+        for i in range(n):
+            history[c, keep + i] = block[c, i]
+    limit = n * up
+    count = 0
+    while position < limit:
+        if position < 0:
+            for c in range(channels):
+                out[c, count] = 0.0
+        else:
+            start = position // up
+            phase = position - start * up
+            for c in range(channels):
+                # Four independent accumulators: no dependency chain, fixed order.
+                acc0 = 0.0
+                acc1 = 0.0
+                acc2 = 0.0
+                acc3 = 0.0
+                for j in range(0, n_taps, 4):
+                    acc0 += taps[phase, j] * history[c, start + j]
+                    acc1 += taps[phase, j + 1] * history[c, start + j + 1]
+                    acc2 += taps[phase, j + 2] * history[c, start + j + 2]
+                    acc3 += taps[phase, j + 3] * history[c, start + j + 3]
+                out[c, count] = (acc0 + acc1) + (acc2 + acc3)
+        position += down
+        count += 1
+    for c in range(channels):
+        for i in range(keep):
+            history[c, i] = history[c, n + i]
+    return count, position - limit
+
+
+
 # ---------------------------------------------------------------------------
 # Gain application and gain statistics (used by seproc.denoiser)
 # ---------------------------------------------------------------------------

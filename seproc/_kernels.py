@@ -28,7 +28,14 @@ import numpy as np
 # ---------------------------------------------------------------------------
 
 
-@nb.njit(cache=True)
+# Only reassociation and contraction (FMA) are allowed, so that the dot product below
+# vectorises; NaN and Inf keep their IEEE meaning ("nnan"/"ninf" stay off). The order
+# of the sums depends on the tap count alone, which is fixed per resampler, so a stream
+# is still bit-identical to one call on the whole signal (tests/test_resample.py).
+_DOT_FLAGS = {"reassoc", "contract"}
+
+
+@nb.njit(cache=True, fastmath=_DOT_FLAGS)
 def polyphase_resample(history, block, n, taps, up, down, position, out):
     """Resample ``block[:, :n]`` by ``up / down`` with a polyphase filter; return the state.
 
@@ -37,7 +44,8 @@ def polyphase_resample(history, block, n, taps, up, down, position, out):
     a stream); ``block[:, :n]`` is copied after them (``n <= capacity``).
     ``taps[phase, j]`` is the prototype filter's sample ``phase + (n_taps - 1 - j) * up``
     (time-reversed polyphase branches, gain included), so output ``m`` is the dot
-    product of one branch with ``n_taps`` consecutive input samples.
+    product of one branch with ``n_taps`` consecutive input samples, summed in the
+    dtype of ``taps``.
 
     ``position`` is where the next output sample lies on the ``up``-times finer grid,
     relative to ``block[:, 0]``: output ``m`` sits at ``m * down - extra_delay``, and is
@@ -46,8 +54,6 @@ def polyphase_resample(history, block, n, taps, up, down, position, out):
     nothing but the zeros before the stream, so the output is 0.
 
     Writes the outputs to ``out[:, :count]`` and returns ``(count, next_position)``.
-    Each output is summed in the same order whatever the block partition, so a
-    stream is bit-identical to one call on the whole signal.
     """
     channels = history.shape[0]
     n_taps = taps.shape[1]
@@ -63,26 +69,19 @@ def polyphase_resample(history, block, n, taps, up, down, position, out):
                 out[c, count] = 0.0
         else:
             start = position // up
-            phase = position - start * up
+            branch = taps[position - start * up]
             for c in range(channels):
-                # Four independent accumulators: no dependency chain, fixed order.
-                acc0 = 0.0
-                acc1 = 0.0
-                acc2 = 0.0
-                acc3 = 0.0
-                for j in range(0, n_taps, 4):
-                    acc0 += taps[phase, j] * history[c, start + j]
-                    acc1 += taps[phase, j + 1] * history[c, start + j + 1]
-                    acc2 += taps[phase, j + 2] * history[c, start + j + 2]
-                    acc3 += taps[phase, j + 3] * history[c, start + j + 3]
-                out[c, count] = (acc0 + acc1) + (acc2 + acc3)
+                window = history[c, start : start + n_taps]
+                acc = branch[0] * window[0]
+                for j in range(1, n_taps):
+                    acc += branch[j] * window[j]
+                out[c, count] = acc
         position += down
         count += 1
     for c in range(channels):
         for i in range(keep):
             history[c, i] = history[c, n + i]
     return count, position - limit
-
 
 
 # ---------------------------------------------------------------------------

@@ -167,9 +167,7 @@ class StreamResampler:
         self._max_block_samples = _check_int("max_block_samples", max_block_samples, 1)
         self._dtype = np.dtype(dtype)
         if self._dtype not in (np.float32, np.float64):
-            raise ParameterError(
-                f"Parameter dtype={dtype!r} must be np.float32 or np.float64."
-            )
+            raise ParameterError(f"Parameter dtype={dtype!r} must be np.float32 or np.float64.")
         self._quality = quality
         attenuation_db = _check_quality(quality)
         self._up, self._down = _ratio(self._in_rate_hz, self._out_rate_hz)
@@ -264,15 +262,15 @@ class StreamResampler:
     # -- streaming ------------------------------------------------------------------------
 
     def max_output_samples(self, n: int) -> int:
-        """The most output samples one call with ``n`` input samples can return."""
+        """Return the most output samples one call with ``n`` input samples can give."""
         return max(0, -(-(n * self._up + max(self._extra_fine, 0)) // self._down))
 
     def output_samples(self, n: int) -> int:
-        """Exactly how many samples the next call with ``n`` input samples returns."""
+        """Return exactly how many samples the next call with ``n`` input samples gives."""
         return max(0, -(-(n * self._up - self._position) // self._down))
 
     def total_output_samples(self, n_total: int | np.ndarray) -> int | np.ndarray:
-        """How many samples have come out after ``n_total`` input samples, in all."""
+        """Return how many samples have come out after ``n_total`` input samples, in all."""
         return np.maximum(0, -(-(np.asarray(n_total) * self._up + self._extra_fine) // self._down))
 
     def reset(self) -> None:
@@ -583,7 +581,7 @@ class RateBridge:
         return self._max_inner_samples
 
     def max_outer_samples(self, n: int) -> int:
-        """The most host samples :meth:`to_outer` returns for ``n`` model samples."""
+        """Return the most host samples :meth:`to_outer` gives for ``n`` model samples."""
         return self._to_outer.max_output_samples(n)
 
     @property

@@ -71,9 +71,9 @@ def test_ratio_is_reduced_by_the_gcd():
 def test_streaming_equals_one_call_bit_for_bit(in_rate, out_rate, channels):
     rng = np.random.default_rng(1)
     signal = rng.standard_normal((channels, 20011)).astype(np.float32)
-    whole = StreamResampler(
-        in_rate, out_rate, channels=channels, max_block_samples=20011
-    ).process(signal)
+    whole = StreamResampler(in_rate, out_rate, channels=channels, max_block_samples=20011).process(
+        signal
+    )
     r = StreamResampler(in_rate, out_rate, channels=channels, max_block_samples=4096)
     assert whole.shape[1] == r.total_output_samples(20011)
     for size in BLOCK_SWEEP:
@@ -134,7 +134,9 @@ def test_equal_rates_are_a_plain_copy():
     r = StreamResampler(16000, 16000, channels=2, max_block_samples=100)
     assert r.delay_samples == 0
     np.testing.assert_array_equal(stream(r, signal, [100]), signal)
-    delayed = StreamResampler(16000, 16000, channels=2, max_block_samples=100, extra_delay_samples=5)
+    delayed = StreamResampler(
+        16000, 16000, channels=2, max_block_samples=100, extra_delay_samples=5
+    )
     out = stream(delayed, signal, [37])
     np.testing.assert_array_equal(out[:, 5:], signal)
     np.testing.assert_array_equal(out[:, :5], 0)

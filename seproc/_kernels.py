@@ -67,17 +67,57 @@ def polyphase_resample(history, block, n, taps, up, down, position, out):
         if position < 0:
             for c in range(channels):
                 out[c, count] = 0.0
-        else:
-            start = position // up
-            branch = taps[position - start * up]
+            position += down
+            count += 1
+            continue
+        start = position // up
+        phase = position - start * up
+        # Outputs that share this input window (upsampling) are summed together, three
+        # or two at a time, reading the window once. Which outputs form a group depends
+        # on their phases alone, never on the block edges: every output of a window is
+        # computable as soon as the first one is.
+        if phase + 2 * down < up:
+            branch0 = taps[phase]
+            branch1 = taps[phase + down]
+            branch2 = taps[phase + 2 * down]
             for c in range(channels):
                 window = history[c, start : start + n_taps]
-                acc = branch[0] * window[0]
+                acc0 = branch0[0] * window[0]
+                acc1 = branch1[0] * window[0]
+                acc2 = branch2[0] * window[0]
                 for j in range(1, n_taps):
-                    acc += branch[j] * window[j]
-                out[c, count] = acc
-        position += down
-        count += 1
+                    acc0 += branch0[j] * window[j]
+                    acc1 += branch1[j] * window[j]
+                    acc2 += branch2[j] * window[j]
+                out[c, count] = acc0
+                out[c, count + 1] = acc1
+                out[c, count + 2] = acc2
+            position += 3 * down
+            count += 3
+        elif phase + down < up:
+            branch0 = taps[phase]
+            branch1 = taps[phase + down]
+            for c in range(channels):
+                window = history[c, start : start + n_taps]
+                acc0 = branch0[0] * window[0]
+                acc1 = branch1[0] * window[0]
+                for j in range(1, n_taps):
+                    acc0 += branch0[j] * window[j]
+                    acc1 += branch1[j] * window[j]
+                out[c, count] = acc0
+                out[c, count + 1] = acc1
+            position += 2 * down
+            count += 2
+        else:
+            branch0 = taps[phase]
+            for c in range(channels):
+                window = history[c, start : start + n_taps]
+                acc0 = branch0[0] * window[0]
+                for j in range(1, n_taps):
+                    acc0 += branch0[j] * window[j]
+                out[c, count] = acc0
+            position += down
+            count += 1
     for c in range(channels):
         for i in range(keep):
             history[c, i] = history[c, n + i]

@@ -1,7 +1,11 @@
 """Streaming resampling: seproc's numba polyphase resampler beside soxr, same work, same run.
 
 Run: ``python -m pytest benchmarks/test_bench_resample.py --benchmark-only
---benchmark-columns=median,min,max --benchmark-group-by=group``
+--benchmark-timer=time.process_time --benchmark-columns=median,min,max
+--benchmark-group-by=group``
+
+``time.process_time`` counts this process's CPU time, so other jobs on a shared
+machine do not inflate the numbers (soxr runs single-threaded here: one channel).
 
 Each case streams 10 s of mono white noise in fixed blocks through a fresh stream
 object: ``seproc.resample.StreamResampler.process_into`` (into a preallocated buffer)

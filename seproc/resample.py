@@ -486,13 +486,28 @@ class RateBridge:
     At equal rates both resamplers are plain copies, ``prefill = hop - 1`` and
     ``latency = hop - 1 + inner_delay_samples`` (319 samples for a 320/160 STFT).
 
-    Latency with ``inner_delay_samples=160, inner_block_samples=160`` at a 16 kHz model:
+    Latency with ``inner_delay_samples=160, inner_block_samples=160`` and a 16 kHz model
+    (``quality="high"`` filters, about 100 samples of the lower rate long):
 
-    ===========  =======  =========  =======
-    host (Hz)    prefill  latency    ms
-    ===========  =======  =========  =======
-    8000         ...      ...        ...
-    ===========  =======  =========  =======
+    =========  =======  =======  =====
+    host (Hz)  prefill  latency  ms
+    =========  =======  =======  =====
+    8000       79       260      32.50
+    11025      109      320      29.02
+    16000      159      319      19.94
+    22050      218      577      26.17
+    32000      318      840      26.25
+    44100      437      1155     26.19
+    48000      477      1259     26.23
+    96000      954      2518     26.23
+    =========  =======  =======  =====
+
+    Examples
+    --------
+    >>> bridge = RateBridge(48000, 16000, channels=1, max_block_samples=480,
+    ...                     inner_delay_samples=160, inner_block_samples=160)
+    >>> bridge.prefill_samples, bridge.latency_samples
+    (477, 1259)
     """
 
     def __init__(
@@ -600,12 +615,12 @@ class RateBridge:
         return 1000.0 * self._latency_samples / self._host_rate_hz
 
     @property
-    def inner_delay(self) -> StreamResampler:
+    def inner_resampler(self) -> StreamResampler:
         """The host -> model resampler (read its ``delay_samples``)."""
         return self._to_inner
 
     @property
-    def outer_delay(self) -> StreamResampler:
+    def outer_resampler(self) -> StreamResampler:
         """The model -> host resampler (read its ``delay_samples``)."""
         return self._to_outer
 

@@ -330,11 +330,12 @@ def test_equal_rates_bridge_is_a_pair_of_copies():
 @pytest.mark.parametrize("host_rate", HOST_RATES)
 def test_latency_is_prefill_plus_the_chain_delay_in_host_samples(host_rate):
     bridge = make_bridge(host_rate)
-    inner = bridge.inner_delay.delay_samples * Fraction(host_rate, MODEL_RATE)
+    inner = bridge.inner_resampler.delay_samples * Fraction(host_rate, MODEL_RATE)
     total = bridge.prefill_samples + inner + Fraction(INNER_DELAY * host_rate, MODEL_RATE)
-    total += bridge.outer_delay.delay_samples
+    total += bridge.outer_resampler.delay_samples
     assert total == bridge.latency_samples
-    assert 0 <= bridge.outer_delay.delay_samples - bridge.outer_delay.filter_delay_samples < 1
+    outer = bridge.outer_resampler
+    assert 0 <= outer.delay_samples - outer.filter_delay_samples < 1  # under one host sample
     assert bridge.latency_ms == pytest.approx(1000 * bridge.latency_samples / host_rate)
 
 
@@ -352,7 +353,7 @@ def test_fifo_never_underruns_and_the_prefill_is_tight(host_rate):
         outs.append(run_chain(bridge, signal, sizes))
     # a prefill one sample shorter runs dry for sample-by-sample blocks (the worst case),
     # within one period of the deficit
-    period = bridge.inner_delay.ratio[1] * HOP
+    period = bridge.inner_resampler.ratio[1] * HOP
     bridge.reset()
     with pytest.raises(AssertionError, match="FIFO underrun"):
         run_chain(bridge, np.zeros((1, period + 1), np.float32), [1], bridge.prefill_samples - 1)

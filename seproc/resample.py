@@ -481,7 +481,9 @@ class RateBridge:
     (at most 70560 values, at 11.025, 22.05 and 44.1 kHz). Adding whole host
     samples to ``e`` moves the deficit and the delay by the same amount, so the
     latency ``prefill + chain delay`` cannot be lowered that way; the bound is
-    attained, so the prefill cannot be lowered at all.
+    attained, so the prefill cannot be lowered at all. (A sub-sample extra delay on
+    ``to_inner`` instead would shift the burst phase; an offline search over it gains
+    at most one host sample, at 11.025 and 44.1 kHz, so ``to_inner`` has none.)
 
     At equal rates both resamplers are plain copies, ``prefill = hop - 1`` and
     ``latency = hop - 1 + inner_delay_samples`` (319 samples for a 320/160 STFT).

@@ -399,3 +399,17 @@ def test_bypass_returns_a_band_limited_signal_delayed(host_rate):
     settled = slice(latency + n // 8, n - n // 8)
     error = out_a[:, settled] - signal[:, settled.start - latency : settled.stop - latency]
     assert np.sqrt(np.mean(error**2)) < 1e-3 * np.sqrt(np.mean(signal**2))  # SNR > 60 dB
+
+
+@pytest.mark.parametrize(("in_rate", "out_rate"), [(48000, 16000), (16000, 44100)])
+def test_low_quality_is_shorter_and_still_meets_the_limits(in_rate, out_rate):
+    high = StreamResampler(in_rate, out_rate, channels=1, max_block_samples=64)
+    low = StreamResampler(in_rate, out_rate, channels=1, max_block_samples=64, quality="low")
+    assert low.delay_samples < high.delay_samples
+    small = min(in_rate, out_rate)
+    n = in_rate // 2
+    y = resample(tone(0.45 * small, in_rate, n), in_rate, out_rate, quality="low")
+    assert abs(db(fitted_amplitude(y[len(y) // 4 : -len(y) // 4], 0.45 * small, out_rate))) < 0.1
+    if out_rate < in_rate:
+        z = resample(tone(0.51 * out_rate, in_rate, n), in_rate, out_rate, quality="low")
+        assert db(np.sqrt(2 * np.mean(z[len(z) // 4 : -len(z) // 4] ** 2))) < -60

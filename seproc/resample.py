@@ -400,9 +400,8 @@ def resample(
     n_out = (2 * n * out_rate_hz + in_rate_hz) // (2 * in_rate_hz)  # round half up
     if in_rate_hz == out_rate_hz:
         return audio.copy()
-    probe = StreamResampler(
-        in_rate_hz, out_rate_hz, channels=channels, max_block_samples=1, quality=quality
-    )
+    up, down = _ratio(in_rate_hz, out_rate_hz)
+    filter_delay = Fraction(_filter_length(up, down, QUALITIES[quality]) - 1, 2 * down)
     resampler = StreamResampler(
         in_rate_hz,
         out_rate_hz,
@@ -410,9 +409,8 @@ def resample(
         max_block_samples=max(1, min(n, 1 << 16)),
         dtype=audio.dtype,
         quality=quality,
-        extra_delay_samples=-probe.filter_delay_samples,
+        extra_delay_samples=-filter_delay,  # output aligned with input
     )
-    up, down = resampler.ratio
     # Output n_out - 1 needs input sample floor(((n_out - 1) * down + (N - 1) / 2) / up).
     last = ((n_out - 1) * down + (resampler.filter_length - 1) // 2) // up
     padding = max(0, last + 1 - n)

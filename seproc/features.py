@@ -38,10 +38,11 @@ def _check_amin(amin: object) -> float:
 
 def _elementwise(kernel, name: str, values: object, out: np.ndarray | None, *args) -> np.ndarray:
     array = np.asarray(values)
-    if array.dtype.kind not in "fciu" or array.dtype.kind == "b":
+    kinds = "fciu" if name == "amplitude" else "fiu"
+    if array.dtype.kind not in kinds:
         raise ParameterError(
-            f"Parameter {name} must be a numeric array, got {type(values).__name__} "
-            f"with dtype {array.dtype}."
+            f"Parameter {name} must be a {'numeric' if name == 'amplitude' else 'real'} "
+            f"array, got {type(values).__name__} with dtype {array.dtype}."
         )
     if array.dtype.kind in "iu":
         array = array.astype(np.float64)

@@ -58,7 +58,7 @@ def check_float_dtype(name: str, dtype: object) -> np.dtype:
         resolved = np.dtype(dtype)  # type: ignore[call-overload]
     except TypeError:
         resolved = None
-    if resolved not in _FLOAT_DTYPES:
+    if resolved is None or dtype is None or resolved not in _FLOAT_DTYPES:
         raise ParameterError(f"Parameter {name}={dtype!r} must be np.float32 or np.float64.")
     return resolved
 

@@ -30,16 +30,20 @@ def frame_windowed(source, first_start, n_frames, hop, window, pad_left, win_len
     """
     channels = source.shape[0]
     n_fft = window.shape[0]
+    support = window[pad_left : pad_left + win_length]
     for j in range(n_frames):
         start = first_start + j * hop
         for c in range(channels):
-            r = j * channels + c
+            row = rows[j * channels + c]
+            # 1-D views keep the inner loop free of index wraparound checks (it vectorises).
+            src = source[c, start : start + win_length]
+            dst = row[pad_left : pad_left + win_length]
             for k in range(pad_left):
-                rows[r, k] = 0.0
+                row[k] = 0.0
             for i in range(win_length):
-                rows[r, pad_left + i] = source[c, start + i] * window[pad_left + i]
+                dst[i] = src[i] * support[i]
             for k in range(pad_left + win_length, n_fft):
-                rows[r, k] = 0.0
+                row[k] = 0.0
 
 
 @nb.njit(cache=True)
@@ -56,8 +60,10 @@ def analysis_push(history, filled, block, hop, window, pad_left, win_length, row
             if not np.isfinite(block[c, i]):
                 return -1, filled
     for c in range(channels):
+        src = block[c]
+        dst = history[c, filled : filled + n]
         for i in range(n):
-            history[c, filled + i] = block[c, i]
+            dst[i] = src[i]
     total = filled + n
     n_frames = 0
     if total >= win_length:
@@ -67,8 +73,9 @@ def analysis_push(history, filled, block, hop, window, pad_left, win_length, row
     remaining = total - consumed
     if consumed > 0:
         for c in range(channels):
+            row = history[c]
             for i in range(remaining):
-                history[c, i] = history[c, consumed + i]
+                row[i] = row[consumed + i]
     return n_frames, remaining
 
 
@@ -78,9 +85,10 @@ def rows_to_spec(rows, n_frames, n_bins, out, first_frame):
     channels = out.shape[0]
     for j in range(n_frames):
         for c in range(channels):
-            r = j * channels + c
+            src = rows[j * channels + c]
+            dst = out[c, first_frame + j]
             for f in range(n_bins):
-                out[c, first_frame + j, f] = rows[r, f]
+                dst[f] = src[f]
 
 
 @nb.njit(cache=True)
@@ -89,9 +97,10 @@ def spec_to_rows(spec, first_frame, n_frames, n_bins, rows):
     channels = spec.shape[0]
     for j in range(n_frames):
         for c in range(channels):
-            r = j * channels + c
+            src = spec[c, first_frame + j]
+            dst = rows[j * channels + c]
             for f in range(n_bins):
-                rows[r, f] = spec[c, first_frame + j, f]
+                dst[f] = src[f]
 
 
 @nb.njit(cache=True)
@@ -103,12 +112,14 @@ def overlap_add(rows, n_frames, hop, synthesis_window, pad_left, win_length, acc
     sample sums its frames in the same order however the frames are batched.
     """
     channels = acc.shape[0]
+    support = synthesis_window[pad_left : pad_left + win_length]
     for j in range(n_frames):
         base = first_sample + j * hop
         for c in range(channels):
-            r = j * channels + c
+            src = rows[j * channels + c, pad_left : pad_left + win_length]
+            dst = acc[c, base : base + win_length]
             for i in range(win_length):
-                acc[c, base + i] += rows[r, pad_left + i] * synthesis_window[pad_left + i]
+                dst[i] += src[i] * support[i]
 
 
 @nb.njit(cache=True)
@@ -124,12 +135,16 @@ def synthesis_push(rows, n_frames, hop, synthesis_window, pad_left, win_length, 
     n_out = n_frames * hop
     keep = win_length - hop
     for c in range(channels):
-        for i in range(n_out):
-            out[c, i] = acc[c, i] if i >= mute else 0.0
+        row = acc[c]
+        dst = out[c]
+        for i in range(min(mute, n_out)):
+            dst[i] = 0.0
+        for i in range(min(mute, n_out), n_out):
+            dst[i] = row[i]
         for i in range(keep):
-            acc[c, i] = acc[c, n_out + i]
+            row[i] = row[n_out + i]
         for i in range(keep, keep + n_out):
-            acc[c, i] = 0.0
+            row[i] = 0.0
     return n_out
 
 

@@ -95,6 +95,71 @@ class _RowTransforms:
             execute[r]()
 
 
+class _BatchTransforms(_RowTransforms):
+    """One FFTW plan over all rows (offline), used only if it equals the one-frame plan.
+
+    Offline transforms run many frames at once; one batched plan saves the per-frame
+    Python call (about 2x faster). At construction it transforms random rows with both
+    the batched plan and the one-frame plan that the streaming objects use; if any bit
+    differs (FFTW chose another algorithm for the batch), it falls back to one-frame
+    plans, so offline results always equal streaming results bit for bit.
+    """
+
+    def __init__(self, n_rows: int, n_fft: int, dtype: np.dtype, effort: str, inverse: bool):
+        n_bins = n_fft // 2 + 1
+        self.n_rows = n_rows
+        self.real = _aligned_rows(n_rows, n_fft, dtype)
+        self.spec = _aligned_rows(n_rows, n_bins, _COMPLEX[dtype])
+        if inverse:
+            batch = pyfftw.FFTW(
+                self.spec[:, :n_bins],
+                self.real[:, :n_fft],
+                axes=(-1,),
+                direction="FFTW_BACKWARD",
+                flags=(effort, "FFTW_DESTROY_INPUT"),
+                threads=1,
+            )
+        else:
+            batch = pyfftw.FFTW(
+                self.real[:, :n_fft],
+                self.spec[:, :n_bins],
+                axes=(-1,),
+                direction="FFTW_FORWARD",
+                flags=(effort,),
+                threads=1,
+            )
+        single = _RowTransforms(1, n_fft, dtype, effort, inverse)
+        rng = np.random.default_rng(0)
+        if inverse:
+            source = rng.standard_normal((n_rows, 2 * n_bins)).view(np.complex128)
+            self.spec[:, :n_bins] = source
+            batch.execute()
+            result, single_out = self.real[:, :n_fft], single.real[0, :n_fft]
+        else:
+            source = rng.standard_normal((n_rows, n_fft))
+            self.real[:, :n_fft] = source
+            batch.execute()
+            result, single_out = self.spec[:, :n_bins], single.spec[0, :n_bins]
+        same = True
+        for r in range(n_rows):
+            if inverse:
+                single.spec[0, :n_bins] = source[r]
+            else:
+                single.real[0, :n_fft] = source[r]
+            single.run(1)
+            same = same and bool(np.array_equal(single_out, result[r]))
+        if same:
+            self._plans = [batch]
+            self.run = self._run_batch  # type: ignore[method-assign]
+            self.real.fill(0)
+            self.spec.fill(0)
+        else:
+            super().__init__(n_rows, n_fft, dtype, effort, inverse)
+
+    def _run_batch(self, n_rows: int) -> None:
+        self._plans[0].execute()
+
+
 class STFT:
     """Short-time Fourier transform settings with offline and streaming transforms.
 
@@ -308,7 +373,9 @@ class STFT:
         current = self._offline_inverse if inverse else self._offline_forward
         if current is None or current.n_rows < channels:
             rows = max(_OFFLINE_ROWS, channels)
-            current = _RowTransforms(rows, self._n_fft, self._dtype, self._planner_effort, inverse)
+            current = _BatchTransforms(
+                rows, self._n_fft, self._dtype, self._planner_effort, inverse
+            )
             if inverse:
                 self._offline_inverse = current
             else:

@@ -612,8 +612,9 @@ class StreamingAnalyzer:
                 "(np.nan_to_num(block) replaces them). The stream state is unchanged."
             )
         self._filled = filled
-        self._forward.run(frames * self._channels)
-        _kernels.rows_to_spec(self._forward.spec, frames, stft.n_bins, out, 0)
+        if frames:
+            self._forward.run(frames * self._channels)
+            _kernels.rows_to_spec(self._forward.spec, frames, stft.n_bins, out, 0)
         return frames
 
 
@@ -720,6 +721,8 @@ class StreamingSynthesizer:
                 f">= {n_samples}); got {getattr(out, 'dtype', type(out).__name__)} "
                 f"{getattr(out, 'shape', '')}."
             )
+        if n_frames == 0:
+            return 0
         _kernels.spec_to_rows(spec, 0, n_frames, stft.n_bins, self._inverse.spec)
         self._inverse.run(n_frames * self._channels)
         _kernels.synthesis_push(

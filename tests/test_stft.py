@@ -307,3 +307,15 @@ def test_bad_streaming_input_raises_and_keeps_state():
         synthesizer.process(np.zeros((2, 2, 160), np.complex64), 1, out)
     with pytest.raises(ParameterError, match=r"max_block_samples=0 must be an integer >= 1"):
         stft.analyzer(1, 0)
+
+
+def test_float64_mono_blocks_into_float32_stream_equal_offline():
+    stft = STFT()
+    x = signal(1, 2003, seed=8, dtype=np.float64)[0]
+    analyzer = stft.analyzer(1, 100)
+    spec = np.zeros((1, analyzer.max_frames, 161), np.complex64)
+    frames = []
+    for start in range(0, len(x), 100):
+        count = analyzer.process(x[start : start + 100], spec)  # 1-D float64 blocks
+        frames.append(spec[0, :count].copy())
+    np.testing.assert_array_equal(np.concatenate(frames), stft.stft(x))

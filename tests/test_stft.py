@@ -7,6 +7,8 @@ import tracemalloc
 import numpy as np
 import pytest
 import scipy.signal
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.signal import ShortTimeFFT
 
 from seproc.errors import ParameterError
@@ -319,3 +321,33 @@ def test_float64_mono_blocks_into_float32_stream_equal_offline():
         count = analyzer.process(x[start : start + 100], spec)  # 1-D float64 blocks
         frames.append(spec[0, :count].copy())
     np.testing.assert_array_equal(np.concatenate(frames), stft.stft(x))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 700), min_size=1, max_size=30),
+    channels=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_any_block_partition_equals_offline(sizes, channels, seed):
+    stft = _SHARED_STFT
+    x = signal(channels, sum(sizes), seed=seed)
+    analyzer = stft.analyzer(channels, 700)
+    synthesizer = stft.synthesizer(channels, analyzer.max_frames)
+    spec = np.zeros((channels, analyzer.max_frames, 161), np.complex64)
+    out = np.zeros((channels, analyzer.max_frames * 160), np.float32)
+    frames, samples, start = [], [], 0
+    for size in sizes:
+        count = analyzer.process(x[:, start : start + size], spec)
+        frames.append(spec[:, :count].copy())
+        samples.append(out[:, : synthesizer.process(spec, count, out)].copy())
+        start += size
+    offline = stft.stft(x)
+    np.testing.assert_array_equal(np.concatenate(frames, axis=1), offline)
+    streamed = np.concatenate(samples, axis=1)
+    expected = stft.istft(offline)
+    latency = stft.latency_samples
+    np.testing.assert_array_equal(streamed[:, latency:], expected[:, : expected.shape[1] - latency])
+
+
+_SHARED_STFT = STFT(320, 160)

@@ -351,3 +351,19 @@ def test_any_block_partition_equals_offline(sizes, channels, seed):
 
 
 _SHARED_STFT = STFT(320, 160)
+
+
+def test_offline_falls_back_to_one_frame_plans_when_the_batch_plan_differs(monkeypatch):
+    import seproc.stft as stft_module
+
+    reference = STFT(512, 128, 400)
+    x = signal(2, 5003, seed=12)
+    expected_spec = reference.stft(x)
+    expected = reference.istft(expected_spec)
+    monkeypatch.setattr(stft_module.np, "array_equal", lambda a, b: False)
+    forced = STFT(512, 128, 400)
+    spec = forced.stft(x)
+    assert forced._offline_forward.run.__name__ == "run"  # per-frame plans
+    monkeypatch.undo()
+    np.testing.assert_array_equal(spec, expected_spec)
+    np.testing.assert_array_equal(forced.istft(spec), expected)

@@ -99,10 +99,11 @@ class _BatchTransforms(_RowTransforms):
     """One FFTW plan over all rows (offline), used only if it equals the one-frame plan.
 
     Offline transforms run many frames at once; one batched plan saves the per-frame
-    Python call (about 2x faster). At construction it transforms random rows with both
-    the batched plan and the one-frame plan that the streaming objects use; if any bit
-    differs (FFTW chose another algorithm for the batch), it falls back to one-frame
-    plans, so offline results always equal streaming results bit for bit.
+    Python call (0.22 instead of 0.36 us per 320-point frame here). At construction it
+    transforms random rows with both the batched plan and the one-frame plan that the
+    streaming objects use; if any bit differs (FFTW chose another algorithm for the
+    batch), it falls back to one-frame plans, so offline results always equal streaming
+    results bit for bit.
     """
 
     def __init__(self, n_rows: int, n_fft: int, dtype: np.dtype, effort: str, inverse: bool):
@@ -196,6 +197,11 @@ class STFT:
     signal, and ``n`` samples give ``n // hop_length`` frames. Streaming analysis then
     synthesis delays the signal by ``latency_samples = win_length - hop_length``; an
     impulse at sample ``i`` comes out at ``i + latency_samples``.
+
+    Bit-exactness between the streaming and offline paths rests on FFTW giving every
+    plan of one size the same algorithm, which its in-process wisdom guarantees; calling
+    ``pyfftw.forget_wisdom()`` between creating an STFT's streaming objects voids that.
+    The numba kernels are cached on disk; on a read-only install set ``NUMBA_CACHE_DIR``.
 
     The offline methods of one object share a workspace under a lock, so they are safe to
     call from several threads (they then run one at a time). Streaming objects are one

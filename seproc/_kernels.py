@@ -38,7 +38,7 @@ _CACHE = _cache_is_possible()
 # ---------------------------------------------------------------------------
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def frame_windowed(source, first_start, n_frames, hop, window, pad_left, win_length, rows):
     """Cut ``n_frames`` windowed frames of every channel of ``source`` into ``rows``.
 
@@ -66,7 +66,7 @@ def frame_windowed(source, first_start, n_frames, hop, window, pad_left, win_len
                 row[k] = 0.0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def analysis_push(history, filled, block, hop, window, pad_left, win_length, rows):
     """Append a block to the analysis history and frame every frame it completes.
 
@@ -99,7 +99,7 @@ def analysis_push(history, filled, block, hop, window, pad_left, win_length, row
     return n_frames, remaining
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def rows_to_spec(rows, n_frames, n_bins, out, first_frame):
     """Copy FFT output rows (frame-major, channel-minor) into ``out[c, first_frame + j, :]``."""
     channels = out.shape[0]
@@ -111,7 +111,7 @@ def rows_to_spec(rows, n_frames, n_bins, out, first_frame):
                 dst[f] = src[f]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def spec_to_rows(spec, first_frame, n_frames, n_bins, rows):
     """Copy ``spec[c, first_frame + j, :]`` into row ``j * channels + c`` of ``rows``."""
     channels = spec.shape[0]
@@ -123,7 +123,7 @@ def spec_to_rows(spec, first_frame, n_frames, n_bins, rows):
                 dst[f] = src[f]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def overlap_add(rows, n_frames, hop, synthesis_window, pad_left, win_length, acc, first_sample):
     """Overlap-add ``n_frames`` inverse-FFT rows, weighted by the synthesis window.
 
@@ -142,7 +142,7 @@ def overlap_add(rows, n_frames, hop, synthesis_window, pad_left, win_length, acc
                 dst[i] += src[i] * support[i]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def synthesis_push(rows, n_frames, hop, synthesis_window, pad_left, win_length, acc, out, mute):
     """Overlap-add ``n_frames`` rows into the accumulator and emit the finished samples.
 
@@ -173,14 +173,14 @@ def synthesis_push(rows, n_frames, hop, synthesis_window, pad_left, win_length, 
 # ---------------------------------------------------------------------------
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def power_to_db_flat(power, amin, out):
     """``out[i] = 10 * log10(max(power[i], amin))`` over 1-D arrays."""
     for i in range(power.shape[0]):
         out[i] = 10.0 * np.log10(max(power[i], amin))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def amplitude_to_db_flat(amplitude, amin, out):
     """``out[i] = 10 * log10(max(|amplitude[i]| ** 2, amin ** 2))`` over 1-D arrays."""
     floor = amin * amin
@@ -189,21 +189,21 @@ def amplitude_to_db_flat(amplitude, amin, out):
         out[i] = 10.0 * np.log10(max(magnitude * magnitude, floor))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def db_to_power_flat(db, out):
     """``out[i] = 10 ** (db[i] / 10)`` over 1-D arrays."""
     for i in range(db.shape[0]):
         out[i] = 10.0 ** (0.1 * db[i])
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def db_to_amplitude_flat(db, out):
     """``out[i] = sqrt(10 ** (db[i] / 10))`` over 1-D arrays."""
     for i in range(db.shape[0]):
         out[i] = np.sqrt(10.0 ** (0.1 * db[i]))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def log_power_features(spec, amin, mean_db, std_db, out, db_out, write_db):
     """Normalised log-power features of a complex ``(frames, n_bins)`` spectrum.
 
@@ -234,7 +234,7 @@ def log_power_features(spec, amin, mean_db, std_db, out, db_out, write_db):
 _DOT_FLAGS = {"reassoc", "contract"}
 
 
-@nb.njit(cache=True, fastmath=_DOT_FLAGS)
+@nb.njit(cache=_CACHE, fastmath=_DOT_FLAGS)
 def polyphase_resample(history, block, n, taps, up, down, position, out):
     """Resample ``block[:, :n]`` by ``up / down`` with a polyphase filter; return the state.
 

@@ -221,3 +221,20 @@ def test_an_interrupt_mid_file_leaves_no_output_and_exits_130(tmp_path, model, m
     assert (status, lines) == (130, ["seproc: interrupted"])
     assert len(calls) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+def test_a_float_file_with_nan_mid_way_fails_on_one_line_without_partial(tmp_path, model):
+    """The NaN is met after several blocks were already written to the temporary file."""
+    signal = np.zeros((RATE * 2, 1))
+    signal[RATE + 123] = np.nan
+    source = tmp_path / "nan.wav"
+    sf.write(source, signal, RATE, subtype="FLOAT")
+    before = source.read_bytes()
+    status, lines = run_cli(
+        "denoise", source, tmp_path / "out.wav", "--model", model, "--block-size", "4096",
+    )  # fmt: skip
+    assert status == 1 and len(lines) == 2
+    assert lines[0].startswith(f"seproc: failed: {source}: ") and "NaN or Inf" in lines[0]
+    assert lines[1] == "seproc: 0 of 1 files denoised, 1 failed."
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.wav"]
+    assert source.read_bytes() == before

@@ -436,3 +436,31 @@ def test_threads_with_own_denoisers_match_sequential_bit_for_bit(models):
     for got, want in zip(results, expected, strict=True):
         assert got is not None
         np.testing.assert_array_equal(got, want)
+
+
+# ---------------------------------------------------------------------------
+# Host buffer layouts: views, read-only arrays and in-place processing
+# ---------------------------------------------------------------------------
+
+
+def test_host_layouts_and_in_place_processing_give_the_same_output(pool):
+    """An interleaved host buffer seen as (channels, samples) is a Fortran-ordered view;
+    strided and read-only arrays and ``out=block`` (in place) must change nothing."""
+    rng = np.random.default_rng(9)
+    interleaved = (0.1 * rng.standard_normal(2 * 4800)).astype(np.float32)
+    fortran = interleaved.reshape(-1, 2).T
+    assert fortran.flags.f_contiguous and not fortran.flags.c_contiguous
+    contiguous = np.ascontiguousarray(fortran)
+    read_only = contiguous.copy()
+    read_only.flags.writeable = False
+    wide = np.zeros((2, 2 * 4800), np.float32)
+    wide[:, ::2] = contiguous
+    expected = feed(pool.get(48000, 2), contiguous, [480])
+    for layout in (fortran, read_only, wide[:, ::2]):
+        np.testing.assert_array_equal(feed(pool.get(48000, 2), layout, [480]), expected)
+    in_place = contiguous.copy()
+    denoiser = pool.get(48000, 2)
+    for start in range(0, in_place.shape[1], 480):
+        block = in_place[:, start : start + 480]
+        assert denoiser.process(block, out=block) is block
+    np.testing.assert_array_equal(in_place, expected)

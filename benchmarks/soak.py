@@ -5,6 +5,7 @@ model hop in the first and the last 10 % of the stream, so a leak or a slow drif
 
     python -m benchmarks.soak --minutes 60 --seed 0
     python -m benchmarks.soak --minutes 10 --seed 0 --test-model   # no bundled model needed
+    python -m benchmarks.soak --minutes 1 --churn 100              # also build/drop 100 objects
 
 The signal cycles through one-second segments of speech-like tones in noise, noise alone,
 near-silence (1e-30), subnormal float32 values (1e-40), digital silence and full-scale
@@ -16,6 +17,7 @@ in the default test suite.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -216,6 +218,33 @@ def soak(
     )
 
 
+def churn(
+    n: int, *, model: str | Path | None = None, sample_rate: int = 48000, channels: int = 2
+) -> dict[str, float]:
+    """Build and drop ``n`` Denoisers (as a batch worker does per file format).
+
+    Returns RSS after the first 10 % of them and at the end, in MiB, and the growth
+    per object in KiB over the rest.
+    """
+    settled = max(n // 10, 1)
+    rss_settled = rss_mb()
+    for i in range(n):
+        denoiser = Denoiser(model, sample_rate=sample_rate, channels=channels, warm_up=False)
+        denoiser.process(np.zeros((channels, 480), np.float32))
+        del denoiser
+        gc.collect()
+        if i + 1 == settled:
+            rss_settled = rss_mb()
+    rss_end = rss_mb()
+    rest = max(n - settled, 1)
+    return {
+        "objects": n,
+        "rss_settled_mb": round(rss_settled, 2),
+        "rss_end_mb": round(rss_end, 2),
+        "kib_per_object": round(1024 * (rss_end - rss_settled) / rest, 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__)
     parser.add_argument("--minutes", type=float, default=60.0, help="audio to stream")
@@ -227,6 +256,13 @@ def main(argv: list[str] | None = None) -> int:
         "--test-model",
         action="store_true",
         help="use the small stateful model of tests/model_factory.py instead of --model",
+    )
+    parser.add_argument(
+        "--churn",
+        type=int,
+        default=0,
+        metavar="N",
+        help="afterwards, build and drop N Denoisers and report RSS growth per object",
     )
     args = parser.parse_args(argv)
     model = args.model
@@ -248,7 +284,12 @@ def main(argv: list[str] | None = None) -> int:
             model=model,
             progress=True,
         )
-    print(json.dumps(asdict(report), indent=2))
+        results = asdict(report)
+        if args.churn:
+            results["churn"] = churn(
+                args.churn, model=model, sample_rate=args.sample_rate, channels=args.channels
+            )
+    print(json.dumps(results, indent=2))
     ok = report.non_finite_blocks == 0 and report.wrong_length_blocks == 0
     return 0 if ok else 1
 

@@ -300,8 +300,9 @@ def test_process_is_finite_length_keeping_and_partition_independent(
         (np.inf, np.float64),
         (-np.inf, np.float32),
         pytest.param(1e39, np.float64, marks=PENDING_FIX),  # finite, beyond float32
+        pytest.param(1e16, np.float32, marks=PENDING_FIX),  # finite, its power overflows
     ],
-    ids=["nan", "inf", "-inf", "beyond-float32"],
+    ids=["nan", "inf", "-inf", "beyond-float32", "beyond-1e15"],
 )
 def test_a_bad_block_mid_stream_raises_and_leaves_the_stream_clean(
     models, sample_rate, value, dtype
@@ -320,6 +321,31 @@ def test_a_bad_block_mid_stream_raises_and_leaves_the_stream_clean(
         used.process(bad)
     np.testing.assert_array_equal(used.process(after), fresh.process(after))
     np.testing.assert_array_equal(used.flush(), fresh.flush())
+
+
+@pytest.mark.parametrize("sample_rate", [16000, 48000])
+def test_every_accepted_amplitude_gives_finite_output(models, sample_rate):
+    """Up to the 1e15 limit (+300 dBFS), nothing overflows; the stream then goes on."""
+    rng = np.random.default_rng(4)
+    denoiser = Denoiser(models["stateful"], sample_rate=sample_rate)
+    for level in (1e6, 1e10, 1e15):
+        block = np.clip(level * rng.standard_normal((1, 4800)), -1e15, 1e15)
+        assert np.all(np.isfinite(denoiser.process(block)))
+    assert np.all(np.isfinite(feed(denoiser, 0.1 * rng.standard_normal((1, 9600)), [480])))
+
+
+@pytest.mark.parametrize("formulation", ["mask", "noise_subtraction"])
+@PENDING_FIX
+def test_a_model_that_outputs_nan_gets_the_attenuation_limit_not_nan(tmp_path, formulation):
+    """A misbehaving model's NaN output must not reach the host: NaN counts as the floor."""
+    path = make_model(
+        tmp_path / "nan.onnx", formulation=formulation, scale=float("nan"), noise_db_value=np.nan
+    )
+    signal = (0.2 * np.random.default_rng(2).standard_normal((1, 8000))).astype(np.float32)
+    denoiser = Denoiser(path, attenuation_limit_db=12)
+    out = np.concatenate([denoiser.process(signal), denoiser.flush()], axis=1)
+    aligned = out[:, denoiser.latency_samples :]
+    np.testing.assert_allclose(aligned, signal * 10 ** (-12 / 20), atol=1e-5)
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,246 @@
+"""Training, export and the exported model's contract (models/FORMAT.md).
+
+References nobody here wrote: numpy's ``rfft`` of windowed frames and scipy's
+``ShortTimeFFT`` for the torch STFT, onnxruntime for the exported graph, and the
+runtime's own :class:`seproc.model.OnnxModel` loader.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from training import spectral  # noqa: E402
+from training.batches import BatchConfig, ClipPool, Mixer, load_val_clips  # noqa: E402
+from training.losses import si_sdr  # noqa: E402
+from training.model import ModelConfig, SeprocNet  # noqa: E402
+from training.shards import Clip, write_shards  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parent.parent / "training" / "configs"
+RATE = 16000
+
+
+# -- a small synthetic corpus in the shard format ---------------------------------------------
+def _speechlike(rng: np.random.Generator, seconds: float) -> np.ndarray:
+    """Voiced 'syllables': harmonic tones with a gliding pitch and syllable envelopes."""
+    n = int(seconds * RATE)
+    t = np.arange(n) / RATE
+    f0 = rng.uniform(90, 220) * (1 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * t))
+    phase = 2 * np.pi * np.cumsum(f0) / RATE
+    voice = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = np.clip(np.sin(2 * np.pi * rng.uniform(2, 4) * t), 0, None) ** 2
+    return (0.3 * voice * envelope / 3).astype(np.float32)
+
+
+def _noise(rng: np.random.Generator, kind: str, seconds: float) -> np.ndarray:
+    n = int(seconds * RATE)
+    white = rng.standard_normal(n)
+    if kind == "pink":
+        spectrum = np.fft.rfft(white)
+        spectrum /= np.sqrt(np.arange(1, len(spectrum) + 1))
+        white = np.fft.irfft(spectrum, n)
+    elif kind == "hum":
+        t = np.arange(n) / RATE
+        white = sum(np.sin(2 * np.pi * 50 * k * t) / k for k in range(1, 8)) + 0.05 * white
+    return (0.1 * white / np.std(white)).astype(np.float32)
+
+
+def make_corpus(root: Path, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for split, n_speech in (("train", 12), ("val", 3)):
+        speech = [
+            Clip(_speechlike(rng, rng.uniform(0.4, 1.5)), "synthetic", f"spk{i % 3}", f"s{i}")
+            for i in range(n_speech)
+        ]
+        noise = [
+            Clip(_noise(rng, kind, rng.uniform(0.3, 1.2)), "synthetic", kind, f"{kind}{i}")
+            for i, kind in enumerate(["white", "pink", "hum"] * 2)
+        ]
+        write_shards(speech, root / "shards", split, "speech")
+        write_shards(noise, root / "shards", split, "noise")
+    val = root / "mixtures" / "val"
+    (val / "noisy").mkdir(parents=True)
+    (val / "clean").mkdir(parents=True)
+    for i in range(2):
+        clean = _speechlike(rng, 1.2)
+        noisy = clean + _noise(rng, "pink", 1.2) * 0.5
+        soundfile.write(val / "noisy" / f"mix{i}.wav", noisy, RATE, subtype="FLOAT")
+        soundfile.write(val / "clean" / f"mix{i}.wav", clean, RATE, subtype="FLOAT")
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def trained(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training.train import train
+
+    out = tmp_path_factory.mktemp("run")
+    train(CONFIGS / "tiny.toml", corpus, out, max_steps=40)
+    return out
+
+
+def _records(out: Path, event: str) -> list[dict]:
+    lines = (out / "log.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["event"] == event]
+
+
+# -- spectral path ----------------------------------------------------------------------------
+def test_sqrt_hann_is_the_root_of_scipys_periodic_hann() -> None:
+    from scipy.signal import get_window
+
+    expected = np.sqrt(get_window("hann", 320, fftbins=True))
+    np.testing.assert_allclose(spectral.sqrt_hann().numpy(), expected, atol=1e-7)
+
+
+@pytest.mark.parametrize("n_samples", [1, 159, 160, 161, 1000, 4801])
+def test_stft_matches_numpy_rfft_of_windowed_frames(n_samples: int) -> None:
+    rng = np.random.default_rng(n_samples)
+    audio = rng.uniform(-1, 1, n_samples)
+    window = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(320) / 320))
+    padded = np.concatenate([np.zeros(160), audio, np.zeros(480)])
+    frames = spectral.n_frames(n_samples)
+    reference = np.stack(
+        [np.fft.rfft(padded[i * 160 : i * 160 + 320] * window) for i in range(frames)]
+    )
+    ours = spectral.stft(torch.from_numpy(audio)[None].double())[0].numpy()
+    assert ours.shape == (frames, 161)
+    np.testing.assert_allclose(ours, reference, atol=1e-10)
+    db = spectral.log_power_db(torch.from_numpy(reference)).numpy()
+    np.testing.assert_allclose(db, 10 * np.log10(np.maximum(np.abs(reference) ** 2, 1e-10)))
+
+
+def test_stft_matches_scipy_short_time_fft() -> None:
+    from scipy.signal import ShortTimeFFT
+
+    rng = np.random.default_rng(3)
+    audio = rng.uniform(-1, 1, 3200)
+    window = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(320) / 320))
+    sft = ShortTimeFFT(window, hop=160, fs=RATE, fft_mode="onesided", mfft=320, phase_shift=None)
+    # scipy's slice p starts at sample p * hop - 160, as our frame p does
+    reference = sft.stft(audio).T  # [slices, bins], the first slice is p_min
+    ours = spectral.stft(torch.from_numpy(audio)[None].double())[0].numpy()
+    start = -sft.p_min
+    n = min(len(ours), len(reference) - start)
+    assert n >= 20
+    np.testing.assert_allclose(ours[:n], reference[start : start + n], atol=1e-10)
+
+
+@pytest.mark.parametrize("n_samples", [1, 160, 999, 16000])
+def test_istft_inverts_stft(n_samples: int) -> None:
+    audio = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, (2, n_samples)))
+    back = spectral.istft(spectral.stft(audio), n_samples)
+    np.testing.assert_allclose(back.numpy(), audio.numpy(), atol=1e-12)
+
+
+def test_si_sdr_matches_its_definition() -> None:
+    rng = np.random.default_rng(2)
+    clean = rng.standard_normal(4000)
+    clean -= clean.mean()
+    noise = rng.standard_normal(4000)
+    noise -= noise.mean()
+    noise -= clean * (noise @ clean) / (clean @ clean)  # orthogonal to clean
+    estimate = 0.5 * clean + 0.1 * noise
+    expected = 10 * math.log10(np.sum((0.5 * clean) ** 2) / np.sum((0.1 * noise) ** 2))
+    value = si_sdr(torch.from_numpy(estimate)[None], torch.from_numpy(clean)[None])
+    assert float(value) == pytest.approx(expected, abs=1e-6)
+
+
+# -- data -------------------------------------------------------------------------------------
+def test_mixer_items_add_up_and_respect_shares(corpus: Path) -> None:
+    speech = ClipPool(corpus / "shards", "train", "speech")
+    noise = ClipPool(corpus / "shards", "train", "noise")
+    config = BatchConfig(batch_size=4, segment_seconds=0.5)
+    mixer = Mixer(speech, noise, config, np.random.default_rng(0))
+    again = Mixer(speech, noise, config, np.random.default_rng(0))
+    noisy, clean, noise_part = mixer.batch()
+    assert noisy.shape == (4, 8000)
+    np.testing.assert_allclose(noisy, clean + noise_part, atol=1e-6)
+    np.testing.assert_array_equal(again.batch()[0], noisy)
+    levels = [20 * np.log10(np.sqrt(np.mean(mixer.item()[0] ** 2))) for _ in range(50)]
+    assert min(levels) >= -40.5
+    assert max(levels) <= -14.5
+
+
+def test_val_clips_load_from_noisy_and_clean_folders(corpus: Path) -> None:
+    clips = load_val_clips(corpus / "mixtures" / "val", 8)
+    assert [c.name for c in clips] == ["mix0", "mix1"]
+    assert clips[0].noisy.shape == clips[0].clean.shape
+
+
+# -- model ------------------------------------------------------------------------------------
+def test_model_is_causal() -> None:
+    model = SeprocNet(ModelConfig(channels=(4, 8), gru_hidden=16)).eval()
+    features = torch.randn(1, 30, 161)
+    changed = features.clone()
+    changed[:, 20:] += 5.0
+    with torch.no_grad():
+        a, b = model(features)[0], model(changed)[0]
+    torch.testing.assert_close(a[:, :20], b[:, :20], rtol=0, atol=0)
+    assert float((a[:, 20:] - b[:, 20:]).abs().max()) > 1e-3
+
+
+def test_mask_is_bounded_by_the_gain_floor() -> None:
+    model = SeprocNet(ModelConfig(channels=(4, 8), gru_hidden=16, gain_floor_db=-25)).eval()
+    with torch.no_grad():
+        gain = model(torch.randn(1, 50, 161) * 50)[0]
+    assert float(gain.min()) >= 10 ** (-25 / 20) - 1e-7
+    assert float(gain.max()) <= 1.0
+
+
+# -- training ---------------------------------------------------------------------------------
+def test_tiny_training_lowers_the_loss_and_writes_checkpoints(trained: Path, corpus: Path) -> None:
+    steps = _records(trained, "train")
+    assert steps[0]["step"] == 1
+    start = _records(trained, "start")[0]
+    assert start["val_noisy"]["pesq"] > 1.0
+    losses = [r["loss"] for r in steps]
+    assert (trained / "last.pt").is_file()
+    assert (trained / "best.pt").is_file()
+    val = _records(trained, "val")[-1]
+    assert val["step"] == 40
+    assert math.isfinite(val["val_si_sdr"])
+    end = _records(trained, "end")[-1]
+    assert end["step"] == 40
+    # the first logged step's loss against the final checkpoint's on the same batches
+    assert losses[0] > 0
+    assert _final_loss(trained, corpus) < losses[0]
+
+
+def _final_loss(out: Path, data: Path) -> float:
+    """The trained model's loss on the first batch of the run (same seed)."""
+    from training.batches import ClipPool as Pool
+    from training.losses import total_loss
+    from training.train import forward_batch, load_config, load_model
+
+    cfg = load_config(CONFIGS / "tiny.toml")
+    model, _ = load_model(out / "last.pt")
+    speech, noise = (
+        Pool(data / "shards", "train", "speech"),
+        Pool(data / "shards", "train", "noise"),
+    )
+    mixer = Mixer(speech, noise, cfg["batches"], np.random.default_rng(cfg["train"].seed))
+    noisy, clean, _ = (torch.from_numpy(a) for a in mixer.batch())
+    with torch.no_grad():
+        spec, wave, _, _ = forward_batch(model, noisy)
+        loss, _ = total_loss(
+            cfg["loss"],
+            estimate_spec=spec,
+            clean_spec=spectral.stft(clean),
+            estimate_wave=wave,
+            clean_wave=clean,
+            has_speech=clean.abs().amax(-1) > 0,
+        )
+    return float(loss)

@@ -1,0 +1,296 @@
+"""Training batches by dynamic mixing from corpus shards, and the fixed validation set.
+
+Every item is made fresh: a random crop of a speech clip plus a random crop of one
+noise (sometimes two), mixed at an SNR drawn uniformly from ``snr_db_range`` with
+:func:`training.mixing.mix_at_snr`, then scaled to a random level. A share of items
+has no speech (the model must learn to remove noise alone) and a share has no noise
+(it must leave clean speech alone). Noise is drawn uniformly over noise *groups*
+(noise types) first, so a few long synthetic noises cannot crowd out many short
+recordings. Everything is drawn from one ``numpy.random.Generator``, so a seed
+fixes the sequence of batches.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from training.mixing import mix_at_snr
+from training.shards import SAMPLE_RATE_HZ
+
+__all__ = ["BatchConfig", "ClipPool", "Mixer", "ValClip", "load_val_clips"]
+
+
+@dataclass
+class BatchConfig:
+    """Mixing settings (the ``[batches]`` table of a training config)."""
+
+    batch_size: int = 12
+    segment_seconds: float = 2.5
+    snr_db_range: tuple[float, float] = (-5.0, 20.0)
+    level_db_range: tuple[float, float] = (-40.0, -15.0)
+    speech_free_probability: float = 0.05
+    noise_free_probability: float = 0.05
+    second_noise_probability: float = 0.2
+    second_noise_db_range: tuple[float, float] = (-12.0, 0.0)
+
+    @property
+    def segment_samples(self) -> int:
+        """Samples per item at 16 kHz."""
+        return round(self.segment_seconds * SAMPLE_RATE_HZ)
+
+
+class ClipPool:
+    """Every clip of one split and kind, kept as the shards' int16 arrays (no copies)."""
+
+    def __init__(self, root: Path, split: str, kind: str) -> None:
+        paths = sorted((Path(root) / split).glob(f"{kind}-*.npz"))
+        if not paths:
+            raise FileNotFoundError(
+                f"No {kind} shards in {Path(root) / split} (expected {kind}-NNN.npz); "
+                "build the corpus first (python -m training.data)."
+            )
+        self.audio: list[np.ndarray] = []
+        self.starts: list[np.ndarray] = []
+        self.lengths: list[np.ndarray] = []
+        shard_of, index_of, groups = [], [], []
+        for shard_index, path in enumerate(paths):
+            with np.load(path) as shard:
+                audio = shard["audio"]
+                offsets = shard["offsets"].astype(np.int64)
+                group = shard["group"].astype(str)
+            self.audio.append(audio)
+            self.starts.append(offsets[:-1])
+            self.lengths.append(np.diff(offsets))
+            shard_of.append(np.full(len(offsets) - 1, shard_index))
+            index_of.append(np.arange(len(offsets) - 1))
+            groups.append(group)
+        self.shard_of = np.concatenate(shard_of)
+        self.index_of = np.concatenate(index_of)
+        self.group = np.concatenate(groups)
+        self.length = np.concatenate(self.lengths)
+        keep = self.length > 0
+        self.shard_of, self.index_of = self.shard_of[keep], self.index_of[keep]
+        self.group, self.length = self.group[keep], self.length[keep]
+        if len(self.length) == 0:
+            raise ValueError(f"All {kind} clips in {Path(root) / split} are empty.")
+        self.length_weights = self.length / self.length.sum()
+        names, inverse = np.unique(self.group, return_inverse=True)
+        self.group_names = names
+        self.members = [np.flatnonzero(inverse == g) for g in range(len(names))]
+
+    def __len__(self) -> int:
+        return len(self.length)
+
+    @property
+    def seconds(self) -> float:
+        """Total duration in seconds."""
+        return float(self.length.sum()) / SAMPLE_RATE_HZ
+
+    def clip(self, i: int) -> np.ndarray:
+        """Clip ``i`` as float32 in [-1, 1]."""
+        s, j = self.shard_of[i], self.index_of[i]
+        start = self.starts[s][j]
+        return self.audio[s][start : start + self.lengths[s][j]].astype(np.float32) / 32767.0
+
+    def pick_by_length(self, rng: np.random.Generator) -> int:
+        """A clip index, each clip weighted by its duration."""
+        return int(rng.choice(len(self.length), p=self.length_weights))
+
+    def pick_by_group(self, rng: np.random.Generator) -> int:
+        """A clip index: a group uniformly, then a clip of it uniformly."""
+        members = self.members[int(rng.integers(len(self.members)))]
+        return int(members[int(rng.integers(len(members)))])
+
+
+def _crop_or_place(clip: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """A random ``n``-sample crop of a long clip, or a short clip at a random place in zeros."""
+    if len(clip) >= n:
+        start = int(rng.integers(len(clip) - n + 1))
+        return clip[start : start + n].copy()
+    out = np.zeros(n, np.float32)
+    start = int(rng.integers(n - len(clip) + 1))
+    out[start : start + len(clip)] = clip
+    return out
+
+
+def _crop_or_loop(clip: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """A random ``n``-sample crop, looping a short clip from a random phase."""
+    if len(clip) >= n:
+        start = int(rng.integers(len(clip) - n + 1))
+        return clip[start : start + n].copy()
+    reps = -(-n // len(clip)) + 1
+    looped = np.tile(clip, reps)
+    start = int(rng.integers(len(clip)))
+    return looped[start : start + n].copy()
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+class Mixer:
+    """Makes batches of ``(noisy, clean, noise)`` by dynamic mixing.
+
+    Parameters
+    ----------
+    speech, noise : ClipPool
+        The clips to draw from.
+    config : BatchConfig
+        Mixing settings.
+    rng : np.random.Generator
+        The only source of randomness.
+    """
+
+    def __init__(
+        self, speech: ClipPool, noise: ClipPool, config: BatchConfig, rng: np.random.Generator
+    ) -> None:
+        self.speech, self.noise, self.config, self.rng = speech, noise, config, rng
+
+    def _noise(self, n: int) -> np.ndarray:
+        rng, cfg = self.rng, self.config
+        for _ in range(20):
+            noise = _crop_or_loop(self.noise.clip(self.noise.pick_by_group(rng)), n, rng)
+            if _rms(noise) > 1e-5:
+                break
+        else:
+            noise = rng.standard_normal(n).astype(np.float32) * 0.01
+        if rng.random() < cfg.second_noise_probability:
+            other = _crop_or_loop(self.noise.clip(self.noise.pick_by_group(rng)), n, rng)
+            if _rms(other) > 1e-5:
+                rel_db = rng.uniform(*cfg.second_noise_db_range)
+                other *= np.float32(_rms(noise) / _rms(other) * 10 ** (rel_db / 20))
+                noise = noise + other
+        return noise.astype(np.float32)
+
+    def item(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One ``(noisy, clean, noise)`` triple, float32, with ``noisy == clean + noise``."""
+        rng, cfg = self.rng, self.config
+        n = cfg.segment_samples
+        draw = rng.random()
+        if draw < cfg.speech_free_probability:
+            clean = np.zeros(n, np.float32)
+            noise = self._noise(n)
+        else:
+            for _ in range(20):
+                clean = _crop_or_place(self.speech.clip(self.speech.pick_by_length(rng)), n, rng)
+                if _rms(clean) > 1e-5:
+                    break
+            if draw < cfg.speech_free_probability + cfg.noise_free_probability:
+                noise = np.zeros(n, np.float32)
+            else:
+                _, noise, _ = mix_at_snr(clean, self._noise(n), rng.uniform(*cfg.snr_db_range))
+        noisy = clean + noise
+        level = _rms(noisy)
+        gain = 10 ** (rng.uniform(*cfg.level_db_range) / 20) / max(level, 1e-8)
+        peak = float(np.max(np.abs(noisy))) * gain
+        if peak > 0.99:
+            gain *= 0.99 / peak
+        gain = np.float32(gain)
+        clean, noise = clean * gain, noise * gain
+        return (
+            (clean + noise).astype(np.float32),
+            clean.astype(np.float32),
+            noise.astype(np.float32),
+        )
+
+    def batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``batch_size`` items stacked: three arrays ``[batch, segment_samples]``."""
+        items = [self.item() for _ in range(self.config.batch_size)]
+        return tuple(np.stack([it[k] for it in items]) for k in range(3))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ValClip:
+    """One fixed validation mixture."""
+
+    name: str
+    noisy: np.ndarray
+    clean: np.ndarray
+
+
+def _read_mono(path: Path) -> np.ndarray:
+    audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    if rate != SAMPLE_RATE_HZ:
+        raise ValueError(f"{path} is at {rate} Hz; validation clips must be 16 kHz.")
+    return audio[:, 0]
+
+
+def load_val_clips(folder: Path, max_clips: int) -> list[ValClip]:
+    """Read up to ``max_clips`` validation mixtures (noisy and clean), in name order.
+
+    Understands the layouts a corpus build writes: a manifest (``manifest.csv``,
+    ``manifest.jsonl`` or ``manifest.json``) whose rows name ``noisy`` and ``clean``
+    files; ``noisy/`` and ``clean/`` folders of same-named audio files; files named
+    ``*_noisy.*`` beside ``*_clean.*``; or ``.npz`` files with ``noisy`` and ``clean``
+    arrays. Clips are taken evenly spread over the sorted list.
+    """
+    folder = Path(folder)
+    pairs: list[tuple[str, Path, Path]] = []
+    manifest_rows: list[dict] = []
+    if (folder / "manifest.csv").is_file():
+        with open(folder / "manifest.csv", newline="") as handle:
+            manifest_rows = list(csv.DictReader(handle))
+    elif (folder / "manifest.jsonl").is_file():
+        with open(folder / "manifest.jsonl") as handle:
+            manifest_rows = [json.loads(line) for line in handle if line.strip()]
+    elif (folder / "manifest.json").is_file():
+        loaded = json.loads((folder / "manifest.json").read_text())
+        manifest_rows = loaded if isinstance(loaded, list) else loaded.get("items", [])
+    for row in manifest_rows:
+        noisy_key = next((k for k in row if "noisy" in k.lower()), None)
+        clean_key = next((k for k in row if "clean" in k.lower()), None)
+        if noisy_key and clean_key:
+            noisy_path, clean_path = folder / str(row[noisy_key]), folder / str(row[clean_key])
+            if noisy_path.is_file() and clean_path.is_file():
+                pairs.append((noisy_path.stem, noisy_path, clean_path))
+    if not pairs and (folder / "noisy").is_dir() and (folder / "clean").is_dir():
+        for noisy_path in sorted((folder / "noisy").iterdir()):
+            clean_path = folder / "clean" / noisy_path.name
+            if clean_path.is_file():
+                pairs.append((noisy_path.stem, noisy_path, clean_path))
+    if not pairs:
+        for noisy_path in sorted(folder.rglob("*noisy*")):
+            clean_path = noisy_path.with_name(noisy_path.name.replace("noisy", "clean"))
+            if noisy_path.is_file() and clean_path.is_file() and clean_path != noisy_path:
+                pairs.append((noisy_path.stem, noisy_path, clean_path))
+    clips: list[ValClip] = []
+    if pairs:
+        pairs.sort()
+        chosen = np.unique(np.linspace(0, len(pairs) - 1, min(max_clips, len(pairs))).round())
+        for k in chosen.astype(int):
+            name, noisy_path, clean_path = pairs[k]
+            clips.append(ValClip(name, _read_mono(noisy_path), _read_mono(clean_path)))
+    else:
+        npz = sorted(folder.rglob("*.npz"))
+        for path in npz:
+            with np.load(path) as data:
+                if "noisy" in data and "clean" in data:
+                    noisy, clean = data["noisy"], data["clean"]
+                    if noisy.ndim == 1:
+                        clips.append(
+                            ValClip(path.stem, noisy.astype(np.float32), clean.astype(np.float32))
+                        )
+                    else:
+                        for i in range(len(noisy)):
+                            clips.append(
+                                ValClip(
+                                    f"{path.stem}-{i}",
+                                    noisy[i].astype(np.float32),
+                                    clean[i].astype(np.float32),
+                                )
+                            )
+        if clips:
+            chosen = np.unique(np.linspace(0, len(clips) - 1, min(max_clips, len(clips))).round())
+            clips = [clips[int(k)] for k in chosen]
+    if not clips:
+        raise FileNotFoundError(
+            f"No validation mixtures found in {folder} (looked for a manifest, noisy/ and "
+            "clean/ folders, *noisy* files beside *clean* files, and .npz files)."
+        )
+    return clips

@@ -244,3 +244,110 @@ def _final_loss(out: Path, data: Path) -> float:
             has_speech=clean.abs().amax(-1) > 0,
         )
     return float(loss)
+
+
+# -- export -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def exported(trained: Path) -> Path:
+    from training.export import export
+
+    path = trained / "tiny.onnx"
+    summary = export(trained / "best.pt", path)
+    assert summary["torch_vs_onnx"] <= 1e-4
+    return path
+
+
+def test_exported_model_loads_with_the_runtime_and_carries_the_training_stats(
+    trained: Path, exported: Path
+) -> None:
+    from seproc.model import OnnxModel
+    from training.train import load_model
+
+    model, _ = load_model(trained / "best.pt")
+    runtime = OnnxModel(exported)
+    info = runtime.info
+    assert (info.sample_rate_hz, info.n_fft, info.hop_length, info.win_length) == (
+        16000,
+        320,
+        160,
+        320,
+    )
+    assert info.formulation == "mask"
+    assert info.gain_floor_db == -25.0
+    assert info.lookahead_frames == 0
+    np.testing.assert_allclose(info.feature_mean_db, model.feature_mean_db.numpy(), atol=1e-3)
+    np.testing.assert_allclose(info.feature_std_db, model.feature_std_db.numpy(), atol=1e-3)
+    assert info.state_shapes == {name: shape for name, shape in model.state_shapes(1).items()}
+
+
+def test_runtime_frame_by_frame_equals_pytorch_whole_sequence(
+    trained: Path, exported: Path
+) -> None:
+    from seproc.model import OnnxModel
+    from training.train import load_model
+
+    model, _ = load_model(trained / "best.pt")
+    runtime = OnnxModel(exported)
+    features = np.random.default_rng(5).standard_normal((90, 161)).astype(np.float32)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(features)[None])[0][0].numpy()
+    state = runtime.new_state()
+    whole = np.empty_like(features)
+    runtime.run(features, whole, state)
+    np.testing.assert_allclose(whole, reference, atol=1e-4, rtol=0)
+    state = runtime.new_state()
+    streamed = np.empty_like(features)
+    for t in range(90):
+        runtime.run(features[t : t + 1], streamed[t : t + 1], state)
+    np.testing.assert_allclose(streamed, whole, atol=1e-5, rtol=0)
+    state = runtime.new_state()
+    blocks = np.empty_like(features)
+    for t in range(0, 90, 4):
+        runtime.run(
+            np.ascontiguousarray(features[t : t + 4]), blocks[t : t + 4], state
+        )  # batches of consecutive frames
+    np.testing.assert_allclose(blocks, whole, atol=1e-5, rtol=0)
+
+
+def test_parity_check_fails_hard_on_a_mismatch(trained: Path, exported: Path) -> None:
+    from training.export import check_parity
+    from training.train import load_model
+
+    model, _ = load_model(trained / "best.pt")
+    with torch.no_grad():
+        model.decoder[-1].deconv.bias += 0.5
+    with pytest.raises(AssertionError, match="differs from PyTorch"):
+        check_parity(model, exported.read_bytes())
+
+
+def test_noise_subtraction_config_trains_and_exports_noise_db(corpus: Path, tmp_path: Path) -> None:
+    from seproc.model import OnnxModel
+    from training.export import export
+    from training.train import train
+
+    train(CONFIGS / "cpu-noise-subtraction.toml", corpus, tmp_path, max_steps=1)
+    path = tmp_path / "seed.onnx"
+    export(tmp_path / "last.pt", path)
+    runtime = OnnxModel(path)
+    assert runtime.info.formulation == "noise_subtraction"
+    assert runtime.info.output_name == "noise_db"
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.get_outputs()[0].name == "noise_db"
+    features = np.zeros((3, 161), np.float32)
+    noise_db = np.empty_like(features)
+    runtime.run(features, noise_db, runtime.new_state())
+    # denormalised inside the graph: the output is on the dB scale of the features
+    assert float(np.abs(noise_db).max()) > 5.0
+
+
+@pytest.mark.parametrize("name", ["tiny", "cpu", "gpu", "cpu-noise-subtraction"])
+def test_configs_load_and_fit_the_compute_budget(name: str) -> None:
+    from training.model import count_flops_per_frame
+    from training.train import load_config
+
+    cfg = load_config(CONFIGS / f"{name}.toml")
+    model = SeprocNet(cfg["model"])
+    assert count_flops_per_frame(model) <= 8e6
+    if name != "tiny":
+        assert cfg["train"].threads >= 1
+        assert cfg["model"].gain_floor_db == -25.0

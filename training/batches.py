@@ -99,17 +99,17 @@ class ClipPool:
         return self.audio[s][start : start + self.lengths[s][j]].astype(np.float32) / 32767.0
 
     def pick_by_length(self, rng: np.random.Generator) -> int:
-        """A clip index, each clip weighted by its duration."""
+        """Draw a clip index, each clip weighted by its duration."""
         return int(rng.choice(len(self.length), p=self.length_weights))
 
     def pick_by_group(self, rng: np.random.Generator) -> int:
-        """A clip index: a group uniformly, then a clip of it uniformly."""
+        """Draw a clip index: a group uniformly, then a clip of it uniformly."""
         members = self.members[int(rng.integers(len(self.members)))]
         return int(members[int(rng.integers(len(members)))])
 
 
 def _crop_or_place(clip: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """A random ``n``-sample crop of a long clip, or a short clip at a random place in zeros."""
+    """Crop ``n`` samples of a long clip, or place a short one at random in zeros."""
     if len(clip) >= n:
         start = int(rng.integers(len(clip) - n + 1))
         return clip[start : start + n].copy()
@@ -120,7 +120,7 @@ def _crop_or_place(clip: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
 
 
 def _crop_or_loop(clip: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """A random ``n``-sample crop, looping a short clip from a random phase."""
+    """Crop ``n`` samples at random, looping a short clip from a random phase."""
     if len(clip) >= n:
         start = int(rng.integers(len(clip) - n + 1))
         return clip[start : start + n].copy()

@@ -4,19 +4,22 @@ Shapes: features ``[batch, frames, bins]`` go in (normalised log-power, see
 ``models/FORMAT.md``); one output per frame and bin comes out: a bounded gain
 (``formulation="mask"``) or the noise log-power in dB (``"noise_subtraction"``).
 
-Layout, with the default channels ``(16, 32, 32, 64)`` and 161 bins::
+Layout, with the default channels ``(16, 24, 32, 48, 64)`` and 161 bins::
 
     features [B, 1, T, 161]
     enc1  conv (2 x 5), stride 2 in frequency   -> [B, 16, T, 81]
-    enc2  conv (2 x 3), stride 2                -> [B, 32, T, 41]
+    enc2  conv (2 x 3), stride 2                -> [B, 24, T, 41]
     enc3  conv (2 x 3), stride 2                -> [B, 32, T, 21]
-    enc4  conv (2 x 3), stride 2                -> [B, 64, T, 11]
-    bottleneck  linear 704 -> H, GRU(H), linear H -> 704 (+ residual)
-    dec4  transposed conv on concat(bottleneck, enc4) -> [B, 32, T, 21]
-    dec3  transposed conv on concat(dec4, enc3)       -> [B, 32, T, 41]
-    dec2  transposed conv on concat(dec3, enc2)       -> [B, 16, T, 81]
+    enc4  conv (2 x 3), stride 2                -> [B, 48, T, 11]
+    enc5  conv (2 x 3), stride 2                -> [B, 64, T, 6]
+    bottleneck  linear 384 -> H, GRU(H), linear H -> 384 (+ residual), H = 160
+    dec5  transposed conv on concat(bottleneck, enc5) -> [B, 48, T, 11]
+    dec4 .. dec2  likewise, each on concat(previous, skip)
     dec1  transposed conv on concat(dec2, enc1)       -> [B, 1, T, 161]
     head  mask: floor + (1 - floor) * sigmoid;  noise_subtraction: denormalise to dB
+
+Activations are leaky ReLUs, which onnxruntime fuses into the convolutions (PReLU
+is not fused; at one frame per call the graph's node count dominates its cost).
 
 Causality: every encoder convolution looks at the current frame and the
 ``kernel_time - 1`` frames before it, nothing later; the decoder works within
@@ -44,11 +47,12 @@ class ModelConfig:
     """Architecture settings (the ``[model]`` table of a training config)."""
 
     n_bins: int = 161
-    channels: tuple[int, ...] = (16, 32, 32, 64)
+    channels: tuple[int, ...] = (16, 24, 32, 48, 64)
     kernel_time: int = 2
     first_kernel_freq: int = 5
     kernel_freq: int = 3
     gru_hidden: int = 160
+    activation: str = "leaky_relu"
     formulation: str = "mask"
     gain_floor_db: float = -25.0
     feature_mean_db: list[float] = field(default_factory=list)
@@ -58,6 +62,8 @@ class ModelConfig:
         self.channels = tuple(int(c) for c in self.channels)
         if self.formulation not in FORMULATIONS:
             raise ValueError(f"formulation={self.formulation!r} must be one of {FORMULATIONS}")
+        if self.activation not in ("leaky_relu", "prelu"):
+            raise ValueError(f"activation={self.activation!r} must be 'leaky_relu' or 'prelu'")
         if self.kernel_time < 1:
             raise ValueError(f"kernel_time={self.kernel_time} must be >= 1")
 
@@ -70,6 +76,12 @@ def _encoder_bins(n_bins: int, n_layers: int) -> list[int]:
     return bins
 
 
+def _activation(kind: str, channels: int) -> nn.Module:
+    if kind == "prelu":
+        return nn.PReLU(channels)
+    return nn.LeakyReLU(0.1)
+
+
 class CausalConv(nn.Module):
     """A convolution causal in time and strided in frequency, with explicit state.
 
@@ -77,20 +89,22 @@ class CausalConv(nn.Module):
     (the previous input frames) returns the output and the new state.
     """
 
-    def __init__(self, c_in: int, c_out: int, kernel_time: int, kernel_freq: int) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, kernel_time: int, kernel_freq: int, activation: str
+    ) -> None:
         super().__init__()
         self.kernel_time = kernel_time
         self.conv = nn.Conv2d(
             c_in, c_out, (kernel_time, kernel_freq), stride=(1, 2), padding=(0, kernel_freq // 2)
         )
-        self.act = nn.PReLU(c_out)
+        self.act = _activation(activation, c_out)
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Convolve ``x`` preceded by ``state``; return the output and the new state."""
         if self.kernel_time == 1:
             return self.act(self.conv(x)), state
         full = torch.cat([state, x], dim=2)
-        new_state = full[:, :, full.shape[2] - (self.kernel_time - 1) :]
+        new_state = full[:, :, 1 - self.kernel_time :]
         return self.act(self.conv(full)), new_state
 
 
@@ -117,7 +131,7 @@ class UpConv(nn.Module):
             padding=(0, pad),
             output_padding=(0, out_bins - natural),
         )
-        self.act = nn.PReLU(c_out) if activation else nn.Identity()
+        self.act = _activation(activation, c_out) if activation else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Upsample ``x [B, C, T, F]`` in frequency."""
@@ -137,7 +151,7 @@ class SeprocNet(nn.Module):
         c_in = 1
         for i, c_out in enumerate(channels):
             kf = config.first_kernel_freq if i == 0 else config.kernel_freq
-            self.encoder.append(CausalConv(c_in, c_out, config.kernel_time, kf))
+            self.encoder.append(CausalConv(c_in, c_out, config.kernel_time, kf, config.activation))
             c_in = c_out
         flat = channels[-1] * bins[-1]
         self.squeeze = nn.Linear(flat, config.gru_hidden)
@@ -148,13 +162,16 @@ class SeprocNet(nn.Module):
             c_out = 1 if i == 0 else channels[i - 1]
             kf = config.first_kernel_freq if i == 0 else config.kernel_freq
             self.decoder.append(
-                UpConv(2 * channels[i], c_out, kf, bins[i], bins[i + 1], activation=i != 0)
+                UpConv(
+                    2 * channels[i], c_out, kf, bins[i], bins[i + 1], config.activation if i else ""
+                )
             )
         mean = torch.tensor(config.feature_mean_db or [0.0] * config.n_bins, dtype=torch.float32)
         std = torch.tensor(config.feature_std_db or [1.0] * config.n_bins, dtype=torch.float32)
         self.register_buffer("feature_mean_db", mean, persistent=True)
         self.register_buffer("feature_std_db", std, persistent=True)
         self.gain_floor = float(10.0 ** (config.gain_floor_db / 20.0))
+        self.export_batch_one = False
 
     # -- streaming state ------------------------------------------------------------------
     def state_shapes(self, batch: int = 1) -> dict[str, tuple[int, ...]]:
@@ -198,7 +215,9 @@ class SeprocNet(nn.Module):
             else:
                 x, _ = layer(x, x)
             skips.append(x)
-        b, c, t, f = x.shape
+        c, f = self.config.channels[-1], self.bins[-1]
+        # batch 1 (export): constant reshape targets, so the graph has no shape arithmetic
+        b, t = (1, -1) if self.export_batch_one else (batch, frames)
         flat = x.permute(0, 2, 1, 3).reshape(b, t, c * f)
         z = torch.relu(self.squeeze(flat))
         z, hidden_out = self.gru(z, hidden)
@@ -215,7 +234,7 @@ class SeprocNet(nn.Module):
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
+    """Count the trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 

@@ -25,12 +25,12 @@ import json
 import math
 import os
 import time
-import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomllib
 import torch
 
 from training import spectral
@@ -281,7 +281,7 @@ def train(
         best_pesq = payload["best_pesq"]
 
     val = _val_clips(data, cfg)
-    log = open(out / "log.jsonl", "a")  # noqa: SIM115 - closed in finally
+    log = open(out / "log.jsonl", "a")
     run_start = time.monotonic()
     if payload is None:
         noisy_quality = _mean_quality([quality(c.clean, c.noisy) for c in val])

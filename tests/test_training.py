@@ -58,11 +58,21 @@ def make_corpus(root: Path, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     for split, n_speech in (("train", 12), ("val", 3)):
         speech = [
-            Clip(_speechlike(rng, rng.uniform(0.4, 1.5)), "synthetic", f"spk{i % 3}", f"s{i}")
+            Clip(
+                _speechlike(rng, rng.uniform(0.4, 1.5)),
+                "tts-espeak" if i % 2 else "voices",
+                f"spk{i % 3}",
+                f"s{i}",
+            )
             for i in range(n_speech)
         ]
         noise = [
-            Clip(_noise(rng, kind, rng.uniform(0.3, 1.2)), "synthetic", kind, f"{kind}{i}")
+            Clip(
+                _noise(rng, kind, rng.uniform(0.3, 1.2)),
+                "recorded" if kind == "hum" else "synthetic",
+                kind,
+                f"{kind}{i}",
+            )
             for i, kind in enumerate(["white", "pink", "hum"] * 2)
         ]
         write_shards(speech, root / "shards", split, "speech")
@@ -172,6 +182,22 @@ def test_mixer_items_add_up_and_respect_shares(corpus: Path) -> None:
     levels = [20 * np.log10(np.sqrt(np.mean(mixer.item()[0] ** 2))) for _ in range(50)]
     assert min(levels) >= -40.5
     assert max(levels) <= -14.5
+
+
+def test_mixer_draws_real_voices_and_recorded_noise_at_the_set_shares(corpus: Path) -> None:
+    speech = ClipPool(corpus / "shards", "train", "speech")
+    noise = ClipPool(corpus / "shards", "train", "noise")
+    config = BatchConfig(real_speech_share=1.0, recorded_noise_share=0.0)
+    mixer = Mixer(speech, noise, config, np.random.default_rng(0))
+    assert set(speech.source[speech.subsets["real"]]) == {"voices"}
+    picks = [speech.pick_by_length(mixer.rng, mixer._speech_subset()) for _ in range(200)]
+    assert set(speech.source[picks]) == {"voices"}
+    noises = [noise.pick_by_group(mixer.rng, mixer._noise_subset()) for _ in range(200)]
+    assert set(noise.group[noises]) == {"white", "pink"}
+    config.real_speech_share, config.recorded_noise_share = 0.5, 0.5
+    picks = [speech.pick_by_length(mixer.rng, mixer._speech_subset()) for _ in range(400)]
+    real = np.mean(speech.source[picks] == "voices")
+    assert 0.4 < real < 0.6
 
 
 def test_val_clips_load_from_noisy_and_clean_folders(corpus: Path) -> None:
@@ -325,7 +351,17 @@ def test_noise_subtraction_config_trains_and_exports_noise_db(corpus: Path, tmp_
     from training.export import export
     from training.train import train
 
-    train(CONFIGS / "cpu-noise-subtraction.toml", corpus, tmp_path, max_steps=1)
+    # the shipped seed config, with its data settings cut down for a test
+    text = (CONFIGS / "cpu-noise-subtraction.toml").read_text()
+    for old, new in (
+        ("stats_items = 256", "stats_items = 8"),
+        ("batch_size = 12", "batch_size = 2"),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    config = tmp_path / "seed.toml"
+    config.write_text(text)
+    train(config, corpus, tmp_path, max_steps=1)
     path = tmp_path / "seed.onnx"
     export(tmp_path / "last.pt", path)
     runtime = OnnxModel(path)

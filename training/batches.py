@@ -4,10 +4,12 @@ Every item is made fresh: a random crop of a speech clip plus a random crop of o
 noise (sometimes two), mixed at an SNR drawn uniformly from ``snr_db_range`` with
 :func:`training.mixing.mix_at_snr`, then scaled to a random level. A share of items
 has no speech (the model must learn to remove noise alone) and a share has no noise
-(it must leave clean speech alone). Noise is drawn uniformly over noise *groups*
-(noise types) first, so a few long synthetic noises cannot crowd out many short
-recordings. Everything is drawn from one ``numpy.random.Generator``, so a seed
-fixes the sequence of batches.
+(it must leave clean speech alone). Speech comes from real voices for a set share of
+items (they are the minority of the corpus but what the product is judged on), the
+rest from TTS. Noise comes from recordings for a set share, otherwise from the
+synthetic kinds, and within either it is drawn uniformly over noise *groups* first,
+so a few long noises cannot crowd out many short recordings. Everything is drawn
+from one ``numpy.random.Generator``, so a seed fixes the sequence of batches.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ class BatchConfig:
     noise_free_probability: float = 0.05
     second_noise_probability: float = 0.2
     second_noise_db_range: tuple[float, float] = (-12.0, 0.0)
+    real_speech_share: float = 0.5
+    """Share of items whose speech is a real voice (a source not named ``tts-*``)."""
+    recorded_noise_share: float = 0.67
+    """Share of noises drawn from recordings (a source other than ``synthetic``)."""
 
     @property
     def segment_samples(self) -> int:
@@ -58,31 +64,45 @@ class ClipPool:
         self.audio: list[np.ndarray] = []
         self.starts: list[np.ndarray] = []
         self.lengths: list[np.ndarray] = []
-        shard_of, index_of, groups = [], [], []
+        shard_of, index_of, groups, sources = [], [], [], []
         for shard_index, path in enumerate(paths):
             with np.load(path) as shard:
                 audio = shard["audio"]
                 offsets = shard["offsets"].astype(np.int64)
                 group = shard["group"].astype(str)
+                source = shard["source"].astype(str)
             self.audio.append(audio)
             self.starts.append(offsets[:-1])
             self.lengths.append(np.diff(offsets))
             shard_of.append(np.full(len(offsets) - 1, shard_index))
             index_of.append(np.arange(len(offsets) - 1))
             groups.append(group)
+            sources.append(source)
         self.shard_of = np.concatenate(shard_of)
         self.index_of = np.concatenate(index_of)
         self.group = np.concatenate(groups)
+        self.source = np.concatenate(sources)
         self.length = np.concatenate(self.lengths)
         keep = self.length > 0
         self.shard_of, self.index_of = self.shard_of[keep], self.index_of[keep]
         self.group, self.length = self.group[keep], self.length[keep]
+        self.source = self.source[keep]
         if len(self.length) == 0:
             raise ValueError(f"All {kind} clips in {Path(root) / split} are empty.")
-        self.length_weights = self.length / self.length.sum()
         names, inverse = np.unique(self.group, return_inverse=True)
         self.group_names = names
         self.members = [np.flatnonzero(inverse == g) for g in range(len(names))]
+        self.subsets: dict[str, np.ndarray] = {}
+
+    def subset(self, name: str, mask: np.ndarray) -> None:
+        """Name a subset of the clips (e.g. real voices) for the ``pick_*`` methods."""
+        if mask.any():
+            self.subsets[name] = np.flatnonzero(mask)
+
+    def seconds_of(self, name: str | None = None) -> float:
+        """Duration in seconds of a named subset (all clips for ``None``)."""
+        index = self.subsets.get(name, np.zeros(0, int)) if name else np.arange(len(self))
+        return float(self.length[index].sum()) / SAMPLE_RATE_HZ
 
     def __len__(self) -> int:
         return len(self.length)
@@ -98,13 +118,23 @@ class ClipPool:
         start = self.starts[s][j]
         return self.audio[s][start : start + self.lengths[s][j]].astype(np.float32) / 32767.0
 
-    def pick_by_length(self, rng: np.random.Generator) -> int:
-        """Draw a clip index, each clip weighted by its duration."""
-        return int(rng.choice(len(self.length), p=self.length_weights))
+    def pick_by_length(self, rng: np.random.Generator, subset: str | None = None) -> int:
+        """Draw a clip index, each clip weighted by its duration (of a subset if named)."""
+        index = self.subsets[subset] if subset else None
+        cumulative = np.cumsum(self.length if index is None else self.length[index])
+        k = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+        k = min(k, len(cumulative) - 1)
+        return k if index is None else int(index[k])
 
-    def pick_by_group(self, rng: np.random.Generator) -> int:
-        """Draw a clip index: a group uniformly, then a clip of it uniformly."""
-        members = self.members[int(rng.integers(len(self.members)))]
+    def pick_by_group(self, rng: np.random.Generator, subset: str | None = None) -> int:
+        """Draw a clip index: a group uniformly, then a clip of it (within a subset if named)."""
+        if subset:
+            index = self.subsets[subset]
+            groups = np.unique(self.group[index])
+            group = groups[int(rng.integers(len(groups)))]
+            members = index[self.group[index] == group]
+        else:
+            members = self.members[int(rng.integers(len(self.members)))]
         return int(members[int(rng.integers(len(members)))])
 
 
@@ -151,17 +181,36 @@ class Mixer:
         self, speech: ClipPool, noise: ClipPool, config: BatchConfig, rng: np.random.Generator
     ) -> None:
         self.speech, self.noise, self.config, self.rng = speech, noise, config, rng
+        speech.subset("real", ~np.char.startswith(speech.source, "tts-"))
+        speech.subset("tts", np.char.startswith(speech.source, "tts-"))
+        noise.subset("recorded", noise.source != "synthetic")
+        noise.subset("synthetic", noise.source == "synthetic")
+
+    def _speech_subset(self) -> str | None:
+        both = "real" in self.speech.subsets and "tts" in self.speech.subsets
+        if not both:
+            return None
+        return "real" if self.rng.random() < self.config.real_speech_share else "tts"
+
+    def _noise_subset(self) -> str | None:
+        both = "recorded" in self.noise.subsets and "synthetic" in self.noise.subsets
+        if not both:
+            return None
+        return "recorded" if self.rng.random() < self.config.recorded_noise_share else "synthetic"
+
+    def _noise_clip(self) -> np.ndarray:
+        return self.noise.clip(self.noise.pick_by_group(self.rng, self._noise_subset()))
 
     def _noise(self, n: int) -> np.ndarray:
         rng, cfg = self.rng, self.config
         for _ in range(20):
-            noise = _crop_or_loop(self.noise.clip(self.noise.pick_by_group(rng)), n, rng)
+            noise = _crop_or_loop(self._noise_clip(), n, rng)
             if _rms(noise) > 1e-5:
                 break
         else:
             noise = rng.standard_normal(n).astype(np.float32) * 0.01
         if rng.random() < cfg.second_noise_probability:
-            other = _crop_or_loop(self.noise.clip(self.noise.pick_by_group(rng)), n, rng)
+            other = _crop_or_loop(self._noise_clip(), n, rng)
             if _rms(other) > 1e-5:
                 rel_db = rng.uniform(*cfg.second_noise_db_range)
                 other *= np.float32(_rms(noise) / _rms(other) * 10 ** (rel_db / 20))
@@ -178,7 +227,8 @@ class Mixer:
             noise = self._noise(n)
         else:
             for _ in range(20):
-                clean = _crop_or_place(self.speech.clip(self.speech.pick_by_length(rng)), n, rng)
+                index = self.speech.pick_by_length(rng, self._speech_subset())
+                clean = _crop_or_place(self.speech.clip(index), n, rng)
                 if _rms(clean) > 1e-5:
                     break
             if draw < cfg.speech_free_probability + cfg.noise_free_probability:
@@ -228,7 +278,8 @@ def load_val_clips(folder: Path, max_clips: int) -> list[ValClip]:
     ``manifest.jsonl`` or ``manifest.json``) whose rows name ``noisy`` and ``clean``
     files; ``noisy/`` and ``clean/`` folders of same-named audio files; files named
     ``*_noisy.*`` beside ``*_clean.*``; or ``.npz`` files with ``noisy`` and ``clean``
-    arrays. Clips are taken evenly spread over the sorted list.
+    arrays. Clips are taken evenly spread over the sorted list; clips without speech
+    (PESQ and SI-SDR are undefined for them) are left out.
     """
     folder = Path(folder)
     pairs: list[tuple[str, Path, Path]] = []
@@ -288,6 +339,7 @@ def load_val_clips(folder: Path, max_clips: int) -> list[ValClip]:
         if clips:
             chosen = np.unique(np.linspace(0, len(clips) - 1, min(max_clips, len(clips))).round())
             clips = [clips[int(k)] for k in chosen]
+    clips = [c for c in clips if float(np.max(np.abs(c.clean), initial=0.0)) > 1e-4]
     if not clips:
         raise FileNotFoundError(
             f"No validation mixtures found in {folder} (looked for a manifest, noisy/ and "

@@ -25,7 +25,7 @@ Causality: every encoder convolution looks at the current frame and the
 ``kernel_time - 1`` frames before it, nothing later; the decoder works within
 one frame; the GRU runs forward in time. Streaming state is therefore the last
 ``kernel_time - 1`` input frames of each encoder convolution plus the GRU's
-hidden state, and :meth:`Denoiser.forward` takes and returns all of it
+hidden state, and :meth:`SeprocNet.forward` takes and returns all of it
 explicitly (``states``), so the exported graph is stateless and one call over
 ``T`` frames equals ``T`` calls of one frame.
 """

@@ -387,3 +387,16 @@ def test_configs_load_and_fit_the_compute_budget(name: str) -> None:
     if name != "tiny":
         assert cfg["train"].threads >= 1
         assert cfg["model"].gain_floor_db == -25.0
+
+
+def test_resume_continues_the_step_count_and_the_log(corpus: Path, tmp_path: Path) -> None:
+    from training.train import load_model, train
+
+    train(CONFIGS / "tiny.toml", corpus, tmp_path, max_steps=3)
+    _, first = load_model(tmp_path / "last.pt")
+    train(CONFIGS / "tiny.toml", corpus, tmp_path, max_steps=2, resume=True, learning_rate=1e-4)
+    _, second = load_model(tmp_path / "last.pt")
+    assert (first["step"], second["step"]) == (3, 5)
+    resumed = _records(tmp_path, "resume")
+    assert [(r["step"], r["learning_rate"]) for r in resumed] == [(3, 1e-4)]
+    assert second["audio_seconds"] == pytest.approx(2 * first["audio_seconds"] * 5 / 6)

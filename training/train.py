@@ -239,12 +239,15 @@ def train(
     minutes: float | None = None,
     device: str = "cpu",
     max_steps: int | None = None,
+    learning_rate: float | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) and return the final validation record."""
     cfg = load_config(config_path)
     tcfg: TrainConfig = cfg["train"]
     if minutes is not None:
         tcfg.minutes = minutes
+    if learning_rate is not None:
+        tcfg.learning_rate = learning_rate
     if max_steps is not None:
         tcfg.max_steps = max_steps
     torch.set_num_threads(tcfg.threads)
@@ -301,7 +304,16 @@ def train(
             },
         )
     else:
-        _log(log, {"event": "resume", "step": step, "device": device})
+        _log(
+            log,
+            {
+                "event": "resume",
+                "step": step,
+                "device": device,
+                "learning_rate": tcfg.learning_rate,
+                "minutes": tcfg.minutes,
+            },
+        )
 
     def checkpoint(path: Path, record: dict[str, Any]) -> None:
         _save(
@@ -432,6 +444,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=None, help="wall-time budget")
     parser.add_argument("--steps", type=int, default=None, help="stop after this many steps")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="peak learning rate of this run (e.g. lower when resuming a trained model)",
+    )
     args = parser.parse_args(argv)
     record = train(
         args.config,
@@ -441,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         minutes=args.minutes,
         device=args.device,
         max_steps=args.steps,
+        learning_rate=args.learning_rate,
     )
     print(json.dumps(record))
     return 0

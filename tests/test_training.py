@@ -400,3 +400,21 @@ def test_resume_continues_the_step_count_and_the_log(corpus: Path, tmp_path: Pat
     resumed = _records(tmp_path, "resume")
     assert [(r["step"], r["learning_rate"]) for r in resumed] == [(3, 1e-4)]
     assert second["audio_seconds"] == pytest.approx(2 * first["audio_seconds"] * 5 / 6)
+
+
+def test_runtime_denoise_equals_the_training_signal_path(
+    trained: Path, exported: Path, corpus: Path
+) -> None:
+    """seproc.denoise with the exported file == the PyTorch path the model trained on."""
+    import seproc
+    from training.train import enhance, load_model
+
+    model, _ = load_model(trained / "best.pt")
+    clip = load_val_clips(corpus / "mixtures" / "val", 1)[0]
+    noisy = np.concatenate([clip.noisy, clip.noisy[::-1]])[:17000].astype(np.float32)
+    ours = enhance(model, noisy)
+    runtime = seproc.denoise(noisy, 16000, model=exported)
+    assert runtime.shape == noisy.shape
+    # the model changes the signal (it is not a bypass), and both paths agree on how
+    assert float(np.max(np.abs(ours - noisy))) > 1e-2
+    np.testing.assert_allclose(runtime, ours, atol=1e-5, rtol=0)

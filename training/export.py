@@ -184,6 +184,7 @@ def export(checkpoint: Path, out: Path) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".onnx", delete=False) as handle:
         handle.write(data)
+    Path(handle.name).chmod(0o644)  # a temporary file is created private (0600)
     Path(handle.name).replace(out)
     return {
         "out": str(out),

@@ -418,3 +418,14 @@ def test_runtime_denoise_equals_the_training_signal_path(
     # the model changes the signal (it is not a bypass), and both paths agree on how
     assert float(np.max(np.abs(ours - noisy))) > 1e-2
     np.testing.assert_allclose(runtime, ours, atol=1e-5, rtol=0)
+
+
+def test_report_compares_noisy_and_enhanced_by_band(trained: Path, corpus: Path) -> None:
+    from training.train import report
+
+    result = report(trained / "best.pt", corpus, 8)
+    assert result["step"] == 40
+    band = result["all with noise"]
+    assert band["clips"] == 2
+    assert set(band["noisy"]) == {"pesq", "stoi", "si_sdr"}
+    assert band["noisy"]["si_sdr"] != band["enhanced"]["si_sdr"]

@@ -147,15 +147,77 @@ def quality(clean: np.ndarray, estimate: np.ndarray) -> dict[str, float]:
     }
 
 
-def _mean_quality(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {key: float(np.nanmean([r[key] for r in rows])) for key in rows[0]}
+def _mean_quality(
+    rows: list[dict[str, float]], clips: list[ValClip] | None = None
+) -> dict[str, float]:
+    """Means over all clips, and (``*_mixed``) over the clips that hold noise.
+
+    A noise-free clip's input SI-SDR is unbounded (over 100 dB), so one of them
+    dominates a plain mean; the ``_mixed`` means leave them out.
+    """
+    means = {key: float(np.nanmean([r[key] for r in rows])) for key in rows[0]}
+    if clips is not None:
+        mixed = [
+            r for r, c in zip(rows, clips, strict=True) if not np.array_equal(c.noisy, c.clean)
+        ]
+        if mixed:
+            means.update(
+                {f"{key}_mixed": float(np.nanmean([r[key] for r in mixed])) for key in rows[0]}
+            )
+    return means
 
 
 def validate(model: SeprocNet, clips: list[ValClip], device: str) -> dict[str, float]:
     """Mean PESQ / STOI / SI-SDR of the enhanced validation clips."""
     rows = [quality(c.clean, enhance(model, c.noisy, device)) for c in clips]
     model.train()
-    return _mean_quality(rows)
+    return _mean_quality(rows, clips)
+
+
+def report(checkpoint: Path, data: Path, n_clips: int) -> dict[str, Any]:
+    """Noisy vs enhanced PESQ / STOI / SI-SDR on validation clips, by input SNR band.
+
+    Bands come from ``data/mixtures/val/manifest.csv`` (``snr_db``); noise-free clips
+    are their own band. Used for the model card; the full comparison with peers is
+    ``training/evaluate.py``.
+    """
+    model, payload = load_model(checkpoint)
+    folder = data / "mixtures" / "val"
+    clips = load_val_clips(folder, n_clips)
+    snr: dict[str, float] = {}
+    manifest = folder / "manifest.csv"
+    if manifest.is_file():
+        import csv
+
+        with open(manifest, newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("snr_db"):
+                    snr[row["id"]] = float(row["snr_db"])
+    bands: dict[str, list[tuple[dict[str, float], dict[str, float]]]] = {}
+    for clip in clips:
+        value = snr.get(clip.name)
+        if np.array_equal(clip.noisy, clip.clean):
+            band = "noise-free"
+        elif value is None:
+            band = "snr unknown"
+        elif value < 5:
+            band = "snr -5..5 dB"
+        elif value < 12:
+            band = "snr 5..12 dB"
+        else:
+            band = "snr 12..20 dB"
+        pair = (quality(clip.clean, clip.noisy), quality(clip.clean, enhance(model, clip.noisy)))
+        bands.setdefault(band, []).append(pair)
+        bands.setdefault("all with noise" if band != "noise-free" else "_", []).append(pair)
+    bands.pop("_", None)
+    result: dict[str, Any] = {"checkpoint": str(checkpoint), "step": payload.get("step")}
+    for band, pairs in sorted(bands.items()):
+        result[band] = {
+            "clips": len(pairs),
+            "noisy": _mean_quality([p[0] for p in pairs]),
+            "enhanced": _mean_quality([p[1] for p in pairs]),
+        }
+    return result
 
 
 def _val_clips(data: Path, cfg: dict[str, Any]) -> list[ValClip]:
@@ -287,7 +349,7 @@ def train(
     log = open(out / "log.jsonl", "a")
     run_start = time.monotonic()
     if payload is None:
-        noisy_quality = _mean_quality([quality(c.clean, c.noisy) for c in val])
+        noisy_quality = _mean_quality([quality(c.clean, c.noisy) for c in val], val)
         _log(
             log,
             {
@@ -438,8 +500,15 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True, help="training TOML config")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="only evaluate CHECKPOINT on the validation mixtures, by input SNR band",
+    )
     parser.add_argument("--data", type=Path, default=Path("data"), help="corpus folder")
-    parser.add_argument("--out", type=Path, required=True, help="checkpoint and log folder")
+    parser.add_argument("--out", type=Path, default=None, help="checkpoint and log folder")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--minutes", type=float, default=None, help="wall-time budget")
     parser.add_argument("--steps", type=int, default=None, help="stop after this many steps")
@@ -451,6 +520,13 @@ def main(argv: list[str] | None = None) -> int:
         help="peak learning rate of this run (e.g. lower when resuming a trained model)",
     )
     args = parser.parse_args(argv)
+    if args.report is not None:
+        torch.set_num_threads(load_config(args.config)["train"].threads)
+        n_clips = load_config(args.config)["train"].val_clips
+        print(json.dumps(report(args.report, args.data, n_clips), indent=1))
+        return 0
+    if args.out is None:
+        parser.error("--out is required to train")
     record = train(
         args.config,
         args.data,

@@ -8,6 +8,8 @@ Output (all 16 kHz; see training/README.md, section "Corpus"):
   float32 WAV, with ``noisy = clean + noise`` exactly, and ``manifest.csv`` per set;
 - ``manifest.json``: configuration, every source with minutes / speakers / split,
   speaker and noise-unit splits, shard list, build time;
+- ``build_info.json``: build time, disk use and machine load (the only file that differs
+  between two builds with one seed);
 - ``READY``: written last.
 
 Nothing is installed or downloaded: a missing program or package raises
@@ -21,6 +23,7 @@ import argparse
 import csv
 import json
 import multiprocessing
+import os
 import shutil
 import subprocess
 import sys
@@ -447,7 +450,7 @@ def build_corpus(config: CorpusConfig, out: Path) -> dict:
     _check_dependencies(config)
     out = Path(out)
     if out.exists():
-        for name in ("shards", "mixtures", "manifest.json", "READY"):
+        for name in ("READY", "shards", "mixtures", "manifest.json", "build_info.json"):
             path = out / name
             if path.is_dir():
                 shutil.rmtree(path)
@@ -638,8 +641,6 @@ def _build(config: CorpusConfig, out: Path, pool, workers: int, started: float) 
     mixtures = _write_mixture_sets(config, out / "mixtures", speech, heldout_tts, noise,
                                    noise_types)
 
-    elapsed = time.perf_counter() - started
-    disk = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     manifest = {
         "format": 1,
         "sample_rate_hz": SAMPLE_RATE_HZ,
@@ -654,10 +655,14 @@ def _build(config: CorpusConfig, out: Path, pool, workers: int, started: float) 
         "max_shard_bytes": MAX_SHARD_BYTES,
         "mixtures": mixtures,
         "tools": _tool_versions(config),
-        "build_seconds": round(elapsed, 1),
-        "disk_bytes": disk,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    disk = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    elapsed = time.perf_counter() - started
+    build = {"build_seconds": round(elapsed, 1), "disk_bytes": disk, "workers": workers,
+             "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
+    (out / "build_info.json").write_text(json.dumps(build, indent=1) + "\n")
+    manifest.update(build)
     (out / "READY").write_text("ok\n")
     return manifest
 

@@ -61,7 +61,10 @@ class AudioRef:
     """Where one recording lives: a file, a member of an archive, or a byte range of a file.
 
     ``container`` is ``"file"``, ``"zip"``, ``"tar"``, ``"range"`` (``offset``/``size`` bytes of
-    ``path``) or ``"raw16k"`` (headerless 16 kHz int16 little-endian, in a tar member).
+    ``path``), ``"raw16k"`` (headerless 16 kHz int16 little-endian, in a tar member) or
+    ``"f32"`` (already decoded 16 kHz float32 samples in ``data``). When ``data`` is set, it
+    holds the bytes that ``path`` / ``member`` point to (read once, so that a compressed
+    archive is not decompressed again for every member).
     """
 
     path: str
@@ -69,10 +72,13 @@ class AudioRef:
     member: str = ""
     offset: int = 0
     size: int = 0
+    data: bytes = b""
 
 
 def read_bytes(ref: AudioRef) -> bytes:
     """Read the encoded bytes a reference points to."""
+    if ref.data:
+        return ref.data
     if ref.container == "zip":
         with zipfile.ZipFile(ref.path) as archive:
             return archive.read(ref.member)
@@ -97,6 +103,8 @@ def decode(ref: AudioRef) -> tuple[np.ndarray, int]:
     """
     import soundfile
 
+    if ref.container == "f32":
+        return np.frombuffer(ref.data, np.float32).copy(), SAMPLE_RATE_HZ
     if ref.path.endswith(".g722") and ref.container == "file":
         ffmpeg = require_command("ffmpeg", "ffmpeg")
         out = subprocess.run(
@@ -110,6 +118,22 @@ def decode(ref: AudioRef) -> tuple[np.ndarray, int]:
         return np.frombuffer(data, "<i2").astype(np.float32) / 32768.0, 16000
     audio, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
     return audio.mean(axis=1).astype(np.float32), int(rate)
+
+
+def decode_g722_batch(paths: list[str]) -> list[np.ndarray]:
+    """Decode many G.722 files with one ``ffmpeg`` run (one decoder per input, so no state
+    is shared between files); returns float32 arrays at 16 kHz in the order of ``paths``."""
+    import tempfile
+
+    ffmpeg = require_command("ffmpeg", "ffmpeg")
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [ffmpeg, "-nostdin", "-v", "error"]
+        for path in paths:
+            cmd += ["-i", path]
+        for i in range(len(paths)):
+            cmd += ["-map", f"{i}:a", "-ac", "1", "-f", "f32le", f"{tmp}/{i}.f32"]
+        subprocess.run(cmd, check=True, capture_output=True)
+        return [np.fromfile(f"{tmp}/{i}.f32", np.float32) for i in range(len(paths))]
 
 
 def resample(audio: np.ndarray, rate_hz: int) -> np.ndarray:

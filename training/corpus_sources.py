@@ -184,21 +184,24 @@ def list_speech() -> list[SpeechFile]:
     silero = _pypi_archive("silero-vad")
     with tarfile.open(silero) as archive:
         members = sorted(m.name for m in archive.getmembers() if m.name.endswith("tests/data/test.wav"))
+        data = {name: archive.extractfile(name).read() for name in members}
     for name in members:
-        out.append(SpeechFile(AudioRef(str(silero), "tar", name), "silero-vad", "silero-vad-test",
-                              f"silero-vad/{name.split('/', 1)[1]}"))
+        out.append(SpeechFile(AudioRef(str(silero), "tar", name, data=data[name]), "silero-vad",
+                              "silero-vad-test", f"silero-vad/{name.split('/', 1)[1]}"))
 
     sphinx = _pypi_archive("pocketsphinx")
     with tarfile.open(sphinx) as archive:
         members = sorted(m.name for m in archive.getmembers()
                          if "/test/data/" in m.name and m.name.endswith((".wav", ".raw")))
+        data = {name: archive.extractfile(name).read() for name in members}
     for name in members:
         base_name = name.rsplit("/", 1)[1]
         if base_name in ("null.wav",) or "/vad/" in name or "/forever/" in name:
             continue
         container = "raw16k" if name.endswith(".raw") else "tar"
         speaker = "pocketsphinx-librivox" if "/librivox/" in name else "pocketsphinx-test"
-        out.append(SpeechFile(AudioRef(str(sphinx), container, name), "pocketsphinx", speaker,
+        out.append(SpeechFile(AudioRef(str(sphinx), container, name, data=data[name]),
+                              "pocketsphinx", speaker,
                               f"pocketsphinx/{name.split('/', 1)[1]}"))
     return out
 

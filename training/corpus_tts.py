@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import tempfile
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -151,22 +152,31 @@ def sentence_pool() -> tuple[str, ...]:
     Fixed for a given Python version, so the same seed gives the same texts.
     """
     sentences = set()
+    with warnings.catch_warnings():  # getattr on deprecated aliases (typing.io) warns
+        warnings.simplefilter("ignore")
+        docs = _docstrings()
+    for doc in docs:
+        for sentence in re.split(r"(?<=[.!?])\s+", " ".join(doc.split())):
+            words = sentence.split()
+            if 5 <= len(words) <= 25 and re.fullmatch(r"[A-Za-z][A-Za-z ,;'\-]*[.!?]", sentence):
+                sentences.add(sentence)
+    sentences.update(p[0].upper() + p[1:] + "." for p in _PHRASES)
+    return tuple(sorted(sentences))
+
+
+def _docstrings() -> list[str]:
+    """Docstrings of the modules in ``_MODULES`` and of their public members."""
+    docs = []
     for name in _MODULES:
         try:
             module = importlib.import_module(name)
         except ImportError:
             continue
-        docs = [inspect.getdoc(module) or ""]
+        docs.append(inspect.getdoc(module) or "")
         for attr in sorted(dir(module)):
             if not attr.startswith("_"):
                 docs.append(inspect.getdoc(getattr(module, attr, None)) or "")
-        for doc in docs:
-            for sentence in re.split(r"(?<=[.!?])\s+", " ".join(doc.split())):
-                words = sentence.split()
-                if 5 <= len(words) <= 25 and re.fullmatch(r"[A-Za-z][A-Za-z ,;'\-]*[.!?]", sentence):
-                    sentences.add(sentence)
-    sentences.update(p[0].upper() + p[1:] + "." for p in _PHRASES)
-    return tuple(sorted(sentences))
+    return docs
 
 
 def make_text(rng: np.random.Generator, n_sentences: int) -> str:

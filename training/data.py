@@ -25,6 +25,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -41,6 +42,7 @@ from training.corpus_audio import (
     MissingDependencyError,
     clipped_fraction,
     decode,
+    decode_g722_batch,
     require_command,
     resample,
     rms_db,
@@ -352,6 +354,25 @@ def _tts_task(args) -> tuple[np.ndarray, str, str]:
     return _normalise(audio, SPEECH_LEVEL_DB + rng.uniform(-6, 6)), f"tts-{voice.engine}", voice.speaker
 
 
+def _g722_task(paths: list[str]) -> list[bytes]:
+    return [a.tobytes() for a in decode_g722_batch(paths)]
+
+
+def _predecode_g722(files: list, pool, progress: bool) -> list:
+    """Decode all G.722 files in batches of 64 per ffmpeg run (ffmpeg's start-up dominates)."""
+    from dataclasses import replace
+
+    g722 = [i for i, f in enumerate(files) if f.ref.container == "file"
+            and f.ref.path.endswith(".g722")]
+    chunks = [[files[i].ref.path for i in g722[k : k + 64]] for k in range(0, len(g722), 64)]
+    decoded = [b for chunk in _pool_map(_g722_task, chunks, pool, "g722 (x64)", len(chunks),
+                                         progress) for b in chunk]
+    files = list(files)
+    for i, data in zip(g722, decoded):
+        files[i] = replace(files[i], ref=AudioRef(files[i].ref.path, "f32", data=data))
+    return files
+
+
 def _pool_map(fn: Callable, items: Iterable, pool, desc: str, total: int | None,
               progress: bool) -> Iterator:
     """Ordered parallel map with a progress bar; ``pool=None`` runs in this process."""
@@ -487,7 +508,7 @@ def _build(config: CorpusConfig, out: Path, pool, workers: int, started: float) 
     # --- real speech
     babble_pool: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
     if not config.tts_only:
-        files = cs.list_speech()
+        files = _predecode_g722(cs.list_speech(), pool, config.progress)
         by_speaker: dict[tuple[str, str], list[tuple[str, np.ndarray]]] = defaultdict(list)
         results = _pool_map(_load_speech_task, files, pool, "real speech", len(files),
                             config.progress)
@@ -710,6 +731,20 @@ def _tool_versions(config: CorpusConfig) -> dict:
     return versions
 
 
+def write_wav_float32(path: Path, audio: np.ndarray) -> None:
+    """Write mono 16 kHz IEEE-float WAV (fmt 18 bytes + fact chunk), byte for byte reproducible.
+
+    libsndfile adds a PEAK chunk with a time stamp to float WAV files, so two writes of the
+    same samples differ; this writer has no time stamp.
+    """
+    data = np.asarray(audio, "<f4").tobytes()
+    n = len(data) // 4
+    fmt = struct.pack("<HHIIHHH", 3, 1, SAMPLE_RATE_HZ, 4 * SAMPLE_RATE_HZ, 4, 32, 0)
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+            + b"fact" + struct.pack("<II", 4, n) + b"data" + struct.pack("<I", len(data)) + data)
+    Path(path).write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
 _MANIFEST_FIELDS = ("id", "split", "snr_db", "measured_snr_db", "length_samples", "speech_source",
                     "speaker", "speech_clip", "speech_offset", "noise_source", "noise_type",
                     "noise_unit", "noise_clip", "noise_offset", "noise_gain", "level_gain",
@@ -746,11 +781,8 @@ def _write_mixture_sets(config, root: Path, speech, heldout_tts, noise, noise_ty
             mix = make_mixture(None if clean_clip is None else clean_clip.audio,
                                None if noise_clip is None else noise_clip.audio,
                                snr, length, rng)
-            import soundfile
-
             for sub in ("noisy", "clean", "noise"):
-                soundfile.write(folder / sub / f"{mix_id}.wav", mix[sub], SAMPLE_RATE_HZ,
-                                subtype="FLOAT")
+                write_wav_float32(folder / sub / f"{mix_id}.wav", mix[sub])
             measured = (snr_db(mix["clean"], mix["noise"])
                         if clean_clip is not None and noise_clip is not None else None)
             records.append({

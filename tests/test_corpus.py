@@ -143,7 +143,9 @@ def test_same_seed_gives_identical_bytes(corpus, tmp_path):
     build_corpus(tiny_config(seed=8), tmp_path / "other")
     other = file_digests(tmp_path / "other")
     assert other.keys() == file_digests(corpus).keys()
-    assert other["shards/train/speech-000.npz"] != file_digests(corpus)["shards/train/speech-000.npz"]
+    assert (
+        other["shards/train/speech-000.npz"] != file_digests(corpus)["shards/train/speech-000.npz"]
+    )
 
 
 def test_missing_program_names_the_apt_package(monkeypatch, tmp_path):
@@ -161,7 +163,9 @@ def test_missing_data_package_is_named(monkeypatch):
 
 def test_missing_pypi_archive_is_named(monkeypatch, tmp_path):
     monkeypatch.setattr(corpus_sources, "PYPI_SOURCE_DIR", tmp_path)
-    with pytest.raises(MissingDependencyError, match=r"pip download --no-deps --no-binary silero-vad"):
+    with pytest.raises(
+        MissingDependencyError, match=r"pip download --no-deps --no-binary silero-vad"
+    ):
         corpus_sources._pypi_archive("silero-vad")
 
 
@@ -173,14 +177,16 @@ def test_make_mixture_hits_snr_and_sums(snr):
     mix = make_mixture(speech, noise, snr, 12000, rng)
     assert mix["noisy"].dtype == np.float32 and mix["noisy"].shape == (12000,)
     assert np.array_equal(mix["noisy"], mix["clean"] + mix["noise"])
-    measured = 10 * np.log10(np.sum(mix["clean"].astype(np.float64) ** 2)
-                             / np.sum(mix["noise"].astype(np.float64) ** 2))
+    measured = 10 * np.log10(
+        np.sum(mix["clean"].astype(np.float64) ** 2) / np.sum(mix["noise"].astype(np.float64) ** 2)
+    )
     assert abs(measured - snr) < 0.01
     assert np.count_nonzero(mix["clean"]) == 8000  # padded, not stretched
 
 
-@pytest.mark.parametrize(("kind", "slope_db_per_octave"), [("white", 0.0), ("pink", -3.0),
-                                                          ("brown", -6.0)])
+@pytest.mark.parametrize(
+    ("kind", "slope_db_per_octave"), [("white", 0.0), ("pink", -3.0), ("brown", -6.0)]
+)
 def test_coloured_noise_slopes_match_welch(kind, slope_db_per_octave):
     audio = synthetic_noise(kind, 16000 * 8, np.random.default_rng(0))
     freqs, psd = signal.welch(audio, fs=16000, nperseg=4096)
@@ -201,7 +207,8 @@ def test_every_synthetic_kind_is_finite_and_at_level():
         audio = synthetic_noise(kind, 16000, np.random.default_rng(2), voices)
         assert np.all(np.isfinite(audio)) and np.max(np.abs(audio)) <= 0.95 + 1e-6
         assert -26.0 < 10 * np.log10(np.mean(audio.astype(np.float64) ** 2)) < -24.0 or (
-            np.max(np.abs(audio)) >= 0.95 - 1e-6)
+            np.max(np.abs(audio)) >= 0.95 - 1e-6
+        )
     with pytest.raises(ValueError, match="kind='rumble' is not one of"):
         synthetic_noise("rumble", 100, np.random.default_rng(0))
 
@@ -222,8 +229,9 @@ def test_openttd_container_parser_on_a_built_file(tmp_path):
     cat.write_bytes(table + b"".join(entries))
     parsed = corpus_audio.openttd_cat_entries(cat)
     assert [p[0] for p in parsed] == ["Wind", "Horn"]
-    audio, rate = corpus_audio.decode(corpus_audio.AudioRef(str(cat), "range", offset=parsed[1][1],
-                                                            size=parsed[1][2]))
+    audio, rate = corpus_audio.decode(
+        corpus_audio.AudioRef(str(cat), "range", offset=parsed[1][1], size=parsed[1][2])
+    )
     assert rate == 16000 and audio.shape == (100,)
 
 

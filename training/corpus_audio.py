@@ -47,12 +47,12 @@ def require_path(path: Path, package: str, how: str = "apt-get install") -> Path
 
 
 def stable_hash(text: str) -> int:
-    """A 64-bit hash of ``text`` that does not change between runs (unlike ``hash``)."""
+    """Hash ``text`` to 64 bits, the same in every run (unlike ``hash``)."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
 def rng_for(seed: int, key: str) -> np.random.Generator:
-    """An independent generator for one work item, fixed by the build seed and the item key."""
+    """Make an independent generator for one work item from the build seed and the item key."""
     return np.random.default_rng(np.random.SeedSequence([seed, stable_hash(key)]))
 
 
@@ -121,8 +121,12 @@ def decode(ref: AudioRef) -> tuple[np.ndarray, int]:
 
 
 def decode_g722_batch(paths: list[str]) -> list[np.ndarray]:
-    """Decode many G.722 files with one ``ffmpeg`` run (one decoder per input, so no state
-    is shared between files); returns float32 arrays at 16 kHz in the order of ``paths``."""
+    """Decode many G.722 files with one ``ffmpeg`` run.
+
+    ffmpeg opens one decoder per input, so no decoder state is shared between files; the
+    result equals decoding each file on its own. Returns float32 arrays at 16 kHz in the
+    order of ``paths``.
+    """
     import tempfile
 
     ffmpeg = require_command("ffmpeg", "ffmpeg")

@@ -42,27 +42,53 @@ class Source:
 SOURCES = {
     s.name: s
     for s in [
-        Source("asterisk-en", "asterisk-core-sounds-en-g722", "CC-BY-SA-3.0", "speech",
-               "studio prompts, en-US, G.722 16 kHz"),
-        Source("asterisk-es", "asterisk-core-sounds-es-g722", "CC-BY-SA-3.0", "speech",
-               "studio prompts, es-MX, G.722 16 kHz"),
+        Source(
+            "asterisk-en",
+            "asterisk-core-sounds-en-g722",
+            "CC-BY-SA-3.0",
+            "speech",
+            "studio prompts, en-US, G.722 16 kHz",
+        ),
+        Source(
+            "asterisk-es",
+            "asterisk-core-sounds-es-g722",
+            "CC-BY-SA-3.0",
+            "speech",
+            "studio prompts, es-MX, G.722 16 kHz",
+        ),
         Source("fillets-cs", "fillets-ng-data-cs", "GPL-2+", "speech", "game dialogue, Vorbis"),
         Source("fillets-nl", "fillets-ng-data-nl", "GPL-2+", "speech", "game dialogue, Vorbis"),
         Source("ktuberling", "ktuberling-data", "GPL-2+", "speech", "single words, ~19 languages"),
-        Source("hedgewars", "hedgewars-data", "GPL-2 (voice packs)", "speech",
-               "pitched-up voice packs, capped per pack"),
+        Source(
+            "hedgewars",
+            "hedgewars-data",
+            "GPL-2 (voice packs)",
+            "speech",
+            "pitched-up voice packs, capped per pack",
+        ),
         Source("warzone2100", "warzone2100-data", "GPL-2+", "speech", "radio-styled messages"),
         Source("silero-vad", "silero-vad (PyPI sdist)", "MIT", "speech", "test recordings"),
-        Source("pocketsphinx", "pocketsphinx (PyPI sdist)", "BSD-2-Clause", "speech",
-               "test recordings"),
-        Source("fotaq", "flight-of-the-amazon-queen", "freeware, redistributable", "babble",
-               "11 kHz voice acting: babble noise only, never a clean target"),
+        Source(
+            "pocketsphinx", "pocketsphinx (PyPI sdist)", "BSD-2-Clause", "speech", "test recordings"
+        ),
+        Source(
+            "fotaq",
+            "flight-of-the-amazon-queen",
+            "freeware, redistributable",
+            "babble",
+            "11 kHz voice acting: babble noise only, never a clean target",
+        ),
         Source("openttd", "openttd-opensfx", "CC-Sampling-Plus-1.0 / CC-BY-3.0", "noise"),
         Source("freeciv", "freeciv-data", "GPL-2+", "noise"),
         Source("widelands", "widelands-data", "GPL-2+", "noise"),
         Source("supertuxkart", "supertuxkart-data", "CC-BY-SA-3.0 / GPL-3+ (sfx, music)", "noise"),
-        Source("hydrogen", "hydrogen-drumkits", "GPL-2+ / CC (per kit)", "noise",
-               "drum samples sequenced into patterns"),
+        Source(
+            "hydrogen",
+            "hydrogen-drumkits",
+            "GPL-2+ / CC (per kit)",
+            "noise",
+            "drum samples sequenced into patterns",
+        ),
     ]
 }
 
@@ -106,7 +132,7 @@ class NoiseFile:
 
 
 def speaker_split(speaker: str) -> str:
-    """The split a real speaker belongs to."""
+    """Return the split a real speaker belongs to."""
     return SPEAKER_SPLIT.get(speaker, "train")
 
 
@@ -141,8 +167,9 @@ def list_speech() -> list[SpeechFile]:
             if "silence" in path.parts:
                 continue
             rel = path.relative_to(root).as_posix()
-            out.append(SpeechFile(AudioRef(str(path)), source, "asterisk-allison",
-                                  f"{source}/{rel}"))
+            out.append(
+                SpeechFile(AudioRef(str(path)), source, "asterisk-allison", f"{source}/{rel}")
+            )
 
     fillets = Path("/usr/share/games/fillets-ng/sound")
     for lang in ("cs", "nl"):
@@ -152,8 +179,9 @@ def list_speech() -> list[SpeechFile]:
             parts = path.stem.split("-")
             role = parts[1] if len(parts) > 1 and parts[1] in ("m", "v") else "other"
             rel = path.relative_to(fillets).as_posix()
-            out.append(SpeechFile(AudioRef(str(path)), source, f"fillets-{lang}-{role}",
-                                  f"{source}/{rel}"))
+            out.append(
+                SpeechFile(AudioRef(str(path)), source, f"fillets-{lang}-{role}", f"{source}/{rel}")
+            )
 
     root = _need("/usr/share/ktuberling/sounds", "ktuberling")
     for lang_dir in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -161,38 +189,77 @@ def list_speech() -> list[SpeechFile]:
         for path in _files(lang_dir, "*"):
             if path.suffix.lower() not in (".ogg", ".wav", ".flac", ".mp3"):
                 continue
-            out.append(SpeechFile(AudioRef(str(path)), "ktuberling", speaker,
-                                  f"ktuberling/{lang_dir.name}/{path.name}"))
+            out.append(
+                SpeechFile(
+                    AudioRef(str(path)),
+                    "ktuberling",
+                    speaker,
+                    f"ktuberling/{lang_dir.name}/{path.name}",
+                )
+            )
 
     root = _need("/usr/share/games/hedgewars/Data/Sounds/voices", "hedgewars")
     for pack in sorted(p for p in root.iterdir() if p.is_dir()):
         for path in _files(pack, "*.ogg")[:HEDGEWARS_MAX_FILES_PER_PACK]:
-            out.append(SpeechFile(AudioRef(str(path)), "hedgewars", f"hedgewars-{pack.name}",
-                                  f"hedgewars/{pack.name}/{path.name}"))
+            out.append(
+                SpeechFile(
+                    AudioRef(str(path)),
+                    "hedgewars",
+                    f"hedgewars-{pack.name}",
+                    f"hedgewars/{pack.name}/{path.name}",
+                )
+            )
 
     base = str(_need("/usr/share/games/warzone2100/base.wz", "warzone2100"))
-    speech_dirs = ("audio/tutorial/", "audio/memressp/", "audio/countdown/", "audio/vtoltalk/",
-                   "audio/taunts/", "audio/nexus/", "audio/coltive/", "audio/trnsppil/",
-                   "audio/multi/", "audio/proxmessages/")
+    speech_dirs = (
+        "audio/tutorial/",
+        "audio/memressp/",
+        "audio/countdown/",
+        "audio/vtoltalk/",
+        "audio/taunts/",
+        "audio/nexus/",
+        "audio/coltive/",
+        "audio/trnsppil/",
+        "audio/multi/",
+        "audio/proxmessages/",
+    )
     with zipfile.ZipFile(base) as archive:
-        names = sorted(n for n in archive.namelist()
-                       if n.endswith(".ogg") and n.startswith(speech_dirs))
+        names = sorted(
+            n for n in archive.namelist() if n.endswith(".ogg") and n.startswith(speech_dirs)
+        )
     for name in names:
-        out.append(SpeechFile(AudioRef(base, "zip", name), "warzone2100", "warzone2100-radio",
-                              f"warzone2100/{name}"))
+        out.append(
+            SpeechFile(
+                AudioRef(base, "zip", name),
+                "warzone2100",
+                "warzone2100-radio",
+                f"warzone2100/{name}",
+            )
+        )
 
     silero = _pypi_archive("silero-vad")
     with tarfile.open(silero) as archive:
-        members = sorted(m.name for m in archive.getmembers() if m.name.endswith("tests/data/test.wav"))
+        members = sorted(
+            m.name for m in archive.getmembers() if m.name.endswith("tests/data/test.wav")
+        )
         data = {name: archive.extractfile(name).read() for name in members}
     for name in members:
-        out.append(SpeechFile(AudioRef(str(silero), "tar", name, data=data[name]), "silero-vad",
-                              "silero-vad-test", f"silero-vad/{name.split('/', 1)[1]}"))
+        out.append(
+            SpeechFile(
+                AudioRef(str(silero), "tar", name, data=data[name]),
+                "silero-vad",
+                "silero-vad-test",
+                f"silero-vad/{name.split('/', 1)[1]}",
+            )
+        )
 
     sphinx = _pypi_archive("pocketsphinx")
     with tarfile.open(sphinx) as archive:
-        members = sorted(m.name for m in archive.getmembers()
-                         if "/test/data/" in m.name and m.name.endswith((".wav", ".raw")))
+        members = sorted(
+            m.name
+            for m in archive.getmembers()
+            if "/test/data/" in m.name and m.name.endswith((".wav", ".raw"))
+        )
         data = {name: archive.extractfile(name).read() for name in members}
     for name in members:
         base_name = name.rsplit("/", 1)[1]
@@ -200,9 +267,14 @@ def list_speech() -> list[SpeechFile]:
             continue
         container = "raw16k" if name.endswith(".raw") else "tar"
         speaker = "pocketsphinx-librivox" if "/librivox/" in name else "pocketsphinx-test"
-        out.append(SpeechFile(AudioRef(str(sphinx), container, name, data=data[name]),
-                              "pocketsphinx", speaker,
-                              f"pocketsphinx/{name.split('/', 1)[1]}"))
+        out.append(
+            SpeechFile(
+                AudioRef(str(sphinx), container, name, data=data[name]),
+                "pocketsphinx",
+                speaker,
+                f"pocketsphinx/{name.split('/', 1)[1]}",
+            )
+        )
     return out
 
 
@@ -221,8 +293,14 @@ def list_babble_speech() -> list[SpeechFile]:
             speaker = "fotaq-joe"
         else:
             speaker = f"fotaq-{name[:3]}"
-        out.append(SpeechFile(AudioRef(str(path), "range", offset=offset, size=size), "fotaq",
-                              speaker, f"fotaq/{name}"))
+        out.append(
+            SpeechFile(
+                AudioRef(str(path), "range", offset=offset, size=size),
+                "fotaq",
+                speaker,
+                f"fotaq/{name}",
+            )
+        )
     return out
 
 
@@ -237,30 +315,189 @@ def babble_split(speaker: str) -> str:
 # Noise: keyword -> type, first match wins. Names are lower-cased paths or descriptions.
 _NOISE_TYPES = [
     ("crowd", ("applause", "audience", "crowd", "fireworks")),
-    ("wind-rain-water", ("wind", "rain", "thunder", "river", "waterfall", "splash", "water",
-                         "bubble", "h2o", "fisher", "slurp", "plop", "goo")),
-    ("animals", ("bird", "cow", "horse", "sheep", "monkey", "lion", "boar", "coyote", "frog",
-                 "moose", "stag", "wolf", "donkey", "ox", "crickets", "farm_animal")),
-    ("traffic", ("car_", "engine", "bus", "truck", "train", "plane", "jet", "helicopter", "horn",
-                 "skid", "tread", "hover", "maglev", "monorail", "crossing", "road vehicle",
-                 "nitro", "airport", "kart")),
-    ("machine", ("machine", "mill", "saw", "jackhammer", "mining", "factory", "spark", "steam",
-                 "furnace", "hammer", "anvil", "smith", "grind", "stonecutter", "stonemason",
-                 "weav", "spin", "clock", "forcefield", "tractor", "bzzt", "mortar", "whistle",
-                 "cash", "morse", "beep", "static", "sugar mine", "plastic mine", "toffee",
-                 "scythe", "bridge", "portal", "energy", "sharpening",
-                 "woodcutting", "blackwood", "spaceship")),
-    ("impact", ("expl", "crash", "can.", "mgbar", "mgheavy", "gun", "shoot", "break", "brk",
-                "wall", "splat", "falling", "tree", "clang", "strike", "bowling", "bounce",
-                "swatter", "plunger", "metal", "ping", "hammering", "foot", "tools", "fizzle",
-                "boing", "inflate", "jump", "grab", "swap", "locked", "parachute", "wee")),
-    ("music", ("music", "flute", "fanfare", "race_finish", "goal", "track_intro", "gp_end",
-               "start_race", "wakeup", "illegal", "appear", "dark")),
+    (
+        "wind-rain-water",
+        (
+            "wind",
+            "rain",
+            "thunder",
+            "river",
+            "waterfall",
+            "splash",
+            "water",
+            "bubble",
+            "h2o",
+            "fisher",
+            "slurp",
+            "plop",
+            "goo",
+        ),
+    ),
+    (
+        "animals",
+        (
+            "bird",
+            "cow",
+            "horse",
+            "sheep",
+            "monkey",
+            "lion",
+            "boar",
+            "coyote",
+            "frog",
+            "moose",
+            "stag",
+            "wolf",
+            "donkey",
+            "ox",
+            "crickets",
+            "farm_animal",
+        ),
+    ),
+    (
+        "traffic",
+        (
+            "car_",
+            "engine",
+            "bus",
+            "truck",
+            "train",
+            "plane",
+            "jet",
+            "helicopter",
+            "horn",
+            "skid",
+            "tread",
+            "hover",
+            "maglev",
+            "monorail",
+            "crossing",
+            "road vehicle",
+            "nitro",
+            "airport",
+            "kart",
+        ),
+    ),
+    (
+        "machine",
+        (
+            "machine",
+            "mill",
+            "saw",
+            "jackhammer",
+            "mining",
+            "factory",
+            "spark",
+            "steam",
+            "furnace",
+            "hammer",
+            "anvil",
+            "smith",
+            "grind",
+            "stonecutter",
+            "stonemason",
+            "weav",
+            "spin",
+            "clock",
+            "forcefield",
+            "tractor",
+            "bzzt",
+            "mortar",
+            "whistle",
+            "cash",
+            "morse",
+            "beep",
+            "static",
+            "sugar mine",
+            "plastic mine",
+            "toffee",
+            "scythe",
+            "bridge",
+            "portal",
+            "energy",
+            "sharpening",
+            "woodcutting",
+            "blackwood",
+            "spaceship",
+        ),
+    ),
+    (
+        "impact",
+        (
+            "expl",
+            "crash",
+            "can.",
+            "mgbar",
+            "mgheavy",
+            "gun",
+            "shoot",
+            "break",
+            "brk",
+            "wall",
+            "splat",
+            "falling",
+            "tree",
+            "clang",
+            "strike",
+            "bowling",
+            "bounce",
+            "swatter",
+            "plunger",
+            "metal",
+            "ping",
+            "hammering",
+            "foot",
+            "tools",
+            "fizzle",
+            "boing",
+            "inflate",
+            "jump",
+            "grab",
+            "swap",
+            "locked",
+            "parachute",
+            "wee",
+        ),
+    ),
+    (
+        "music",
+        (
+            "music",
+            "flute",
+            "fanfare",
+            "race_finish",
+            "goal",
+            "track_intro",
+            "gp_end",
+            "start_race",
+            "wakeup",
+            "illegal",
+            "appear",
+            "dark",
+        ),
+    ),
 ]
 # Files that hold, or may hold, a human voice: never used as noise.
-_NOISE_EXCLUDE = ("wilhelm", "ugh", "wee.", "sara_airport_pa", "restaurant", "oooh", "tavern",
-                  "taverns", "lobby", "meal", "ration", "message", "site_occupied",
-                  "under_attack", "track_intro", "click", "unused", "create_construction")
+_NOISE_EXCLUDE = (
+    "wilhelm",
+    "ugh",
+    "wee.",
+    "sara_airport_pa",
+    "restaurant",
+    "oooh",
+    "tavern",
+    "taverns",
+    "lobby",
+    "meal",
+    "ration",
+    "message",
+    "site_occupied",
+    "under_attack",
+    "track_intro",
+    "click",
+    "unused",
+    "create_construction",
+)
 MUSIC_MAX_TRACKS = {"supertuxkart": 8, "widelands": 6, "freeciv": 4}
 
 
@@ -289,42 +526,88 @@ def list_noise() -> list[NoiseFile]:
             continue
         original = re.search(r'Original "([^"]+)"', desc)
         unit = original.group(1) if original else _unit_name(title.split(":")[-1].strip())
-        out.append(NoiseFile(AudioRef(str(cat), "range", offset=offset, size=size), "openttd",
-                             noise_type(title), f"openttd/{unit.lower()}", f"openttd/{i:02d}"))
+        out.append(
+            NoiseFile(
+                AudioRef(str(cat), "range", offset=offset, size=size),
+                "openttd",
+                noise_type(title),
+                f"openttd/{unit.lower()}",
+                f"openttd/{i:02d}",
+            )
+        )
 
     freeciv = _need("/usr/share/games/freeciv", "freeciv")
     for path in _files(freeciv / "stdsounds", "*.ogg"):
         if any(w in path.name.lower() for w in _NOISE_EXCLUDE):
             continue
-        out.append(NoiseFile(AudioRef(str(path)), "freeciv", noise_type(path.name),
-                             f"freeciv/{_unit_name(path.stem.lower())}", f"freeciv/{path.name}"))
+        out.append(
+            NoiseFile(
+                AudioRef(str(path)),
+                "freeciv",
+                noise_type(path.name),
+                f"freeciv/{_unit_name(path.stem.lower())}",
+                f"freeciv/{path.name}",
+            )
+        )
     for path in _files(freeciv / "stdmusic", "**/*.ogg")[: MUSIC_MAX_TRACKS["freeciv"]]:
-        out.append(NoiseFile(AudioRef(str(path)), "freeciv", "music", f"freeciv/music/{path.stem}",
-                             f"freeciv/music/{path.name}"))
+        out.append(
+            NoiseFile(
+                AudioRef(str(path)),
+                "freeciv",
+                "music",
+                f"freeciv/music/{path.stem}",
+                f"freeciv/music/{path.name}",
+            )
+        )
 
     widelands = _need("/usr/share/games/widelands/data", "widelands")
     for path in _files(widelands / "sound", "**/*.ogg"):
         rel = path.relative_to(widelands / "sound").as_posix()
         if any(w in rel.lower() for w in _NOISE_EXCLUDE):
             continue
-        out.append(NoiseFile(AudioRef(str(path)), "widelands", noise_type(rel),
-                             f"widelands/{_unit_name(rel[:-4].lower())}", f"widelands/{rel}"))
+        out.append(
+            NoiseFile(
+                AudioRef(str(path)),
+                "widelands",
+                noise_type(rel),
+                f"widelands/{_unit_name(rel[:-4].lower())}",
+                f"widelands/{rel}",
+            )
+        )
     for path in _files(widelands / "music", "*.ogg")[: MUSIC_MAX_TRACKS["widelands"]]:
-        out.append(NoiseFile(AudioRef(str(path)), "widelands", "music",
-                             f"widelands/music/{_unit_name(path.stem)}",
-                             f"widelands/music/{path.name}"))
+        out.append(
+            NoiseFile(
+                AudioRef(str(path)),
+                "widelands",
+                "music",
+                f"widelands/music/{_unit_name(path.stem)}",
+                f"widelands/music/{path.name}",
+            )
+        )
 
     stk = _need("/usr/share/games/supertuxkart/data", "supertuxkart")
     for path in _files(stk / "sfx", "*.ogg"):
         if any(w in path.name.lower() for w in _NOISE_EXCLUDE):
             continue
-        out.append(NoiseFile(AudioRef(str(path)), "supertuxkart", noise_type(path.name),
-                             f"supertuxkart/{_unit_name(path.stem.lower())}",
-                             f"supertuxkart/sfx/{path.name}"))
+        out.append(
+            NoiseFile(
+                AudioRef(str(path)),
+                "supertuxkart",
+                noise_type(path.name),
+                f"supertuxkart/{_unit_name(path.stem.lower())}",
+                f"supertuxkart/sfx/{path.name}",
+            )
+        )
     for path in _files(stk / "music", "*.ogg")[: MUSIC_MAX_TRACKS["supertuxkart"]]:
-        out.append(NoiseFile(AudioRef(str(path)), "supertuxkart", "music",
-                             f"supertuxkart/music/{_unit_name(path.stem)}",
-                             f"supertuxkart/music/{path.name}"))
+        out.append(
+            NoiseFile(
+                AudioRef(str(path)),
+                "supertuxkart",
+                "music",
+                f"supertuxkart/music/{_unit_name(path.stem)}",
+                f"supertuxkart/music/{path.name}",
+            )
+        )
     return out
 
 
@@ -333,8 +616,11 @@ def list_drumkits() -> dict[str, list[AudioRef]]:
     root = _need("/usr/share/hydrogen/data/drumkits", "hydrogen")
     kits = {}
     for kit in sorted(p for p in root.iterdir() if p.is_dir()):
-        samples = [AudioRef(str(p)) for p in _files(kit, "*") if p.suffix.lower() in
-                   (".wav", ".flac", ".ogg")]
+        samples = [
+            AudioRef(str(p))
+            for p in _files(kit, "*")
+            if p.suffix.lower() in (".wav", ".flac", ".ogg")
+        ]
         if len(samples) >= 4:
             kits[kit.name] = samples
     return kits
@@ -351,7 +637,7 @@ def split_units(units: list[tuple[str, str]]) -> dict[str, str]:
     for unit, kind in sorted(set(units)):
         by_type.setdefault(kind, []).append(unit)
     split = {}
-    for kind, names in by_type.items():
+    for names in by_type.values():
         ordered = sorted(set(names), key=lambda u: (stable_hash(u), u))
         for i, unit in enumerate(ordered):
             if len(ordered) >= 3 and i % 10 == 0:

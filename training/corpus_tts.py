@@ -8,8 +8,8 @@ speaker each. Speakers are split between train / val / test by ``TTS_SPEAKER_SPL
 
 from __future__ import annotations
 
-import inspect
 import importlib
+import inspect
 import os
 import re
 import subprocess
@@ -23,23 +23,63 @@ from scipy import signal
 
 from training.corpus_audio import (
     SAMPLE_RATE_HZ,
-    decode,
     AudioRef,
+    decode,
     require_command,
     resample,
     trim_silence,
 )
 
-ESPEAK_LANGUAGES = ("en", "en-us", "en-gb-scotland", "en-029", "de", "fr", "es", "it", "nl", "pt",
-                    "pl", "cs", "sv", "fi", "ru", "el", "hu", "ro", "tr", "id", "sw", "vi", "hi")
+ESPEAK_LANGUAGES = (
+    "en",
+    "en-us",
+    "en-gb-scotland",
+    "en-029",
+    "de",
+    "fr",
+    "es",
+    "it",
+    "nl",
+    "pt",
+    "pl",
+    "cs",
+    "sv",
+    "fi",
+    "ru",
+    "el",
+    "hu",
+    "ro",
+    "tr",
+    "id",
+    "sw",
+    "vi",
+    "hi",
+)
 TTS_SPEAKER_SPLIT = {
-    "espeak-f4": "test", "espeak-m6": "test", "espeak-Annie": "test", "espeak-Michael": "test",
+    "espeak-f4": "test",
+    "espeak-m6": "test",
+    "espeak-Annie": "test",
+    "espeak-Michael": "test",
     "cmu-slt": "test",
-    "espeak-f2": "val", "espeak-m3": "val", "espeak-Storm": "val", "cmu-rms": "val",
+    "espeak-f2": "val",
+    "espeak-m3": "val",
+    "espeak-Storm": "val",
+    "cmu-rms": "val",
 }
 # Variants that are robotic, whispered or novelty effects rather than voices.
-_SKIP_VARIANTS = ("demonic", "half", "robo", "whisper", "fast", "mr", "universal", "klatt",
-                  "tweaky", "ricishay", "announcer")
+_SKIP_VARIANTS = (
+    "demonic",
+    "half",
+    "robo",
+    "whisper",
+    "fast",
+    "mr",
+    "universal",
+    "klatt",
+    "tweaky",
+    "ricishay",
+    "announcer",
+)
 FLITE_VOICES = {"kal16": "cmu-kal", "awb": "cmu-awb", "rms": "cmu-rms", "slt": "cmu-slt"}
 FESTIVAL_VOICES = {
     "kal_diphone": "cmu-kal",
@@ -65,15 +105,19 @@ class TtsVoice:
 
 
 def tts_split(speaker: str) -> str:
-    """The split a TTS speaker belongs to."""
+    """Return the split a TTS speaker belongs to."""
     return TTS_SPEAKER_SPLIT.get(speaker, "train")
 
 
 @lru_cache(maxsize=1)
 def espeak_variants() -> tuple[str, ...]:
     """espeak-ng voice variants installed here (names of ``espeak-ng-data/voices/!v``)."""
-    out = subprocess.run([require_command("espeak-ng", "espeak-ng"), "--voices=variant"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [require_command("espeak-ng", "espeak-ng"), "--voices=variant"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     names = []
     for line in out.splitlines()[1:]:
         fields = line.split()
@@ -114,15 +158,77 @@ def list_voices(engines: tuple[str, ...]) -> list[TtsVoice]:
     return voices
 
 
-_MODULES = ("os", "re", "json", "collections", "itertools", "functools", "pathlib", "string",
-            "textwrap", "random", "statistics", "datetime", "calendar", "argparse", "logging",
-            "unittest", "threading", "subprocess", "socket", "shutil", "tarfile", "zipfile",
-            "csv", "sqlite3", "decimal", "fractions", "heapq", "bisect", "inspect", "typing",
-            "difflib", "pprint", "codecs", "io", "enum", "dataclasses", "contextlib", "copy",
-            "pickle", "gzip", "hashlib", "time", "locale", "ipaddress", "mailbox", "base64",
-            "html", "wave", "colorsys", "email.message", "http.client", "urllib.parse")
-_OPENERS = ("Please", "Well,", "Honestly,", "Look,", "So", "Now,", "Then", "Of course,", "Okay,",
-            "Yesterday", "Tomorrow morning", "Every evening", "Listen,", "I think", "Maybe")
+_MODULES = (
+    "os",
+    "re",
+    "json",
+    "collections",
+    "itertools",
+    "functools",
+    "pathlib",
+    "string",
+    "textwrap",
+    "random",
+    "statistics",
+    "datetime",
+    "calendar",
+    "argparse",
+    "logging",
+    "unittest",
+    "threading",
+    "subprocess",
+    "socket",
+    "shutil",
+    "tarfile",
+    "zipfile",
+    "csv",
+    "sqlite3",
+    "decimal",
+    "fractions",
+    "heapq",
+    "bisect",
+    "inspect",
+    "typing",
+    "difflib",
+    "pprint",
+    "codecs",
+    "io",
+    "enum",
+    "dataclasses",
+    "contextlib",
+    "copy",
+    "pickle",
+    "gzip",
+    "hashlib",
+    "time",
+    "locale",
+    "ipaddress",
+    "mailbox",
+    "base64",
+    "html",
+    "wave",
+    "colorsys",
+    "email.message",
+    "http.client",
+    "urllib.parse",
+)
+_OPENERS = (
+    "Please",
+    "Well,",
+    "Honestly,",
+    "Look,",
+    "So",
+    "Now,",
+    "Then",
+    "Of course,",
+    "Okay,",
+    "Yesterday",
+    "Tomorrow morning",
+    "Every evening",
+    "Listen,",
+    "I think",
+    "Maybe",
+)
 _PHRASES = (
     "could you call me back when you get this message",
     "the train to the airport leaves at a quarter past seven",
@@ -180,13 +286,15 @@ def _docstrings() -> list[str]:
 
 
 def make_text(rng: np.random.Generator, n_sentences: int) -> str:
-    """A few sentences drawn from the pool, some with a conversational opener or a number."""
+    """Draw a few sentences from the pool, some with a conversational opener or a number."""
     pool = sentence_pool()
     parts = []
     for _ in range(n_sentences):
         sentence = pool[int(rng.integers(len(pool)))]
         if rng.random() < 0.25:
-            sentence = f"{_OPENERS[int(rng.integers(len(_OPENERS)))]} {sentence[0].lower()}{sentence[1:]}"
+            sentence = (
+                f"{_OPENERS[int(rng.integers(len(_OPENERS)))]} {sentence[0].lower()}{sentence[1:]}"
+            )
         if rng.random() < 0.15:
             sentence += f" That makes {int(rng.integers(2, 2000))}."
         parts.append(sentence)
@@ -201,26 +309,53 @@ def synthesize(voice: TtsVoice, text: str, rng: np.random.Generator) -> np.ndarr
             lang = ESPEAK_LANGUAGES[int(rng.integers(len(ESPEAK_LANGUAGES)))]
             if rng.random() < 0.5:
                 lang = "en-us"
-            cmd = [require_command("espeak-ng", "espeak-ng"), "-v", f"{lang}+{voice.voice}",
-                   "-s", str(int(rng.integers(130, 200))), "-p", str(int(rng.integers(25, 75))),
-                   "-g", str(int(rng.integers(0, 6))), "-w", wav, "--", text]
+            cmd = [
+                require_command("espeak-ng", "espeak-ng"),
+                "-v",
+                f"{lang}+{voice.voice}",
+                "-s",
+                str(int(rng.integers(130, 200))),
+                "-p",
+                str(int(rng.integers(25, 75))),
+                "-g",
+                str(int(rng.integers(0, 6))),
+                "-w",
+                wav,
+                "--",
+                text,
+            ]
         elif voice.engine == "flite":
             stretch = rng.uniform(0.85, 1.2)
-            cmd = [require_command("flite", "flite"), "-voice", voice.voice,
-                   "--setf", f"duration_stretch={stretch:.3f}", "-t", text, "-o", wav]
+            cmd = [
+                require_command("flite", "flite"),
+                "-voice",
+                voice.voice,
+                "--setf",
+                f"duration_stretch={stretch:.3f}",
+                "-t",
+                text,
+                "-o",
+                wav,
+            ]
         else:
             txt = os.path.join(tmp, "in.txt")
             with open(txt, "w") as handle:
                 handle.write(text)
-            cmd = [require_command("text2wave", "festival"), "-eval", f"(voice_{voice.voice})",
-                   "-o", wav, txt]
+            cmd = [
+                require_command("text2wave", "festival"),
+                "-eval",
+                f"(voice_{voice.voice})",
+                "-o",
+                wav,
+                txt,
+            ]
         subprocess.run(cmd, check=True, capture_output=True, timeout=300)
         audio, rate = decode(AudioRef(wav))
     return trim_silence(resample(audio, rate))
 
 
 def room_impulse(rng: np.random.Generator) -> np.ndarray:
-    """A mild synthetic room: direct path plus exponentially decaying noise, RT60 0.15-0.5 s."""
+    """Make a mild synthetic room: direct path plus decaying noise, RT60 0.15-0.5 s."""
     rt60_s = rng.uniform(0.15, 0.5)
     n = int(rt60_s * SAMPLE_RATE_HZ)
     t = np.arange(n) / SAMPLE_RATE_HZ

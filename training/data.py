@@ -120,9 +120,9 @@ class CorpusConfig:
 # ----------------------------------------------------------------------------- mixing
 
 
-def _segment(audio: np.ndarray, length: int, rng: np.random.Generator, loop: bool) -> tuple[
-    np.ndarray, int
-]:
+def _segment(
+    audio: np.ndarray, length: int, rng: np.random.Generator, loop: bool
+) -> tuple[np.ndarray, int]:
     """Cut ``length`` samples at a random offset; pad (speech) or loop (noise) short clips."""
     audio = np.asarray(audio, np.float32)
     if len(audio) >= length:
@@ -249,8 +249,7 @@ def synthetic_noise(
         x = x + 0.01 * rng.standard_normal(n_samples)
     elif kind == "fan":
         low, high = sorted(rng.uniform(80, 3000, 2))
-        sos = signal.butter(2, [low, max(high, low * 1.5)], "band", fs=SAMPLE_RATE_HZ,
-                            output="sos")
+        sos = signal.butter(2, [low, max(high, low * 1.5)], "band", fs=SAMPLE_RATE_HZ, output="sos")
         x = signal.sosfilt(sos, rng.standard_normal(n_samples))
         x *= 1 + 0.2 * np.sin(2 * np.pi * rng.uniform(0.1, 2) * t)
         x += 0.3 * np.std(x) * np.sin(2 * np.pi * rng.uniform(80, 400) * t)
@@ -351,7 +350,11 @@ def _tts_task(args) -> tuple[np.ndarray, str, str]:
     rng = rng_for(seed, key)
     audio = synthesize(voice, make_text(rng, int(rng.integers(1, 4))), rng)
     audio = make_less_synthetic(audio, rng)
-    return _normalise(audio, SPEECH_LEVEL_DB + rng.uniform(-6, 6)), f"tts-{voice.engine}", voice.speaker
+    return (
+        _normalise(audio, SPEECH_LEVEL_DB + rng.uniform(-6, 6)),
+        f"tts-{voice.engine}",
+        voice.speaker,
+    )
 
 
 def _g722_task(paths: list[str]) -> list[bytes]:
@@ -362,19 +365,24 @@ def _predecode_g722(files: list, pool, progress: bool) -> list:
     """Decode all G.722 files in batches of 64 per ffmpeg run (ffmpeg's start-up dominates)."""
     from dataclasses import replace
 
-    g722 = [i for i, f in enumerate(files) if f.ref.container == "file"
-            and f.ref.path.endswith(".g722")]
+    g722 = [
+        i for i, f in enumerate(files) if f.ref.container == "file" and f.ref.path.endswith(".g722")
+    ]
     chunks = [[files[i].ref.path for i in g722[k : k + 64]] for k in range(0, len(g722), 64)]
-    decoded = [b for chunk in _pool_map(_g722_task, chunks, pool, "g722 (x64)", len(chunks),
-                                         progress) for b in chunk]
+    decoded = [
+        b
+        for chunk in _pool_map(_g722_task, chunks, pool, "g722 (x64)", len(chunks), progress)
+        for b in chunk
+    ]
     files = list(files)
-    for i, data in zip(g722, decoded):
+    for i, data in zip(g722, decoded, strict=True):
         files[i] = replace(files[i], ref=AudioRef(files[i].ref.path, "f32", data=data))
     return files
 
 
-def _pool_map(fn: Callable, items: Iterable, pool, desc: str, total: int | None,
-              progress: bool) -> Iterator:
+def _pool_map(
+    fn: Callable, items: Iterable, pool, desc: str, total: int | None, progress: bool
+) -> Iterator:
     """Ordered parallel map with a progress bar; ``pool=None`` runs in this process."""
     from tqdm import tqdm
 
@@ -389,8 +397,12 @@ def _pool_map(fn: Callable, items: Iterable, pool, desc: str, total: int | None,
 # ------------------------------------------------------------------- corpus assembly
 
 
-def _concat_clips(items: list[tuple[str, np.ndarray]], rng: np.random.Generator,
-                  max_s: float, gap_s: tuple[float, float]) -> list[tuple[str, np.ndarray]]:
+def _concat_clips(
+    items: list[tuple[str, np.ndarray]],
+    rng: np.random.Generator,
+    max_s: float,
+    gap_s: tuple[float, float],
+) -> list[tuple[str, np.ndarray]]:
     """Join short recordings of one speaker / noise unit into clips of at most ``max_s``."""
     max_n = int(max_s * SAMPLE_RATE_HZ)
     out: list[tuple[str, np.ndarray]] = []
@@ -401,8 +413,9 @@ def _concat_clips(items: list[tuple[str, np.ndarray]], rng: np.random.Generator,
     def flush() -> None:
         nonlocal parts, ids, length
         if parts:
-            out.append((ids[0] if len(ids) == 1 else f"{ids[0]}+{len(ids) - 1}",
-                        np.concatenate(parts)))
+            out.append(
+                (ids[0] if len(ids) == 1 else f"{ids[0]}+{len(ids) - 1}", np.concatenate(parts))
+            )
         parts, ids, length = [], [], 0
 
     for clip_id, audio in items:
@@ -425,9 +438,14 @@ class _Stats:
     """Per-source minutes, speakers or noise units, file counts and drop reasons by split."""
 
     def __init__(self) -> None:
-        self.data: dict = defaultdict(lambda: {"minutes": defaultdict(float),
-                                               "groups": defaultdict(set),
-                                               "files_used": 0, "dropped": defaultdict(int)})
+        self.data: dict = defaultdict(
+            lambda: {
+                "minutes": defaultdict(float),
+                "groups": defaultdict(set),
+                "files_used": 0,
+                "dropped": defaultdict(int),
+            }
+        )
 
     def add(self, source: str, split: str, group: str, n_samples: int) -> None:
         entry = self.data[source]
@@ -510,9 +528,10 @@ def _build(config: CorpusConfig, out: Path, pool, workers: int, started: float) 
     if not config.tts_only:
         files = _predecode_g722(cs.list_speech(), pool, config.progress)
         by_speaker: dict[tuple[str, str], list[tuple[str, np.ndarray]]] = defaultdict(list)
-        results = _pool_map(_load_speech_task, files, pool, "real speech", len(files),
-                            config.progress)
-        for item, (audio, status) in zip(files, results):
+        results = _pool_map(
+            _load_speech_task, files, pool, "real speech", len(files), config.progress
+        )
+        for item, (audio, status) in zip(files, results, strict=True):
             if audio is None:
                 stats.data[item.source]["dropped"][status] += 1
                 continue
@@ -531,9 +550,15 @@ def _build(config: CorpusConfig, out: Path, pool, workers: int, started: float) 
         babble_files = cs.list_babble_speech()
         babble_files.sort(key=lambda f: (rng_for(seed, f.clip_id).random(), f.clip_id))
         babble_files = sorted(babble_files[: config.babble_speech_files], key=lambda f: f.clip_id)
-        results = _pool_map(_load_speech_task, babble_files, pool, "babble speech",
-                            len(babble_files), config.progress)
-        for item, (audio, status) in zip(babble_files, results):
+        results = _pool_map(
+            _load_speech_task,
+            babble_files,
+            pool,
+            "babble speech",
+            len(babble_files),
+            config.progress,
+        )
+        for item, (audio, status) in zip(babble_files, results, strict=True):
             if audio is None:
                 stats.data[item.source]["dropped"][status] += 1
                 continue
@@ -547,12 +572,14 @@ def _build(config: CorpusConfig, out: Path, pool, workers: int, started: float) 
     if not config.tts_only:
         files = cs.list_noise()
         kits = cs.list_drumkits()
-        unit_split = cs.split_units([(f.unit, f.noise_type) for f in files]
-                                    + [(f"hydrogen/{k}", "music") for k in kits])
+        unit_split = cs.split_units(
+            [(f.unit, f.noise_type) for f in files] + [(f"hydrogen/{k}", "music") for k in kits]
+        )
         by_unit: dict[tuple[str, str, str], list[tuple[str, np.ndarray]]] = defaultdict(list)
-        results = _pool_map(_load_noise_task, files, pool, "recorded noise", len(files),
-                            config.progress)
-        for item, (audio, status) in zip(files, results):
+        results = _pool_map(
+            _load_noise_task, files, pool, "recorded noise", len(files), config.progress
+        )
+        for item, (audio, status) in zip(files, results, strict=True):
             if audio is None:
                 stats.data[item.source]["dropped"][status] += 1
                 continue
@@ -568,8 +595,11 @@ def _build(config: CorpusConfig, out: Path, pool, workers: int, started: float) 
                 noise[split].append(Clip(audio, source, group, clip_id))
                 stats.add(source, split, group, len(audio))
         tasks = [(seed, kit, refs, 20.0) for kit, refs in kits.items()]
-        for (_, kit, refs, _), audio in zip(tasks, _pool_map(
-                _drum_task, tasks, pool, "drum patterns", len(tasks), config.progress)):
+        for (_, kit, refs, _), audio in zip(
+            tasks,
+            _pool_map(_drum_task, tasks, pool, "drum patterns", len(tasks), config.progress),
+            strict=True,
+        ):
             split = unit_split[f"hydrogen/{kit}"]
             group = f"music:hydrogen/{kit}"
             add_group("noise_units", group, split)
@@ -606,8 +636,9 @@ def _build(config: CorpusConfig, out: Path, pool, workers: int, started: float) 
         # Work in batches so that the stopping point depends only on the clip lengths.
         while done < seconds:
             batch = [next(tasks) for _ in range(max(2, workers * 16))]
-            for task, (audio, source, speaker) in zip(batch, _pool_map(
-                    _tts_task, batch, pool, f"tts {split}", None, False)):
+            for task, (audio, source, speaker) in zip(
+                batch, _pool_map(_tts_task, batch, pool, f"tts {split}", None, False), strict=False
+            ):
                 if done >= seconds:
                     break
                 done += len(audio) / SAMPLE_RATE_HZ
@@ -633,8 +664,11 @@ def _build(config: CorpusConfig, out: Path, pool, workers: int, started: float) 
 
     # --- synthetic noise
     for split in SPLITS:
-        count = config.synthetic_noise_clips if split == "train" else max(
-            2, config.synthetic_noise_clips // 5)
+        count = (
+            config.synthetic_noise_clips
+            if split == "train"
+            else max(2, config.synthetic_noise_clips // 5)
+        )
         n_samples = int(config.synthetic_noise_seconds * SAMPLE_RATE_HZ)
         for kind in SYNTHETIC_KINDS:
             group = f"synthetic-{kind}:{split}"
@@ -653,14 +687,19 @@ def _build(config: CorpusConfig, out: Path, pool, workers: int, started: float) 
         extra = heldout_tts.get(split) or []
         stream: Iterable[Clip] = list(speech[split]) + extra
         if split == "train":
-            stream = _chain(speech["train"], _progress(
-                tts_clips("train", tts_seconds["train"]), tts_seconds["train"], config.progress))
+            stream = _chain(
+                speech["train"],
+                _progress(
+                    tts_clips("train", tts_seconds["train"]), tts_seconds["train"], config.progress
+                ),
+            )
         shards[f"{split}/speech"] = write_shards(stream, shard_root, split, "speech")
         shards[f"{split}/noise"] = write_shards(noise[split], shard_root, split, "noise")
 
     # --- fixed mixtures
-    mixtures = _write_mixture_sets(config, out / "mixtures", speech, heldout_tts, noise,
-                                   noise_types)
+    mixtures = _write_mixture_sets(
+        config, out / "mixtures", speech, heldout_tts, noise, noise_types
+    )
 
     manifest = {
         "format": 1,
@@ -680,8 +719,13 @@ def _build(config: CorpusConfig, out: Path, pool, workers: int, started: float) 
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     disk = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     elapsed = time.perf_counter() - started
-    build = {"build_seconds": round(elapsed, 1), "disk_bytes": disk, "workers": workers,
-             "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
+    build = {
+        "build_seconds": round(elapsed, 1),
+        "disk_bytes": disk,
+        "workers": workers,
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
+    }
     (out / "build_info.json").write_text(json.dumps(build, indent=1) + "\n")
     manifest.update(build)
     (out / "READY").write_text("ok\n")
@@ -696,8 +740,9 @@ def _chain(*parts: Iterable[Clip]) -> Iterator[Clip]:
 def _progress(clips: Iterable[Clip], total_s: float, enabled: bool) -> Iterator[Clip]:
     from tqdm import tqdm
 
-    with tqdm(total=round(total_s), desc="tts train", unit="s", disable=not enabled,
-              file=sys.stderr) as bar:
+    with tqdm(
+        total=round(total_s), desc="tts train", unit="s", disable=not enabled, file=sys.stderr
+    ) as bar:
         for clip in clips:
             bar.update(round(len(clip.audio) / SAMPLE_RATE_HZ))
             yield clip
@@ -716,16 +761,25 @@ def _tool_versions(config: CorpusConfig) -> dict:
     import soundfile
     import soxr
 
-    versions = {"numpy": np.__version__, "soxr": soxr.__version__,
-                "libsndfile": soundfile.__libsndfile_version__,
-                "python": sys.version.split()[0]}
-    for name, cmd in (("espeak-ng", ["espeak-ng", "--version"]),
-                      ("ffmpeg", ["ffmpeg", "-version"]), ("flite", ["flite", "--version"])):
+    versions = {
+        "numpy": np.__version__,
+        "soxr": soxr.__version__,
+        "libsndfile": soundfile.__libsndfile_version__,
+        "python": sys.version.split()[0],
+    }
+    for name, cmd in (
+        ("espeak-ng", ["espeak-ng", "--version"]),
+        ("ffmpeg", ["ffmpeg", "-version"]),
+        ("flite", ["flite", "--version"]),
+    ):
         if config.tts_only and name != "espeak-ng":
             continue
         try:
-            versions[name] = subprocess.run(cmd, capture_output=True, text=True,
-                                            check=False).stdout.splitlines()[0].strip()
+            versions[name] = (
+                subprocess.run(cmd, capture_output=True, text=True, check=False)
+                .stdout.splitlines()[0]
+                .strip()
+            )
         except (OSError, IndexError):
             versions[name] = "absent"
     return versions
@@ -740,15 +794,40 @@ def write_wav_float32(path: Path, audio: np.ndarray) -> None:
     data = np.asarray(audio, "<f4").tobytes()
     n = len(data) // 4
     fmt = struct.pack("<HHIIHHH", 3, 1, SAMPLE_RATE_HZ, 4 * SAMPLE_RATE_HZ, 4, 32, 0)
-    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
-            + b"fact" + struct.pack("<II", 4, n) + b"data" + struct.pack("<I", len(data)) + data)
+    body = (
+        b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"fact"
+        + struct.pack("<II", 4, n)
+        + b"data"
+        + struct.pack("<I", len(data))
+        + data
+    )
     Path(path).write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
 
 
-_MANIFEST_FIELDS = ("id", "split", "snr_db", "measured_snr_db", "length_samples", "speech_source",
-                    "speaker", "speech_clip", "speech_offset", "noise_source", "noise_type",
-                    "noise_unit", "noise_clip", "noise_offset", "noise_gain", "level_gain",
-                    "seed", "key")
+_MANIFEST_FIELDS = (
+    "id",
+    "split",
+    "snr_db",
+    "measured_snr_db",
+    "length_samples",
+    "speech_source",
+    "speaker",
+    "speech_clip",
+    "speech_offset",
+    "noise_source",
+    "noise_type",
+    "noise_unit",
+    "noise_clip",
+    "noise_offset",
+    "noise_gain",
+    "level_gain",
+    "seed",
+    "key",
+)
 
 
 def _write_mixture_sets(config, root: Path, speech, heldout_tts, noise, noise_types) -> dict:
@@ -762,10 +841,16 @@ def _write_mixture_sets(config, root: Path, speech, heldout_tts, noise, noise_ty
     def pick_noise(split: str, rng: np.random.Generator) -> Clip:
         """Pick a noise type uniformly (recorded first 2/3 of the time), then a clip."""
         clips = noise[split]
-        recorded = sorted({noise_types[c.group] for c in clips
-                           if not noise_types[c.group].startswith("synthetic")})
-        synthetic = sorted({noise_types[c.group] for c in clips
-                            if noise_types[c.group].startswith("synthetic")})
+        recorded = sorted(
+            {
+                noise_types[c.group]
+                for c in clips
+                if not noise_types[c.group].startswith("synthetic")
+            }
+        )
+        synthetic = sorted(
+            {noise_types[c.group] for c in clips if noise_types[c.group].startswith("synthetic")}
+        )
         kinds = recorded if recorded and rng.random() < 2 / 3 else synthetic
         kind = kinds[int(rng.integers(len(kinds)))]
         pool = [c for c in clips if noise_types[c.group] == kind]
@@ -778,49 +863,82 @@ def _write_mixture_sets(config, root: Path, speech, heldout_tts, noise, noise_ty
         records = []
         for mix_id, split, clean_clip, noise_clip, snr, length, key in rows:
             rng = rng_for(seed, key)
-            mix = make_mixture(None if clean_clip is None else clean_clip.audio,
-                               None if noise_clip is None else noise_clip.audio,
-                               snr, length, rng)
+            mix = make_mixture(
+                None if clean_clip is None else clean_clip.audio,
+                None if noise_clip is None else noise_clip.audio,
+                snr,
+                length,
+                rng,
+            )
             for sub in ("noisy", "clean", "noise"):
                 write_wav_float32(folder / sub / f"{mix_id}.wav", mix[sub])
-            measured = (snr_db(mix["clean"], mix["noise"])
-                        if clean_clip is not None and noise_clip is not None else None)
-            records.append({
-                "id": mix_id, "split": split, "snr_db": mix["snr_db"],
-                "measured_snr_db": None if measured is None else round(measured, 4),
-                "length_samples": length,
-                "speech_source": "" if clean_clip is None else clean_clip.source,
-                "speaker": "" if clean_clip is None else clean_clip.group,
-                "speech_clip": "" if clean_clip is None else clean_clip.clip_id,
-                "speech_offset": mix["speech_offset"],
-                "noise_source": "" if noise_clip is None else noise_clip.source,
-                "noise_type": "" if noise_clip is None else noise_types[noise_clip.group],
-                "noise_unit": "" if noise_clip is None else noise_clip.group,
-                "noise_clip": "" if noise_clip is None else noise_clip.clip_id,
-                "noise_offset": mix["noise_offset"],
-                "noise_gain": round(mix["noise_gain"], 8), "level_gain": round(mix["level_gain"], 8),
-                "seed": seed, "key": key,
-            })
+            measured = (
+                snr_db(mix["clean"], mix["noise"])
+                if clean_clip is not None and noise_clip is not None
+                else None
+            )
+            records.append(
+                {
+                    "id": mix_id,
+                    "split": split,
+                    "snr_db": mix["snr_db"],
+                    "measured_snr_db": None if measured is None else round(measured, 4),
+                    "length_samples": length,
+                    "speech_source": "" if clean_clip is None else clean_clip.source,
+                    "speaker": "" if clean_clip is None else clean_clip.group,
+                    "speech_clip": "" if clean_clip is None else clean_clip.clip_id,
+                    "speech_offset": mix["speech_offset"],
+                    "noise_source": "" if noise_clip is None else noise_clip.source,
+                    "noise_type": "" if noise_clip is None else noise_types[noise_clip.group],
+                    "noise_unit": "" if noise_clip is None else noise_clip.group,
+                    "noise_clip": "" if noise_clip is None else noise_clip.clip_id,
+                    "noise_offset": mix["noise_offset"],
+                    "noise_gain": round(mix["noise_gain"], 8),
+                    "level_gain": round(mix["level_gain"], 8),
+                    "seed": seed,
+                    "key": key,
+                }
+            )
         with open(folder / "manifest.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=_MANIFEST_FIELDS, lineterminator="\n")
             writer.writeheader()
             for record in records:
                 writer.writerow({k: "" if v is None else v for k, v in record.items()})
-        sets[name] = {"count": len(records), "folder": f"mixtures/{name}",
-                      "noise_types": sorted({r["noise_type"] for r in records})}
+        sets[name] = {
+            "count": len(records),
+            "folder": f"mixtures/{name}",
+            "noise_types": sorted({r["noise_type"] for r in records}),
+        }
 
     rows = []
     for i in range(config.val_mixtures):
         key = f"mix/val/{i}"
         rng = rng_for(seed, key + "/pick")
         draw = rng.random()
-        clean_clip = None if draw < config.speech_free_share else val_speech[
-            int(rng.integers(len(val_speech)))]
-        noise_clip = None if config.speech_free_share <= draw < (
-            config.speech_free_share + config.noise_free_share) else pick_noise("val", rng)
+        clean_clip = (
+            None
+            if draw < config.speech_free_share
+            else val_speech[int(rng.integers(len(val_speech)))]
+        )
+        noise_clip = (
+            None
+            if config.speech_free_share
+            <= draw
+            < (config.speech_free_share + config.noise_free_share)
+            else pick_noise("val", rng)
+        )
         snr = float(rng.uniform(*config.snr_range_db))
-        rows.append((f"val_{i:04d}", "val", clean_clip, noise_clip, snr,
-                     int(config.val_seconds * SAMPLE_RATE_HZ), key))
+        rows.append(
+            (
+                f"val_{i:04d}",
+                "val",
+                clean_clip,
+                noise_clip,
+                snr,
+                int(config.val_seconds * SAMPLE_RATE_HZ),
+                key,
+            )
+        )
     write_set("val", rows)
 
     for name, pool in (("test_real", real_test), ("test_tts", tts_test)):
@@ -833,37 +951,61 @@ def _write_mixture_sets(config, root: Path, speech, heldout_tts, noise, noise_ty
             noise_clip = pick_noise("test", pick)
             length = int(pick.uniform(*config.test_seconds_range) * SAMPLE_RATE_HZ)
             for snr in config.test_snrs_db:
-                rows.append((f"{name}_{i:03d}_snr{snr:+03.0f}", "test", clean_clip, noise_clip,
-                             float(snr), length, f"mix/{name}/{i}/snr{snr}"))
+                rows.append(
+                    (
+                        f"{name}_{i:03d}_snr{snr:+03.0f}",
+                        "test",
+                        clean_clip,
+                        noise_clip,
+                        float(snr),
+                        length,
+                        f"mix/{name}/{i}/snr{snr}",
+                    )
+                )
         write_set(name, rows)
     return sets
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m training.data", description=__doc__.split(
-        "\n")[0])
-    parser.add_argument("--hours", type=float, default=20.0,
-                        help="hours of clean training speech (real + TTS)")
+    parser = argparse.ArgumentParser(
+        prog="python -m training.data", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--hours", type=float, default=20.0, help="hours of clean training speech (real + TTS)"
+    )
     parser.add_argument("--out", type=Path, default=Path("data"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="processes (at most 2)")
-    parser.add_argument("--tts-only", action="store_true",
-                        help="TTS speech and synthetic noise only (tiny test configuration)")
+    parser.add_argument(
+        "--tts-only",
+        action="store_true",
+        help="TTS speech and synthetic noise only (tiny test configuration)",
+    )
     parser.add_argument("--val-mixtures", type=int, default=128)
     parser.add_argument("--test-pairs", type=int, default=50)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    config = CorpusConfig(hours=args.hours, seed=args.seed, workers=args.workers,
-                          tts_only=args.tts_only, val_mixtures=args.val_mixtures,
-                          test_pairs=args.test_pairs, progress=not args.no_progress)
+    config = CorpusConfig(
+        hours=args.hours,
+        seed=args.seed,
+        workers=args.workers,
+        tts_only=args.tts_only,
+        val_mixtures=args.val_mixtures,
+        test_pairs=args.test_pairs,
+        progress=not args.no_progress,
+    )
     try:
         manifest = build_corpus(config, args.out)
     except MissingDependencyError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps({k: manifest[k] for k in ("speech_minutes", "build_seconds", "disk_bytes",
-                                                "mixtures")}, indent=1))
+    print(
+        json.dumps(
+            {k: manifest[k] for k in ("speech_minutes", "build_seconds", "disk_bytes", "mixtures")},
+            indent=1,
+        )
+    )
     return 0
 
 

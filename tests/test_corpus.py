@@ -242,3 +242,25 @@ def test_noise_types_from_names():
     assert corpus_sources.noise_type("Modern bus start") == "traffic"
     splits = corpus_sources.split_units([(f"u{i}", "traffic") for i in range(20)] + [("x", "rare")])
     assert sorted(splits.values()).count("test") == 2 and splits["x"] == "train"
+
+
+def test_shards_stay_under_the_size_limit_with_long_names(monkeypatch, tmp_path):
+    from training import shards
+
+    monkeypatch.setattr(shards, "MAX_SHARD_BYTES", 200_000)
+    rng = np.random.default_rng(4)
+    clips = [
+        shards.Clip(
+            (0.1 * rng.standard_normal(int(rng.integers(100, 3000)))).astype(np.float32),
+            "source-" + "s" * int(rng.integers(1, 60)),
+            "group-" + "g" * int(rng.integers(1, 60)),
+            f"clip-{i}-" + "c" * int(rng.integers(1, 200)),
+        )
+        for i in range(300)
+    ]
+    paths = shards.write_shards(clips, tmp_path, "train", "speech")
+    assert len(paths) > 1
+    assert max(p.stat().st_size for p in paths) <= 200_000
+    back = list(shards.read_clips(tmp_path, "train", "speech"))
+    assert [c.clip_id for c in back] == [c.clip_id for c in clips]
+    np.testing.assert_allclose(back[7].audio, clips[7].audio, atol=1 / 32767)

@@ -78,6 +78,14 @@ SOURCES = {
             "babble",
             "11 kHz voice acting: babble noise only, never a clean target",
         ),
+        Source("hedgewars-sfx", "hedgewars-data", "GPL-2", "noise", "weapon and water effects"),
+        Source(
+            "warzone2100-sfx",
+            "warzone2100-data",
+            "GPL-2+",
+            "noise",
+            "vehicles, weapons, explosions, buildings",
+        ),
         Source("openttd", "openttd-opensfx", "CC-Sampling-Plus-1.0 / CC-BY-3.0", "noise"),
         Source("freeciv", "freeciv-data", "GPL-2+", "noise"),
         Source("widelands", "widelands-data", "GPL-2+", "noise"),
@@ -331,6 +339,7 @@ _NOISE_TYPES = [
             "slurp",
             "plop",
             "goo",
+            "droplet",
         ),
     ),
     (
@@ -498,6 +507,52 @@ _NOISE_EXCLUDE = (
     "unused",
     "create_construction",
 )
+# Hedgewars effects without a voice (its hog voices, chants and the Valkyries stay out).
+HEDGEWARS_SFX = (
+    "explosion",
+    "flamethrower",
+    "minigun",
+    "shotgunfire",
+    "blowtorch",
+    "drillgun",
+    "pickhammer",
+    "jetpackboost",
+    "plane",
+    "rcplane",
+    "ufo",
+    "steam",
+    "splash",
+    "Droplet1",
+    "Droplet2",
+    "Droplet3",
+    "bee",
+    "beewater",
+    "planewater",
+    "melonimpact",
+    "grenadeimpact",
+    "mineimpact",
+    "graveimpact",
+    "mortar",
+    "molotov",
+    "landgun",
+    "sinegun",
+    "steps",
+    "whipcrack",
+    "baseballbat",
+    "hammer",
+    "knife_impact",
+    "ice_beam_idle",
+    "lowgravity",
+    "warp",
+    "TARDIS",
+)
+# Warzone 2100 effect folders and their noise type (interface beeps and screams stay out).
+WARZONE_SFX = {
+    "building": "machine",
+    "explons": "impact",
+    "vehicle": "traffic",
+    "weapons": "impact",
+}
 MUSIC_MAX_TRACKS = {"supertuxkart": 8, "widelands": 6, "freeciv": 4}
 
 
@@ -518,6 +573,41 @@ def _unit_name(text: str) -> str:
 def list_noise() -> list[NoiseFile]:
     """Every recorded noise file with its type and split unit, in a fixed order."""
     out: list[NoiseFile] = []
+
+    root = _need("/usr/share/games/hedgewars/Data/Sounds", "hedgewars")
+    for name in HEDGEWARS_SFX:
+        path = root / f"{name}.ogg"
+        if path.is_file():
+            out.append(
+                NoiseFile(
+                    AudioRef(str(path)),
+                    "hedgewars-sfx",
+                    noise_type(name),
+                    f"hedgewars/{_unit_name(name.lower())}",
+                    f"hedgewars/{name}",
+                )
+            )
+
+    base = str(_need("/usr/share/games/warzone2100/base.wz", "warzone2100"))
+    with zipfile.ZipFile(base) as archive:
+        names = sorted(
+            n
+            for n in archive.namelist()
+            if n.endswith(".ogg")
+            and n.split("/")[:2] == ["audio", "sfx"]
+            and n.split("/")[2] in WARZONE_SFX
+        )
+    for name in names:
+        folder, stem = name.split("/")[2], name.rsplit("/", 1)[1][:-4]
+        out.append(
+            NoiseFile(
+                AudioRef(base, "zip", name),
+                "warzone2100-sfx",
+                WARZONE_SFX[folder],
+                f"warzone2100/{_unit_name(stem)}",
+                f"warzone2100/{name}",
+            )
+        )
 
     cat = _need("/usr/share/games/openttd/baseset/opensfx/opensfx.cat", "openttd")
     for i, (desc, offset, size) in enumerate(openttd_cat_entries(cat)):

@@ -206,7 +206,8 @@ def benchmark(
     Each figure is the best of ``repeats`` runs of ``calls`` calls (as ``timeit``
     reports), in wall-clock time and in the calling thread's CPU time (onnxruntime
     runs a one-thread session on the calling thread), which leaves out the time the
-    thread waits for a core on a shared machine.
+    thread waits for a core on a shared machine. ``*_session_run`` times the bare
+    graph through ``InferenceSession.run`` (no I/O binding) for comparison.
     """
     from seproc.model import OnnxModel
 
@@ -230,6 +231,23 @@ def benchmark(
         hops = calls * frames
         result[f"us_per_hop_{frames}_frames_per_call"] = round(min(wall) / hops * 1e6, 1)
         result[f"cpu_us_per_hop_{frames}_frames_per_call"] = round(min(cpu) / hops * 1e6, 1)
+        # the bare graph: onnxruntime's own run() with a feed dict, no I/O binding
+        session = _session(str(path))
+        feeds = {"features": features[None]}
+        feeds.update(
+            {f"{n}_in": np.zeros(s, np.float32) for n, s in model.info.state_shapes.items()}
+        )
+        for _ in range(200):
+            session.run(None, feeds)
+        cpu = []
+        for _ in range(repeats):
+            start_cpu = time.thread_time()
+            for _ in range(calls):
+                session.run(None, feeds)
+            cpu.append(time.thread_time() - start_cpu)
+        result[f"cpu_us_per_hop_{frames}_frames_per_call_session_run"] = round(
+            min(cpu) / hops * 1e6, 1
+        )
     return result
 
 

@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 from onnx import TensorProto, helper
 
+from seproc.denoiser import Denoiser
 from seproc.errors import ModelError
 from seproc.model import _REQUIRED_KEYS, OnnxModel
 from tests.model_factory import make_model
@@ -238,3 +239,6 @@ def test_a_graph_that_fails_at_run_time_gives_a_model_error(tmp_path):
     with pytest.raises(ModelError, match=r"two_frames\.onnx failed to run on 3 frames") as raised:
         model.run(three, np.empty_like(three), state)
     assert raised.value.__cause__ is None and "\n" not in str(raised.value)
+    # The Denoiser's warm-up runs the graph, so the error comes at construction.
+    with pytest.raises(ModelError, match=r"two_frames\.onnx failed to run on \d+ frames"):
+        Denoiser(path, warm_up=True)

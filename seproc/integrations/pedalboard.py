@@ -61,10 +61,17 @@ except ImportError as _error:  # pragma: no cover - depends on the environment
         "seproc.integrations.pedalboard needs pedalboard: pip install 'seproc[pedalboard]'"
     ) from _error
 
-__all__ = ["DEFAULT_CHUNK_SAMPLES", "DenoisingChain", "process_file_with_chain"]
+__all__ = [
+    "DEFAULT_CHUNK_SAMPLES",
+    "DEFAULT_PLUGIN_BLOCK_SAMPLES",
+    "DenoisingChain",
+    "process_file_with_chain",
+]
 
 #: Samples read from the file per chunk by :func:`process_file_with_chain`.
 DEFAULT_CHUNK_SAMPLES = 65536
+#: The fixed block size in which the chain calls pedalboard plugins.
+DEFAULT_PLUGIN_BLOCK_SAMPLES = 1024
 #: How much silence (in seconds of audio) a plugin chain may need to release its tail.
 _MAX_TAIL_S = 30.0
 
@@ -81,6 +88,10 @@ class DenoisingChain:
         Effects to run before and after the denoiser (a ``Pedalboard`` is a
         plugin too). They are reset first and then run with ``reset=False``, so
         their state carries from chunk to chunk.
+    plugin_block_samples : int
+        The plugins are called with blocks of exactly this many samples, however
+        the stream arrives (pedalboard's streaming ``Resample`` goes wrong when
+        block sizes vary). Output then arrives in steps of this size.
 
     Notes
     -----
@@ -92,9 +103,9 @@ class DenoisingChain:
     for streaming ``process(..., reset=False)``). Chunked output equals
     :meth:`__call__` on the whole signal.
 
-    pedalboard guesses a chunk's layout from its shape (the smaller dimension is
-    taken as channels), so the chain holds back chunks of no more samples than
-    there are channels until more arrive; every sample still comes out.
+    The plugins run on fixed blocks of ``plugin_block_samples``: so a very short
+    chunk is held until a block is full (pedalboard would also misread the layout
+    of a block with fewer samples than channels); every sample still comes out.
     """
 
     def __init__(
@@ -103,6 +114,7 @@ class DenoisingChain:
         *,
         before: pedalboard.Plugin | Iterable[pedalboard.Plugin] | None = None,
         after: pedalboard.Plugin | Iterable[pedalboard.Plugin] | None = None,
+        plugin_block_samples: int = DEFAULT_PLUGIN_BLOCK_SAMPLES,
     ) -> None:
         if not isinstance(denoiser, Denoiser):
             raise ParameterError(
@@ -110,8 +122,18 @@ class DenoisingChain:
                 "make one with Denoiser(sample_rate=..., channels=...)."
             )
         self._denoiser = denoiser
-        self._before = _PluginStage(_as_board(before, "before"), denoiser)
-        self._after = _PluginStage(_as_board(after, "after"), denoiser)
+        block_samples = plugin_block_samples
+        if (
+            isinstance(block_samples, bool)
+            or not isinstance(block_samples, int)
+            or block_samples <= denoiser.channels
+        ):
+            raise ParameterError(
+                f"Parameter plugin_block_samples={block_samples!r} must be an integer greater "
+                f"than the channel count ({denoiser.channels}); 1024 is a good choice."
+            )
+        self._before = _PluginStage(_as_board(before, "before"), denoiser, block_samples)
+        self._after = _PluginStage(_as_board(after, "after"), denoiser, block_samples)
         self.reset()
 
     @property
@@ -247,68 +269,85 @@ class DenoisingChain:
 
 
 class _PluginStage:
-    """One pedalboard board run with ``reset=False``, counting samples in and out.
+    """One pedalboard board, fed fixed-size blocks with ``reset=False``.
 
-    pedalboard returns fewer samples than it was given while a plugin's latency
-    fills; ``flush`` feeds silence until every sample given has come back.
+    pedalboard's streaming depends on how a stream is cut into calls: its
+    ``Resample`` goes wrong when a stream's first call has another length than
+    the rest. So the stage cuts whatever arrives into blocks of exactly
+    ``block_samples`` (holding the remainder for the next call), which also keeps
+    pedalboard from misreading the layout of very short blocks. pedalboard
+    returns fewer samples than it was given while a plugin's latency fills;
+    ``flush`` feeds silence, in the same blocks, until every sample given has
+    come back.
     """
 
-    def __init__(self, board: pedalboard.Pedalboard | None, denoiser: Denoiser) -> None:
+    def __init__(
+        self, board: pedalboard.Pedalboard | None, denoiser: Denoiser, block_samples: int
+    ) -> None:
         self.board = board
         self._sample_rate = denoiser.sample_rate
         self._channels = denoiser.channels
+        self._block_samples = block_samples
+        self._pending = np.zeros((self._channels, block_samples), np.float32)
         self.reset()
 
     def reset(self) -> None:
         if self.board is not None:
             self.board.reset()
-        self._held = np.zeros((self._channels, 0), np.float32)
+        self._filled = 0
         self._given = 0
         self._returned = 0
 
     def process(self, block: np.ndarray) -> np.ndarray:
         if self.board is None:
             return block
-        if self._held.shape[1]:
-            block = np.concatenate([self._held, block], axis=1)
-        if block.shape[1] <= self._channels:  # pedalboard would misread the layout
-            self._held = block
-            return block[:, :0]
-        self._held = block[:, :0]
-        self._given += block.shape[1]
-        output = self._run(block)
-        self._returned += output.shape[1]
-        return output
+        pieces = []
+        done = 0
+        n = block.shape[1]
+        while done < n:
+            take = min(self._block_samples - self._filled, n - done)
+            self._pending[:, self._filled : self._filled + take] = block[:, done : done + take]
+            self._filled += take
+            done += take
+            if self._filled == self._block_samples:
+                pieces.append(self._run_pending())
+        return _concat(pieces, self._channels)
 
     def flush(self) -> np.ndarray:
         if self.board is None:
             return np.zeros((self._channels, 0), np.float32)
+        self._given += self._filled  # the real samples still pending; zeros follow
         pieces = []
-        silence_given = 0
+        silence_samples = self._block_samples - self._filled
         limit = int(_MAX_TAIL_S * self._sample_rate)
-        chunk = max(self._channels + 1, self._sample_rate // 10)
-        pending = self._held
-        self._held = pending[:, :0]
-        self._given += pending.shape[1]
         while self._returned < self._given:
-            if silence_given > limit:
+            if silence_samples > limit:
                 raise SeprocError(
                     f"The plugins {self.board} still held audio back after "
                     f"{_MAX_TAIL_S:.0f} s of silence; remove the plugin that never "
                     "returns its tail."
                 )
-            block = np.concatenate([pending, np.zeros((self._channels, chunk), np.float32)], axis=1)
-            silence_given += chunk
-            pending = pending[:, :0]
-            output = self._run(block)
-            keep = min(output.shape[1], self._given - self._returned)
-            pieces.append(output[:, :keep])
-            self._returned += keep
-        return np.concatenate([*pieces, np.zeros((self._channels, 0), np.float32)], axis=1)
+            self._pending[:, self._filled :] = 0.0
+            self._filled = self._block_samples
+            pieces.append(self._run_pending(counted=False))
+            silence_samples += self._block_samples
+        return _concat(pieces, self._channels)
 
-    def _run(self, block: np.ndarray) -> np.ndarray:
-        output = self.board.process(block, self._sample_rate, reset=False)
-        return np.asarray(output, dtype=np.float32).reshape(self._channels, -1)
+    def _run_pending(self, counted: bool = True) -> np.ndarray:
+        output = self.board.process(self._pending, self._sample_rate, reset=False)
+        output = np.asarray(output, dtype=np.float32).reshape(self._channels, -1)
+        self._filled = 0
+        if counted:
+            self._given += self._block_samples
+        keep = min(output.shape[1], self._given - self._returned)
+        self._returned += keep
+        return output[:, :keep]
+
+
+def _concat(pieces: list[np.ndarray], channels: int) -> np.ndarray:
+    if len(pieces) == 1:
+        return pieces[0]
+    return np.concatenate([*pieces, np.zeros((channels, 0), np.float32)], axis=1)
 
 
 def _channels_of(array: np.ndarray) -> int:

@@ -10,7 +10,6 @@ from pedalboard import (  # noqa: E402
     Compressor,
     Gain,
     HighpassFilter,
-    LowpassFilter,
     Pedalboard,
     Resample,
 )
@@ -139,16 +138,18 @@ def test_plugins_see_fixed_blocks_however_the_stream_is_cut(denoisers):
     np.testing.assert_allclose(out, expected, atol=2e-5)
 
 
-def test_tone_stays_aligned_through_the_resampling_denoiser(denoisers):
+def test_stays_aligned_through_the_resampling_denoiser(denoisers):
     denoiser = denoisers("bypass", 2, 48000)  # runs at 16 kHz inside: resampled both ways
-    t = np.arange(48000) / 48000
-    signal = np.stack([0.5 * np.sin(2 * np.pi * 440 * t)] * 2).astype(np.float32)
-    out = stream(DenoisingChain(denoiser, after=[LowpassFilter(6000)]), signal, 480)
+    rng = np.random.default_rng(5)
+    spectrum = np.fft.rfft(rng.standard_normal((2, 48000)), axis=1)
+    spectrum[:, np.fft.rfftfreq(48000, 1 / 48000) > 6000] = 0  # well inside the model's band
+    signal = (0.2 * np.fft.irfft(spectrum, 48000, axis=1)).astype(np.float32)
+    out = stream(DenoisingChain(denoiser, after=[Gain(0.0)]), signal, 480)
     lags = np.arange(-20, 21)
     middle = slice(4800, -4800)
     corr = [np.dot(signal[0, middle], np.roll(out[0], -lag)[middle]) for lag in lags]
     assert lags[int(np.argmax(corr))] == 0
-    np.testing.assert_allclose(out[:, middle], signal[:, middle], atol=0.03)
+    np.testing.assert_allclose(out[:, middle], signal[:, middle], atol=0.02)
 
 
 def test_flush_resets_for_the_next_stream(denoisers):
@@ -180,7 +181,9 @@ def test_process_file_with_chain_keeps_format_and_matches_in_memory(tmp_path, de
     read_back, _ = sf.read(str(src), dtype="float32", always_2d=True)
     expected = one_shot_reference(denoisers("test", 2), before, after, read_back.T, 16000)
     written, _ = sf.read(str(dst), dtype="float32", always_2d=True)
-    np.testing.assert_allclose(written.T, np.clip(expected, -1, 1), atol=1.5 / 32768)
+    # pedalboard (JUCE) scales to int16 by 32767 where soundfile reads back by 32768:
+    # rounding plus that 3e-5 relative scale, hence a few LSB.
+    np.testing.assert_allclose(written.T, np.clip(expected, -1, 1), atol=4 / 32768)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "out.wav"]  # no partials
 
 

@@ -411,7 +411,10 @@ def _denoise_locally(pairs: list[tuple[Path, Path]], args: argparse.Namespace) -
                 )
         except SeprocError as error:
             failures += 1
-            tqdm.write(f"seproc: failed: {src}: {_one_line(error)}", file=sys.stderr)
+            message = _one_line(error)
+            if str(src) not in message:
+                message = f"{src}: {message}"
+            tqdm.write(f"seproc: failed: {message}", file=sys.stderr)
         except OSError as error:
             failures += 1
             reason = error.strerror or _one_line(error)
@@ -440,7 +443,8 @@ def _read_info(src: Path) -> tuple[int, int, int]:
     try:
         info = sf.info(str(src))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
-        raise SeprocError(f"Cannot read {src}: {_one_line(error)}") from None
+        reason = getattr(error, "error_string", None) or _one_line(error)
+        raise SeprocError(f"Cannot read {src}: {reason}") from None
     return info.samplerate, info.channels, info.frames
 
 

@@ -46,6 +46,7 @@ examples:
   seproc denoise recordings/ cleaned/                 every audio file, recursively
   seproc denoise talk.flac talk-clean.flac --attenuation-limit 12
   seproc denoise in/ out/ --subtype PCM_24 --overwrite
+  seproc denoise in/ out/ --skip-existing             resume an interrupted run
   seproc denoise in/ out/ --engine ray --num-workers 8   (needs seproc[ray])
 
 The output keeps the input's sample rate, channel count and subtype (unless --subtype
@@ -125,6 +126,7 @@ def plan_outputs(
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
         raise ParameterError(
             f"Output {existing[0]}{more} already exists; pass --overwrite to replace "
+            f"{'it' if len(existing) == 1 else 'them'} or --skip-existing to keep "
             f"{'it' if len(existing) == 1 else 'them'}."
         )
     return pairs
@@ -240,10 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="sample format of the outputs, e.g. PCM_16, PCM_24, FLOAT "
         "(default: the input's, where OUT's format allows it)",
     )
-    denoise.add_argument(
+    existing = denoise.add_mutually_exclusive_group()
+    existing.add_argument(
         "--overwrite",
         action="store_true",
         help="replace outputs that already exist (inputs are never written to)",
+    )
+    existing.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave outputs that already exist alone and denoise only the rest "
+        "(to resume an interrupted folder)",
     )
     denoise.add_argument("--quiet", "-q", action="store_true", help="no progress bars, only errors")
     engine = denoise.add_argument_group("engine")
@@ -321,10 +330,19 @@ def _run_denoise(args: argparse.Namespace) -> int:
         _error("--address and --num-workers need --engine ray.")
         return EXIT_USAGE
     try:
-        pairs = plan_outputs(args.input, args.output, overwrite=args.overwrite)
+        pairs = plan_outputs(
+            args.input, args.output, overwrite=args.overwrite or args.skip_existing
+        )
     except ParameterError as error:
         _error(str(error))
         return EXIT_USAGE
+    if args.skip_existing:
+        kept = [(src, dst) for src, dst in pairs if not dst.exists()]
+        if not args.quiet and len(kept) < len(pairs):
+            print(f"seproc: skipping {len(pairs) - len(kept)} existing outputs.", file=sys.stderr)
+        if not kept:
+            return EXIT_OK
+        pairs = kept
     if not pairs:
         _error(f"Found no audio file in {args.input} (extensions: {_extension_list()}).")
         return EXIT_USAGE
@@ -344,6 +362,8 @@ def _run_ray(args: argparse.Namespace) -> int:
     if not Path(args.input).is_dir():
         _error("--engine ray denoises folders; give a folder as IN, or use --engine local.")
         return EXIT_USAGE
+    from seproc.api import DEFAULT_FILE_BLOCK_SAMPLES
+
     try:
         from seproc.batch import denoise_folder_ray
     except ImportError as error:
@@ -357,9 +377,9 @@ def _run_ray(args: argparse.Namespace) -> int:
             num_workers=args.num_workers,
             model=args.model,
             attenuation_limit_db=args.attenuation_limit,
-            block_samples=args.block_size,
+            block_samples=args.block_size or DEFAULT_FILE_BLOCK_SAMPLES,
             subtype=args.subtype,
-            overwrite=args.overwrite,
+            overwrite=args.overwrite,  # without it, the engine skips existing outputs
         )
     except SeprocError as error:
         _error(str(error))

@@ -89,6 +89,7 @@ def test_help_texts_name_every_option():
         "--block-size",
         "--subtype",
         "--overwrite",
+        "--skip-existing",
         "--engine",
         "--address",
         "--num-workers",
@@ -247,6 +248,11 @@ def test_existing_output_needs_overwrite(tmp_path, models):
                          "--model", models["test"])  # fmt: skip
     assert_clean_failure(refused, 2)
     assert "already exists; pass --overwrite" in refused.stderr
+    assert (tmp_path / "out.wav").read_bytes() == b"precious"
+    kept = run_seproc("denoise", tmp_path / "in.wav", tmp_path / "out.wav",
+                      "--model", models["test"], "--skip-existing")  # fmt: skip
+    assert kept.returncode == 0, kept.stderr
+    assert "skipping 1 existing outputs" in kept.stderr
     assert (tmp_path / "out.wav").read_bytes() == b"precious"
     replaced = run_seproc("denoise", tmp_path / "in.wav", tmp_path / "out.wav",
                           "--model", models["test"], "--overwrite")  # fmt: skip

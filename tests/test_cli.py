@@ -361,3 +361,15 @@ def test_parser_defaults_match_process_file():
     assert args.subtype == defaults["subtype"].default
     assert args.model == defaults["model"].default
     assert (args.engine, args.overwrite) == ("local", False)
+
+
+def test_ray_engine_without_ray_says_what_to_install(tmp_path, monkeypatch, capsys):
+    from seproc.cli import main
+
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "a.wav", tone(16000, 1, 0.1), 16000)
+    monkeypatch.setitem(sys.modules, "seproc.batch", None)  # import fails as without Ray
+    status = main(["denoise", str(tmp_path / "in"), str(tmp_path / "out"), "--engine", "ray"])
+    assert status == 2
+    assert "pip install 'seproc[ray]'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

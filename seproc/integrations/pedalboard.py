@@ -28,9 +28,9 @@ pedalboard has no plugin base class that Python code can subclass, so a seproc
 :func:`process_file_with_chain` does exactly that, with the output written to a
 temporary file and renamed into place when complete.
 
-Latency follows pedalboard's streaming convention: each ``process`` call returns
-audio *aligned* with the input (the latency of the denoiser and of the plugins is
-removed), so the first calls may return fewer samples than they were given, and
+Latency follows pedalboard's streaming convention: ``process`` returns audio
+*aligned* with the input (the latency of the denoiser and of the plugins is
+removed), so the output lags behind what went in, and
 :meth:`DenoisingChain.flush` returns the rest; in all, exactly as many samples come
 out as went in, sample ``i`` out belonging to sample ``i`` in. A real-time host
 that needs exactly as many samples back per callback uses
@@ -98,10 +98,11 @@ class DenoisingChain:
     Audio arrays are ``(channels, samples)``, like pedalboard's ``AudioFile.read``;
     a 1-D array is accepted when ``channels == 1``. Output is float32.
 
-    ``process(chunk)`` returns output aligned with the input, up to as many
-    samples as the chunk; ``flush()`` returns the rest (pedalboard's convention
-    for streaming ``process(..., reset=False)``). Chunked output equals
-    :meth:`__call__` on the whole signal.
+    ``process(chunk)`` returns the output that is ready, aligned with the input:
+    the output so far is never longer than the input so far (it lags by the
+    latency plus at most one plugin block), and ``flush()`` returns the rest
+    (pedalboard's convention for streaming ``process(..., reset=False)``).
+    Chunked output equals :meth:`__call__` on the whole signal.
 
     The plugins run on fixed blocks of ``plugin_block_samples``: so a very short
     chunk is held until a block is full (pedalboard would also misread the layout
@@ -182,11 +183,11 @@ class DenoisingChain:
         Returns
         -------
         np.ndarray [shape=(channels, n)], float32
-            A new array of ``n <= samples`` output samples, aligned with the input:
-            the output so far is a prefix of :meth:`__call__`'s.
+            A new array of the ``n`` output samples that are ready (0 while the
+            latency fills), aligned with the input: the output so far is a
+            prefix of :meth:`__call__`'s.
         """
         block = self._check(chunk, "chunk")
-        self._received += block.shape[1]
         return self._after.process(self._denoise(self._before.process(block)))
 
     def flush(self) -> np.ndarray:
@@ -211,7 +212,6 @@ class DenoisingChain:
         self._before.reset()
         self._after.reset()
         self._to_skip = self._denoiser.latency_samples
-        self._received = 0
 
     def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """Run a whole signal through the chain, pedalboard style.

@@ -102,7 +102,7 @@ def test_help_texts_name_every_option():
 
 
 def test_console_script_is_declared_for_cli_main():
-    import tomllib
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"seproc": "seproc.cli:main"}

@@ -201,6 +201,7 @@ def test_one_corrupt_file_fails_alone(tmp_path, models):
     sf.write(inputs / "d.flac", tone(16000, 1, 0.5), 16000)
     truncated = (inputs / "d.flac").read_bytes()
     (inputs / "d.flac").write_bytes(truncated[: len(truncated) // 3])  # header ok, data cut
+    sf.write(inputs / "e.wav", tone(4000, 1, 0.5), 4000)  # valid, but below 8 kHz
     hashes = snapshot(inputs)
 
     result = run_seproc("denoise", inputs, outputs, "--model", models["test"], "-q")
@@ -209,8 +210,9 @@ def test_one_corrupt_file_fails_alone(tmp_path, models):
     failed = [line for line in result.stderr.splitlines() if line.startswith("seproc: failed:")]
     assert any("b.wav" in line for line in failed)
     assert any("d.flac" in line for line in failed)  # fails mid-read, after the header
-    assert all(("b.wav" in line) or ("d.flac" in line) for line in failed)
-    assert "2 of 4 files denoised, 2 failed" in result.stderr
+    assert any("e.wav" in line and "sample_rate=4000" in line for line in failed)
+    assert len(failed) == 3
+    assert "2 of 5 files denoised, 3 failed" in result.stderr
     assert snapshot(inputs) == hashes
     names = sorted(p.name for p in outputs.rglob("*"))
     assert "a.wav" in names and "c.wav" in names and "b.wav" not in names

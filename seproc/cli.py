@@ -384,6 +384,9 @@ def _run_ray(args: argparse.Namespace) -> int:
     except SeprocError as error:
         _error(str(error))
         return EXIT_USAGE
+    except Exception as error:  # Ray's own errors, e.g. no cluster at --address
+        _error(f"the ray engine stopped: {type(error).__name__}: {_one_line(error)}")
+        return EXIT_FAILED
 
 
 def _denoise_locally(pairs: list[tuple[Path, Path]], args: argparse.Namespace) -> int:

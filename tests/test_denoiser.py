@@ -262,7 +262,8 @@ def test_one_shot_defaults_match_the_object():
     }
     for function in (denoise, process_file):
         for name, parameter in inspect.signature(function).parameters.items():
-            if name in object_defaults:
+            # Required arguments (the audio and its rate) have no default to keep in step.
+            if name in object_defaults and parameter.default is not inspect.Parameter.empty:
                 assert parameter.default == object_defaults[name], (function.__name__, name)
 
 

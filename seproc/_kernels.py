@@ -334,7 +334,8 @@ def apply_mask_gain(spec, model_out, min_gain, band_start, band_stop, activity):
 
     ``spec`` is complex ``(frames, n_bins)``; ``model_out`` the graph's gain of the
     same shape; every gain is raised to at least ``min_gain`` (the attenuation
-    limit). ``activity[t]`` receives the share of frame ``t``'s energy in bins
+    limit), and a NaN gain (a misbehaving model) counts as ``min_gain``.
+    ``activity[t]`` receives the share of frame ``t``'s energy in bins
     ``band_start:band_stop`` that the gain keeps (1 when the frame is silent).
     """
     n_frames, n_bins = spec.shape
@@ -342,7 +343,9 @@ def apply_mask_gain(spec, model_out, min_gain, band_start, band_stop, activity):
         kept = 0.0
         total = 0.0
         for f in range(n_bins):
-            gain = max(model_out[t, f], min_gain)
+            gain = model_out[t, f]
+            if not gain >= min_gain:  # also NaN
+                gain = min_gain
             gain = min(gain, 1.0)
             value = spec[t, f]
             if band_start <= f < band_stop:
@@ -358,7 +361,8 @@ def apply_noise_subtraction(spec, noise_db, min_gain, band_start, band_stop, act
     """Subtract a predicted noise magnitude from a spectrum in place (seed formulation).
 
     ``|S| = max(|X| - 10^(noise_db / 20), 0)`` with the noisy phase, i.e. the gain
-    ``max(0, 1 - |N| / |X|)``, raised to at least ``min_gain``. ``activity`` as in
+    ``max(0, 1 - |N| / |X|)``, raised to at least ``min_gain`` (a NaN from the model
+    counts as ``min_gain``). ``activity`` as in
     :func:`apply_mask_gain`.
     """
     n_frames, n_bins = spec.shape
@@ -373,12 +377,48 @@ def apply_noise_subtraction(spec, noise_db, min_gain, band_start, band_stop, act
             gain = 0.0
             if magnitude > 0.0:
                 gain = max(1.0 - noise_magnitude / magnitude, 0.0)
-            gain = min(max(gain, min_gain), 1.0)
+            if not gain >= min_gain:  # also NaN
+                gain = min_gain
+            gain = min(gain, 1.0)
             if band_start <= f < band_stop:
                 total += power
                 kept += gain * gain * power
             spec[t, f] = value * gain
         activity[t] = kept / total if total > 0.0 else 1.0
+
+
+@nb.njit(cache=_CACHE)
+def all_within(block, limit):
+    """Return True when every value of a 2-D array is finite and ``abs(value) <= limit``.
+
+    NaN fails every comparison and Inf exceeds any finite ``limit``, so one pass checks
+    both, and with a ``limit`` below the float32 maximum it also catches values that
+    would overflow to Inf in the float32 stream or its spectra.
+    """
+    channels, samples = block.shape
+    for c in range(channels):
+        for i in range(samples):
+            if not abs(block[c, i]) <= limit:
+                return False
+    return True
+
+
+@nb.njit(cache=_CACHE)
+def copy_flushing_tiny(source, target, threshold):
+    """Copy ``source`` into ``target`` (same shape), writing 0 where ``abs(value) < threshold``.
+
+    The denormal guard: near-silence below ``threshold`` enters the stream as exact
+    zeros, so no subnormal float reaches the stream state (arithmetic on subnormals
+    costs up to ~100x per operation on some x86 CPUs).
+    """
+    channels, samples = source.shape
+    for c in range(channels):
+        for i in range(samples):
+            value = source[c, i]
+            if abs(value) < threshold:
+                target[c, i] = 0.0
+            else:
+                target[c, i] = value
 
 
 @nb.njit(cache=_CACHE)

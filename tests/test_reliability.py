@@ -26,9 +26,6 @@ from seproc.errors import ParameterError
 from tests.model_factory import make_model
 
 REPO = Path(__file__).resolve().parent.parent
-PENDING_FIX = pytest.mark.xfail(
-    strict=True, reason="the denormal guard, float32 range check and float64 warm-up land next"
-)
 
 # ---------------------------------------------------------------------------
 # numba caching: a fresh cache folder, and a read-only install
@@ -162,7 +159,6 @@ print(json.dumps({name: after[name] - before[name] for name in after
 """
 
 
-@PENDING_FIX
 def test_warm_up_compiles_every_kernel_the_first_blocks_need(models):
     """float32 and float64 blocks, into the internal buffer or a float32/float64 ``out``.
 
@@ -300,8 +296,8 @@ def test_process_is_finite_length_keeping_and_partition_independent(
         (np.nan, np.float32),
         (np.inf, np.float64),
         (-np.inf, np.float32),
-        pytest.param(1e39, np.float64, marks=PENDING_FIX),  # finite, beyond float32
-        pytest.param(1e16, np.float32, marks=PENDING_FIX),  # finite, its power overflows
+        (1e39, np.float64),  # finite in float64, beyond float32
+        (1e16, np.float32),  # finite, but its power would overflow
     ],
     ids=["nan", "inf", "-inf", "beyond-float32", "beyond-1e15"],
 )
@@ -336,7 +332,6 @@ def test_every_accepted_amplitude_gives_finite_output(models, sample_rate):
 
 
 @pytest.mark.parametrize("formulation", ["mask", "noise_subtraction"])
-@PENDING_FIX
 def test_a_model_that_outputs_nan_gets_the_attenuation_limit_not_nan(tmp_path, formulation):
     """A misbehaving model's NaN output must not reach the host: NaN counts as the floor."""
     path = make_model(
@@ -403,7 +398,6 @@ def test_the_state_walk_finds_subnormals():
 
 @pytest.mark.parametrize("sample_rate", [16000, 48000])
 @pytest.mark.parametrize("level", [1e-38, 1e-42, 1.4e-45], ids=["1e-38", "1e-42", "min"])
-@PENDING_FIX
 def test_subnormal_input_leaves_no_subnormals_in_the_stream_state(models, sample_rate, level):
     rng = np.random.default_rng(5)
     signal = (level * rng.standard_normal((2, sample_rate // 2))).astype(np.float32)
@@ -414,7 +408,6 @@ def test_subnormal_input_leaves_no_subnormals_in_the_stream_state(models, sample
     assert subnormal_counts(denoiser) == {}
 
 
-@PENDING_FIX
 def test_long_near_silence_through_the_bundled_model_leaves_no_subnormals():
     """The bundled U-Net + GRU: its recurrent state must not decay into subnormals either."""
     rng = np.random.default_rng(7)

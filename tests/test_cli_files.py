@@ -18,11 +18,9 @@ import pytest
 import soundfile as sf
 
 from seproc.api import sha256_file
+from seproc.cli import main
 from seproc.denoiser import Denoiser
 from tests.model_factory import bypass_model
-
-# seproc.cli lands from its own branch; tests/test_cli.py fails loudly if it cannot import.
-main = pytest.importorskip("seproc.cli", reason="the seproc command is not merged yet").main
 
 RATE = 16000
 

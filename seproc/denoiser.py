@@ -262,12 +262,7 @@ class Denoiser:
         block2d, was_1d = as_audio_block(block, self._channels, name="block")
         n = block2d.shape[1]
         target = self._output_target(out, n, was_1d)
-        if not _kernels.all_within(block2d, _MAX_ABS_SAMPLE):
-            raise ParameterError(
-                "Parameter block holds NaN or Inf values, or samples beyond +-1e15 (+300 dBFS) "
-                "whose power would overflow; pass finite audio in about [-1, 1] "
-                "(np.nan_to_num(block) replaces NaN and Inf). The stream state is unchanged."
-            )
+        _check_samples(block2d, "block")
         done = 0
         while done < n:
             size = min(self._max_block_samples, n - done)
@@ -342,6 +337,7 @@ class Denoiser:
                 f"{self._sample_rate} Hz; make a Denoiser(sample_rate={sample_rate}) instead."
             )
         block2d, was_1d = as_audio_block(audio, self._channels, name="audio")
+        _check_samples(block2d, "audio")
         self.reset()
         n = block2d.shape[1]
         output = np.empty((self._channels, n + self.latency_samples), np.float32)
@@ -412,6 +408,20 @@ class Denoiser:
             self.process(silence)
             self.process(silence, out=np.empty_like(silence))
         self.reset()
+
+
+def samples_are_valid(block: np.ndarray) -> bool:
+    """Return whether a ``(channels, samples)`` block is finite and within +-1e15."""
+    return bool(_kernels.all_within(block, _MAX_ABS_SAMPLE))
+
+
+def _check_samples(block: np.ndarray, name: str) -> None:
+    if not samples_are_valid(block):
+        raise ParameterError(
+            f"Parameter {name} holds NaN or Inf values, or samples beyond +-1e15 (+300 dBFS) "
+            "whose power would overflow; pass finite audio in about [-1, 1] "
+            f"(np.nan_to_num({name}) replaces NaN and Inf). The stream state is unchanged."
+        )
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:

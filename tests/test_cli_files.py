@@ -232,7 +232,9 @@ def test_a_float_file_with_nan_mid_way_fails_on_one_line_without_partial(tmp_pat
         "denoise", source, tmp_path / "out.wav", "--model", model, "--block-size", "4096",
     )  # fmt: skip
     assert status == 1 and len(lines) == 2
-    assert lines[0].startswith(f"seproc: failed: {source}: ") and "NaN or Inf" in lines[0]
+    assert lines[0].startswith(f"seproc: failed: {source}") and "NaN or Inf" in lines[0]
+    # The line names the file and where: the block of 4096 frames that holds the NaN.
+    assert "after frame 12288" in lines[0] and "Parameter block" not in lines[0]
     assert lines[1] == "seproc: 0 of 1 files denoised, 1 failed."
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.wav"]
     assert source.read_bytes() == before

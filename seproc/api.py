@@ -225,6 +225,7 @@ def _stream_to_temporary(
             subtype=subtype,
             format=_format_for(dst),
         ) as writer:
+            _omit_peak_chunk(writer)
             while True:
                 try:
                     block = reader.read(block_samples, dtype="float32", always_2d=True)
@@ -251,6 +252,23 @@ def _stream_to_temporary(
         temporary.unlink(missing_ok=True)
         raise
     return frames_total
+
+
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's sndfile.h
+
+
+def _omit_peak_chunk(writer: sf.SoundFile) -> None:
+    """Keep libsndfile from adding a PEAK chunk, which stamps float files with the time.
+
+    Without it the same audio gives the same file bytes whenever it is written. The
+    call must come before the first write; soundfile has no public API for it.
+    """
+    try:
+        from soundfile import _ffi, _snd
+
+        _snd.sf_command(writer._file, _SFC_SET_ADD_PEAK_CHUNK, _ffi.NULL, 0)
+    except (ImportError, AttributeError):  # a soundfile without these internals
+        pass
 
 
 def _write_after_skip(writer: sf.SoundFile, output: np.ndarray, to_skip: int) -> int:

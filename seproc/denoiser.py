@@ -135,6 +135,11 @@ class Denoiser:
             win_length=info.win_length,
             window=info.window,
             dtype=np.float32,
+            # FFTW_MEASURE times candidate algorithms, so two processes may pick different
+            # ones and disagree in the last bit; ESTIMATE picks the same one every time, so
+            # one input gives the same output bytes in every process (the Ray engine and
+            # the local one, a rerun and the first run).
+            planner_effort="FFTW_ESTIMATE",
         )
         self._features = LogPowerFeatures(
             info.feature_mean_db, info.feature_std_db, amin=info.feature_amin

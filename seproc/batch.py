@@ -185,11 +185,12 @@ def denoise_corpus(
     out_dir : str or Path
         Where outputs go; created if missing. It must not be ``in_dir``.
     address : str or None
-        ``None`` starts a local Ray instance with ``num_workers`` CPUs (and shuts
-        it down afterwards); ``"auto"`` joins the cluster this machine belongs to
-        (``ray start --head`` ran here or on the head node); ``"ray://host:10001"``
-        joins through Ray Client. When Ray is already initialised in this process,
-        that session is used and left running.
+        ``None`` starts a new local Ray instance with ``num_workers`` CPUs (and
+        shuts it down afterwards), or joins the cluster that the ``RAY_ADDRESS``
+        environment variable names (as inside ``ray job submit``); ``"auto"``
+        joins the cluster this machine belongs to (``ray start`` ran here);
+        ``"ray://host:10001"`` joins through Ray Client. When Ray is already
+        initialised in this process, that session is used and left running.
     num_workers : int or None
         Denoising actors, each on one CPU with one onnxruntime thread. ``None``:
         one per CPU (``os.cpu_count()`` locally, every CPU of the cluster otherwise).
@@ -410,10 +411,15 @@ def _ray_session(address: str | None, num_workers: int | None) -> Iterator[int]:
     started = False
     if not ray.is_initialized():
         try:
-            if address is None:
-                ray.init(num_cpus=num_workers or os.cpu_count() or 1, include_dashboard=False)
+            if address is None and not os.environ.get("RAY_ADDRESS"):
+                # "local": a new instance even when another one runs on this machine.
+                ray.init(
+                    address="local",
+                    num_cpus=num_workers or os.cpu_count() or 1,
+                    include_dashboard=False,
+                )
             else:
-                ray.init(address=address)
+                ray.init(address=address)  # None: the cluster RAY_ADDRESS names
         except (ConnectionError, RuntimeError, ValueError) as error:
             where = "a local Ray instance" if address is None else f"address={address!r}"
             raise SeprocError(
@@ -568,16 +574,20 @@ class _FileWorker:
 
 
 def _maybe_killing(denoiser: Any, src: Path, kill_on: str) -> Any:
-    """Fault injection for tests: ``SEPROC_BATCH_KILL_WORKER_ON=NAME=MARKER``.
+    """Fault injection for tests: ``SEPROC_BATCH_KILL_WORKER_ON=NAME[=MARKER]``.
 
-    The worker that processes the file named ``NAME`` exits mid-file (after its
-    first block, so the temporary output exists), once: it creates ``MARKER``
-    first, and a retry that finds ``MARKER`` runs normally.
+    The worker that processes the file named ``NAME`` exits mid-file (at its
+    first block, when the temporary output exists). With ``=MARKER`` it does so
+    once: it creates the file ``MARKER`` first, and a retry that finds it runs
+    normally. Without, every try dies.
     """
     name, _, marker = kill_on.partition("=")
-    if src.name != name or not marker or os.path.exists(marker):
+    if src.name != name:
         return denoiser
-    Path(marker).touch()
+    if marker:
+        if os.path.exists(marker):
+            return denoiser
+        Path(marker).touch()
 
     class _Dying:
         def __getattr__(self, attribute: str) -> Any:

@@ -534,14 +534,18 @@ class _FileWorker:
         except Exception as error:  # one bad file must not end the run: report it
             message = str(error) if isinstance(error, SeprocError) else repr(error)
             row.update(status=STATUS_FAILED, error=message.splitlines()[0] if message else "")
+            try:
+                row["input_sha256"] = sha256_file(src)  # which version of the input failed
+            except OSError:
+                pass
             return _stamp(row)
         row.update(
             status=STATUS_OK,
             sample_rate=str(result.sample_rate),
             channels=str(result.channels),
-            duration_s=f"{result.duration_s:.6f}",
-            processing_s=f"{result.processing_s:.6f}",
-            real_time_factor=f"{result.real_time_factor:.6f}",
+            duration_s=f"{result.duration_s:.9g}",
+            processing_s=f"{result.processing_s:.9g}",
+            real_time_factor=f"{result.real_time_factor:.9g}",
             input_sha256=result.input_sha256,
             output_sha256=result.output_sha256,
         )

@@ -368,3 +368,43 @@ def test_standalone_call_starts_local_ray_and_shuts_it_down(corpus: dict, tmp_pa
     assert (tmp_path / "out" / "mono16k_04.wav").read_bytes() == (
         corpus["ref_dir"] / "mono16k_04.wav"
     ).read_bytes()
+
+
+def test_console_script_engine_ray(corpus: dict, tmp_path: Path) -> None:
+    """``seproc denoise IN OUT --engine ray`` (the console script's entry, seproc.cli:main)."""
+    cli = pytest.importorskip("seproc.cli")
+    try:
+        cli.build_parser().parse_args(["denoise", "in", "out", "--engine", "ray"])
+    except SystemExit:
+        pytest.skip("this seproc.cli has no --engine ray yet")
+    names = ["mono16k_05.wav", "stereo48k_23.wav", "sub/deeper/flac22k_24.flac", "empty.wav"]
+    in_dir = _small_folder(corpus, tmp_path / "in", names)
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from seproc.cli import main; sys.exit(main())",
+        "denoise",
+        str(in_dir),
+        str(out),
+        "--engine",
+        "ray",
+        "--num-workers",
+        "2",
+        "--model",
+        str(corpus["model"]),
+    ]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, RAY_ADDRESS=""),
+        cwd=Path(__file__).parents[1],
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "seproc: 3 ok, 1 failed, 0 skipped; " in done.stdout
+    for name in names[:3]:
+        assert (out / name).read_bytes() == (corpus["ref_dir"] / name).read_bytes(), name
+    rows = {row["input"]: row["status"] for row in batch.read_manifest(out / batch.MANIFEST_NAME)}
+    assert rows == {**dict.fromkeys(names[:3], "ok"), "empty.wav": "failed"}

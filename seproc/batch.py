@@ -451,7 +451,9 @@ def _run_on_ray(
         dataset = dataset.map_batches(
             _FileWorker,
             batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=actors),
+            # One file in flight per actor: an actor that dies takes only its own file
+            # with it, not a queued one (which would spend that file's retries too).
+            compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
             num_cpus=1,
             fn_constructor_kwargs=settings,
             **_retry_args(),

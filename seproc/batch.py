@@ -211,8 +211,12 @@ def denoise_corpus(
     ------
     ParameterError
         If a folder or a setting is wrong.
+    ModelError
+        If the model file is missing or invalid (checked before Ray starts).
     SeprocError
         If Ray cannot start or join the cluster at ``address``.
+    KeyboardInterrupt
+        On Ctrl-C; the manifest keeps every file finished so far.
 
     Notes
     -----
@@ -232,6 +236,11 @@ def denoise_corpus(
     A worker that dies mid-file (killed, out of memory) leaves only a hidden
     ``.NAME.*.partial`` file, which this function removes; Ray restarts the
     worker and retries the file up to 3 times before reporting it failed.
+
+    For tests only: ``_stop_after_files=N`` stops the driver like a Ctrl-C once N
+    files are recorded, and the environment variable
+    ``SEPROC_BATCH_KILL_WORKER_ON=NAME[=MARKER]`` makes the worker that takes the
+    file ``NAME`` exit mid-file (once, if ``MARKER`` names a file to create).
     """
     started = time.perf_counter()
     in_root, out_root = Path(in_dir), Path(out_dir)
@@ -246,6 +255,10 @@ def denoise_corpus(
         for src, dst in pairs
     ]
     model_path = None if model is None else str(Path(model).resolve())
+    if pairs:
+        from seproc.model import OnnxModel
+
+        OnnxModel(model_path)  # a bad model fails here, once, not once per file on the workers
     worker_settings = {
         "model": model_path,
         "attenuation_limit_db": attenuation_limit_db,

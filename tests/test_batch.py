@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 
 from seproc import api, batch
-from seproc.errors import ParameterError, SeprocError
+from seproc.errors import ModelError, ParameterError, SeprocError
 from tests.model_factory import make_model
 
 ray = pytest.importorskip("ray")
@@ -433,3 +433,12 @@ def test_console_script_rerun_resumes(corpus: dict, console_run: dict) -> None:
     done = _run_console_script(console_run["in"], console_run["out"], corpus["model"])
     assert done.returncode == 1, done.stderr[-3000:]
     assert "seproc: 0 ok, 1 failed, 3 skipped; " in done.stdout
+
+
+def test_bad_model_fails_once_before_ray_starts(corpus: dict, tmp_path: Path) -> None:
+    in_dir = _small_folder(corpus, tmp_path / "in", ["mono16k_06.wav"])
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx model")
+    with pytest.raises(ModelError, match=r"broken\.onnx"):
+        batch.denoise_corpus(in_dir, tmp_path / "out", model=broken)
+    assert not (tmp_path / "out" / batch.MANIFEST_NAME).exists()

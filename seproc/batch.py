@@ -28,6 +28,7 @@ import csv
 import os
 import socket
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -461,16 +462,20 @@ def _run_on_ray(
     context.max_errored_blocks = -1
     try:
         dataset = ray.data.from_items(tasks, override_num_blocks=len(tasks))
-        dataset = dataset.map_batches(
-            _FileWorker,
-            batch_size=1,
-            # One file in flight per actor: an actor that dies takes only its own file
-            # with it, not a queued one (which would spend that file's retries too).
-            compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
-            num_cpus=1,
-            fn_constructor_kwargs=settings,
-            **_retry_args(),
-        )
+        with warnings.catch_warnings():
+            # Ray 2.60 has no named parameter for actor task retries yet; its warning
+            # about passing them as ray_remote_args would only confuse a user.
+            warnings.filterwarnings("ignore", message=r".*ray_remote_args.* is deprecated")
+            dataset = dataset.map_batches(
+                _FileWorker,
+                batch_size=1,
+                # One file in flight per actor: an actor that dies takes only its own file
+                # with it, not a queued one (which would spend that file's retries too).
+                compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
+                num_cpus=1,
+                fn_constructor_kwargs=settings,
+                **_retry_args(),
+            )
         for row in dataset.iter_rows():
             yield {key: str(value) for key, value in row.items()}
     finally:

@@ -26,8 +26,7 @@ ray = pytest.importorskip("ray")
 
 pytestmark = [
     # Ray 2.60 warns about its own deprecated settings when it builds a DataContext.
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),
 ]
 
 CORRUPT = ("corrupt.wav", "empty.wav")

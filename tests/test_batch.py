@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -441,3 +443,52 @@ def test_bad_model_fails_once_before_ray_starts(corpus: dict, tmp_path: Path) ->
     with pytest.raises(ModelError, match=r"broken\.onnx"):
         batch.denoise_corpus(in_dir, tmp_path / "out", model=broken)
     assert not (tmp_path / "out" / batch.MANIFEST_NAME).exists()
+
+
+@pytest.mark.slow
+def test_driver_killed_with_sigkill_then_rerun_processes_each_file_once(
+    corpus: dict, ray_session, tmp_path: Path
+) -> None:
+    """A real kill -9 of the driver process part way, then a rerun.
+
+    Slow: a second Ray instance, and it races the run (the kill must land before the
+    last file), so it stays out of CI; the in-process stop above covers the logic.
+    """
+    out = tmp_path / "out"
+    journal = out / batch.MANIFEST_NAME
+    script = (
+        "from seproc.batch import denoise_folder_ray\n"
+        f"denoise_folder_ray({str(corpus['in'])!r}, {str(out)!r}, num_workers=2, "
+        f"model={str(corpus['model'])!r})\n"
+    )
+    driver = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, RAY_ADDRESS=""),
+        cwd=Path(__file__).parents[1],
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and driver.poll() is None:
+            if journal.exists() and len(journal.read_text().splitlines()) > 8:
+                break
+            time.sleep(0.05)
+        assert driver.poll() is None, "the run finished before it could be killed"
+        driver.send_signal(signal.SIGKILL)
+    finally:
+        driver.wait(timeout=60)
+    done_first = {row["input"] for row in batch.read_manifest(journal) if row["status"] == "ok"}
+    assert 5 <= len(done_first) < 28
+
+    summary = batch.denoise_corpus(corpus["in"], out, model=corpus["model"])
+    rows = batch.read_manifest(summary.manifest)
+    assert sorted(row["input"] for row in rows) == sorted(corpus["reference"])
+    done_second = {row["input"] for row in rows if row["status"] == "ok"}
+    skipped = {row["input"] for row in rows if row["status"] == "skipped"}
+    expected_ok = {name for name, sha in corpus["reference"].items() if sha is not None}
+    assert skipped == done_first
+    assert done_second.isdisjoint(done_first)
+    assert done_second | done_first == expected_ok
+    assert _partials(out) == []
+    _assert_outputs_match_reference(corpus, out)

@@ -194,7 +194,8 @@ def denoise_corpus(
         initialised in this process, that session is used and left running.
     num_workers : int or None
         Denoising actors, each on one CPU with one onnxruntime thread. ``None``:
-        one per CPU (``os.cpu_count()`` locally, every CPU of the cluster otherwise).
+        one per CPU (``os.cpu_count()`` locally, every CPU of the cluster otherwise);
+        never more than the cluster's CPUs when the run starts, nor than files.
     model, attenuation_limit_db, block_samples, subtype
         As for :func:`seproc.api.process_file`. A model file must be readable at
         the same path on every node.
@@ -271,7 +272,8 @@ def denoise_corpus(
     results: dict[str, dict[str, str]] = {}
     if tasks:
         with _ray_session(address, workers) as cluster_cpus, _Journal(manifest) as journal:
-            actors = min(workers or cluster_cpus, len(tasks))
+            # never more actors than CPUs: Ray would wait forever for the rest
+            actors = min(workers or cluster_cpus, cluster_cpus, len(tasks))
             for row in _run_on_ray(tasks, actors, worker_settings):
                 row = _finish_row(row, previous.get(row["input"]), in_root, out_root)
                 journal.append(row)

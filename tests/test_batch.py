@@ -492,3 +492,23 @@ def test_driver_killed_with_sigkill_then_rerun_processes_each_file_once(
     assert done_second | done_first == expected_ok
     assert _partials(out) == []
     _assert_outputs_match_reference(corpus, out)
+
+
+def test_only_partials_of_planned_outputs_are_removed(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    planned = [
+        (tmp_path / "in" / "a.wav", out / "a.wav"),
+        (tmp_path / "in/sub/b.v1.flac", out / "sub/b.v1.flac"),
+    ]
+    stale = [out / ".a.wav.x1y2z3.partial", out / "sub" / ".b.v1.flac.abc_9.partial"]
+    foreign = [
+        out / ".c.wav.x1y2z3.partial",
+        out / "sub" / ".a.wav.q.partial",
+        out / "a.wav.partial",
+    ]
+    for path in stale + foreign:
+        path.write_bytes(b"x")
+    batch._remove_partials(out, planned)
+    assert [path.exists() for path in stale] == [False, False]
+    assert [path.exists() for path in foreign] == [True, True, True]

@@ -70,7 +70,6 @@ MANIFEST_COLUMNS = (
 STATUS_OK, STATUS_FAILED, STATUS_SKIPPED = "ok", "failed", "skipped"
 _TASK_RETRIES = 3
 _KILL_ENV = "SEPROC_BATCH_KILL_WORKER_ON"
-_AUDIO_EXTENSION_ALIASES = ("aif", "oga", "opus")
 
 
 @dataclass(frozen=True)
@@ -182,7 +181,8 @@ def denoise_corpus(
     in_dir : str or Path
         The folder to read, recursively; every file whose extension soundfile
         reads (``.wav``, ``.flac``, ``.ogg``, ``.mp3``, ...) is an input. Names
-        starting with ``.`` are ignored.
+        starting with ``.`` are ignored. The listing is
+        :func:`seproc.cli.plan_outputs`, the local engine's.
     out_dir : str or Path
         Where outputs go; created if missing. It must not be ``in_dir``.
     address : str or None
@@ -345,29 +345,12 @@ def _check_settings(
     return num_workers
 
 
-def _audio_extensions() -> set[str]:
-    import soundfile as sf
-
-    return {f".{name.lower()}" for name in sf.available_formats()} | {
-        f".{alias}" for alias in _AUDIO_EXTENSION_ALIASES
-    }
-
-
 def _plan_outputs(in_root: Path, out_root: Path) -> list[tuple[Path, Path]]:
-    """Every audio file under ``in_root`` (sorted) and its output under ``out_root``."""
-    extensions = _audio_extensions()
-    out_resolved = out_root.resolve()
-    pairs = []
-    for src in sorted(in_root.rglob("*")):
-        relative = src.relative_to(in_root)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        if src.suffix.lower() not in extensions or not src.is_file():
-            continue
-        if src.resolve().is_relative_to(out_resolved):
-            continue  # an output folder inside the input folder
-        pairs.append((src, out_root / relative))
-    return pairs
+    """List the (input, output) pairs exactly as ``seproc denoise IN OUT`` does."""
+    from seproc.cli import plan_outputs
+
+    # Existing outputs are allowed: this engine decides from the manifest what to redo.
+    return plan_outputs(in_root, out_root, overwrite=True)
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -371,7 +371,9 @@ def test_standalone_call_starts_local_ray_and_shuts_it_down(corpus: dict, tmp_pa
     ).read_bytes()
 
 
-def _run_console_script(in_dir: Path, out: Path, model: Path) -> subprocess.CompletedProcess:
+def _run_console_script(
+    in_dir: Path, out: Path, model: Path, *options: str
+) -> subprocess.CompletedProcess:
     """``seproc denoise IN OUT --engine ray`` through the console script's entry point."""
     command = [
         sys.executable,
@@ -386,6 +388,7 @@ def _run_console_script(in_dir: Path, out: Path, model: Path) -> subprocess.Comp
         "2",
         "--model",
         str(model),
+        *options,
     ]
     return subprocess.run(
         command,
@@ -423,15 +426,10 @@ def test_console_script_engine_ray(corpus: dict, console_run: dict) -> None:
     assert rows == {**dict.fromkeys(CONSOLE_NAMES[:3], "ok"), "empty.wav": "failed"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="seproc.cli rejects existing outputs (plan_outputs(overwrite=False)) before it "
-    "dispatches to --engine ray, so a plain rerun cannot resume; remove this mark when the "
-    "ray engine's rerun reaches seproc.batch",
-)
-def test_console_script_rerun_resumes(corpus: dict, console_run: dict) -> None:
-    done = _run_console_script(console_run["in"], console_run["out"], corpus["model"])
+def test_console_script_rerun_with_skip_existing_resumes(corpus: dict, console_run: dict) -> None:
+    done = _run_console_script(
+        console_run["in"], console_run["out"], corpus["model"], "--skip-existing"
+    )
     assert done.returncode == 1, done.stderr[-3000:]
     assert "seproc: 0 ok, 1 failed, 3 skipped; " in done.stdout
 

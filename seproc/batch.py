@@ -405,7 +405,7 @@ def _ray_session(address: str | None, num_workers: int | None) -> Iterator[int]:
         import ray
     except ImportError:
         raise SeprocError(
-            'The Ray engine needs Ray: pip install "seproc[ray]" (it pins ray[data]).'
+            "The Ray engine needs Ray: pip install 'seproc[ray]' (it pins ray[data])."
         ) from None
     started = False
     if not ray.is_initialized():

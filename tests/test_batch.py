@@ -145,6 +145,17 @@ def test_corpus_layout_is_what_the_issue_asks(corpus: dict) -> None:
     assert {name for name, sha in names.items() if sha is None} == set(CORRUPT)
 
 
+def test_without_ray_the_error_says_what_to_install(
+    corpus: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # runs before this module starts Ray; None in sys.modules makes `import ray` fail
+    in_dir = _small_folder(corpus, tmp_path / "in", ["mono16k_07.wav"])
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(SeprocError, match=r"needs Ray: pip install 'seproc\[ray\]'"):
+        batch.denoise_corpus(in_dir, tmp_path / "out", model=corpus["model"])
+    assert not (tmp_path / "out" / "mono16k_07.wav").exists()
+
+
 def test_outputs_are_byte_identical_to_the_local_engine(corpus: dict, first_run: dict) -> None:
     _assert_outputs_match_reference(corpus, first_run["out"])
 

@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     denoise = commands.add_parser(
         "denoise",
         help="denoise an audio file, or every audio file in a folder",
-        description="Denoise IN into OUT: a file into a file, or a folder (recursively) "
+        description="Denoise IN into OUT: a file into a file, or a folder (recursively)\n"
         "into a folder with the same layout.",
         epilog=_EPILOG_DENOISE,
         formatter_class=argparse.RawDescriptionHelpFormatter,

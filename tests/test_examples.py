@@ -1,6 +1,7 @@
 """The examples and scripts run as their users run them, on the bundled example file."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from seproc import errors as seproc_errors
 from seproc.denoiser import Denoiser
 from tests.model_factory import bypass_model, make_model
 
@@ -105,3 +107,24 @@ def test_readme_figure_script_draws_a_png(tmp_path, models):
     )
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_readme_python_snippets_run(tmp_path, monkeypatch):
+    """Every ```python block of the README runs as written (with the bundled model)."""
+    pytest.importorskip("pedalboard")
+    from seproc.model import default_model_path
+
+    try:
+        default_model_path()
+    except seproc_errors.ModelError:
+        pytest.skip("the bundled model is not in this checkout")
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert len(blocks) >= 2
+    (tmp_path / "examples").mkdir()
+    shutil.copy(EXAMPLE, tmp_path / "examples" / "noisy_speech.wav")
+    shutil.copy(EXAMPLE, tmp_path / "noisy.wav")
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
+    assert sf.info("clean.wav").frames == sf.info(str(EXAMPLE)).frames

@@ -1,0 +1,115 @@
+"""Corpus throughput on 2 CPUs: the Ray engine beside a single process and a process pool.
+
+Same work for all three: 40 files of 30 s (20 minutes of audio) through
+``seproc.api.process_file``, one Denoiser per (rate, channels) per worker, onnxruntime
+on one thread. Each result carries audio-hours per wall-hour in ``extra_info``.
+
+    python -m pytest benchmarks/test_bench_batch.py --benchmark-only \
+        --benchmark-group-by=group --benchmark-columns=mean,rounds
+
+Not part of the test suite (``testpaths`` is ``tests``); the issue's targets are Ray
+>= 1.7x the single process and within 10 % of the pool.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+from pathlib import Path
+
+import _batch_pool
+import numpy as np
+import pytest
+import soundfile as sf
+
+from seproc import api
+from seproc.denoiser import Denoiser
+
+ray = pytest.importorskip("ray")
+batch = pytest.importorskip("seproc.batch")
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+FILES, SECONDS, SAMPLE_RATE, WORKERS = 40, 30.0, 16000, 2
+AUDIO_HOURS = FILES * SECONDS / 3600
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    base = tmp_path_factory.mktemp("bench-batch")
+    rng = np.random.default_rng(0)
+    frames = int(SECONDS * SAMPLE_RATE)
+    tone = 0.3 * np.sin(2 * np.pi * 220.0 * np.arange(frames) / SAMPLE_RATE)
+    (base / "in").mkdir()
+    for index in range(FILES):
+        noisy = (tone + rng.normal(0.0, 0.05, frames)).astype(np.float32)
+        sf.write(base / "in" / f"{index:02d}.wav", noisy, SAMPLE_RATE, subtype="PCM_16")
+    model = _model(base)
+    # compile the numba kernels (cache=True) and load once before any timing
+    api.process_file(base / "in" / "00.wav", base / "warm.wav", model=model)
+    return {"base": base, "in": base / "in", "model": model}
+
+
+def _model(base: Path) -> str | None:
+    """The bundled model when it ships; else the test factory's (then DSP dominates)."""
+    try:
+        Denoiser(sample_rate=SAMPLE_RATE, warm_up=False)
+    except Exception:
+        from tests.model_factory import make_model
+
+        return str(make_model(base / "model.onnx"))
+    return None
+
+
+def _fresh(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def _single_process(corpus: dict) -> None:
+    out = _fresh(corpus["base"] / "out-single")
+    denoisers: dict = {}
+    for src in sorted(corpus["in"].iterdir()):
+        info = sf.info(str(src))
+        key = (info.samplerate, info.channels)
+        if key not in denoisers:
+            denoisers[key] = Denoiser(
+                corpus["model"], sample_rate=key[0], channels=key[1], max_block_samples=65536
+            )
+        api.process_file(src, out / src.name, model=corpus["model"], denoiser=denoisers[key])
+
+
+def _pool(corpus: dict) -> None:
+    out = _fresh(corpus["base"] / "out-pool")
+    jobs = [
+        (str(src), str(out / src.name), corpus["model"]) for src in sorted(corpus["in"].iterdir())
+    ]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(WORKERS) as pool:
+        seconds = sum(pool.imap_unordered(_batch_pool.denoise_one, jobs, chunksize=1))
+    assert seconds == pytest.approx(FILES * SECONDS)
+
+
+def _ray(corpus: dict) -> None:
+    out = _fresh(corpus["base"] / "out-ray")
+    summary = batch.denoise_corpus(corpus["in"], out, model=corpus["model"], num_workers=WORKERS)
+    assert summary.files_ok == FILES
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray.init(address="local", num_cpus=WORKERS, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.parametrize("engine", ["single_process", "process_pool", "ray"])
+def test_corpus_throughput(benchmark, corpus: dict, ray_session, engine: str) -> None:
+    run = {"single_process": _single_process, "process_pool": _pool, "ray": _ray}[engine]
+    benchmark.group = f"corpus {FILES} files x {SECONDS:.0f} s, {WORKERS} CPUs"
+    benchmark.pedantic(run, args=(corpus,), rounds=1, iterations=1)
+    wall_s = benchmark.stats.stats.mean
+    benchmark.extra_info["audio_hours"] = AUDIO_HOURS
+    benchmark.extra_info["audio_hours_per_wall_hour"] = AUDIO_HOURS * 3600 / wall_s
+    benchmark.extra_info["real_time_factor"] = wall_s / (FILES * SECONDS)

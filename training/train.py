@@ -346,6 +346,7 @@ def train(
         best_pesq = payload["best_pesq"]
 
     val = _val_clips(data, cfg)
+    run_audio_start = audio_seconds
     log = open(out / "log.jsonl", "a")
     run_start = time.monotonic()
     if payload is None:
@@ -487,7 +488,7 @@ def train(
                 "event": "end",
                 "step": step,
                 "run_minutes": elapsed / 60,
-                "real_time_factor": (audio_seconds / max(elapsed, 1e-9)) if run_steps else 0.0,
+                "real_time_factor": (audio_seconds - run_audio_start) / max(elapsed, 1e-9),
                 "best_pesq": best_pesq,
             },
         )

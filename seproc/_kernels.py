@@ -28,6 +28,102 @@ import numpy as np
 # ---------------------------------------------------------------------------
 
 
+# Only reassociation and contraction (FMA) are allowed, so that the dot product below
+# vectorises; NaN and Inf keep their IEEE meaning ("nnan"/"ninf" stay off). The order
+# of the sums depends on the tap count alone, which is fixed per resampler, so a stream
+# is still bit-identical to one call on the whole signal (tests/test_resample.py).
+_DOT_FLAGS = {"reassoc", "contract"}
+
+
+@nb.njit(cache=True, fastmath=_DOT_FLAGS)
+def polyphase_resample(history, block, n, taps, up, down, position, out):
+    """Resample ``block[:, :n]`` by ``up / down`` with a polyphase filter; return the state.
+
+    ``history`` is ``(channels, n_taps - 1 + capacity)``: its first ``n_taps - 1``
+    columns hold the last input samples of the previous call (zeros at the start of
+    a stream); ``block[:, :n]`` is copied after them (``n <= capacity``).
+    ``taps[phase, j]`` is the prototype filter's sample ``phase + (n_taps - 1 - j) * up``
+    (time-reversed polyphase branches, gain included), so output ``m`` is the dot
+    product of one branch with ``n_taps`` consecutive input samples, summed in the
+    dtype of ``taps``.
+
+    ``position`` is where the next output sample lies on the ``up``-times finer grid,
+    relative to ``block[:, 0]``: output ``m`` sits at ``m * down - extra_delay``, and is
+    computed once its newest input sample ``floor(position / up)`` has arrived. A
+    negative position (only at the start of a stream, with an extra delay) reads
+    nothing but the zeros before the stream, so the output is 0.
+
+    Writes the outputs to ``out[:, :count]`` and returns ``(count, next_position)``.
+    """
+    channels = history.shape[0]
+    n_taps = taps.shape[1]
+    keep = n_taps - 1
+    for c in range(channels):
+        for i in range(n):
+            history[c, keep + i] = block[c, i]
+    limit = n * up
+    count = 0
+    while position < limit:
+        if position < 0:
+            for c in range(channels):
+                out[c, count] = 0.0
+            position += down
+            count += 1
+            continue
+        start = position // up
+        phase = position - start * up
+        # Outputs that share this input window (upsampling) are summed together, three
+        # or two at a time, reading the window once. Which outputs form a group depends
+        # on their phases alone, never on the block edges: every output of a window is
+        # computable as soon as the first one is.
+        if phase + 2 * down < up:
+            branch0 = taps[phase]
+            branch1 = taps[phase + down]
+            branch2 = taps[phase + 2 * down]
+            for c in range(channels):
+                window = history[c, start : start + n_taps]
+                acc0 = branch0[0] * window[0]
+                acc1 = branch1[0] * window[0]
+                acc2 = branch2[0] * window[0]
+                for j in range(1, n_taps):
+                    acc0 += branch0[j] * window[j]
+                    acc1 += branch1[j] * window[j]
+                    acc2 += branch2[j] * window[j]
+                out[c, count] = acc0
+                out[c, count + 1] = acc1
+                out[c, count + 2] = acc2
+            position += 3 * down
+            count += 3
+        elif phase + down < up:
+            branch0 = taps[phase]
+            branch1 = taps[phase + down]
+            for c in range(channels):
+                window = history[c, start : start + n_taps]
+                acc0 = branch0[0] * window[0]
+                acc1 = branch1[0] * window[0]
+                for j in range(1, n_taps):
+                    acc0 += branch0[j] * window[j]
+                    acc1 += branch1[j] * window[j]
+                out[c, count] = acc0
+                out[c, count + 1] = acc1
+            position += 2 * down
+            count += 2
+        else:
+            branch0 = taps[phase]
+            for c in range(channels):
+                window = history[c, start : start + n_taps]
+                acc0 = branch0[0] * window[0]
+                for j in range(1, n_taps):
+                    acc0 += branch0[j] * window[j]
+                out[c, count] = acc0
+            position += down
+            count += 1
+    for c in range(channels):
+        for i in range(keep):
+            history[c, i] = history[c, n + i]
+    return count, position - limit
+
+
 # ---------------------------------------------------------------------------
 # Gain application and gain statistics (used by seproc.denoiser)
 # ---------------------------------------------------------------------------

@@ -122,6 +122,7 @@ def process_file(
     num_threads: int = 1,
     block_samples: int = DEFAULT_FILE_BLOCK_SAMPLES,
     subtype: str | None = None,
+    denoiser: Denoiser | None = None,
 ) -> FileResult:
     """Denoise one audio file into another, streaming, with latency compensated.
 
@@ -144,6 +145,10 @@ def process_file(
     subtype : str or None
         A soundfile subtype for the output (``"PCM_16"``, ``"FLOAT"``, ...);
         ``None`` keeps the input's where the output format allows it.
+    denoiser : Denoiser or None
+        A denoiser to reuse (batch workers load their model once). It is used
+        when its ``sample_rate`` and ``channels`` match the file's, and is reset
+        first; otherwise a new one is made from ``model`` and the other settings.
 
     Returns
     -------
@@ -169,14 +174,21 @@ def process_file(
         raise SeprocError(f"Cannot read {src_path}: {_first_line(error)}") from None
     with reader:
         out_subtype = _output_subtype(dst_path, reader.subtype, subtype)
-        denoiser = Denoiser(
-            model,
-            sample_rate=reader.samplerate,
-            channels=reader.channels,
-            attenuation_limit_db=attenuation_limit_db,
-            max_block_samples=block_samples,
-            num_threads=num_threads,
-        )
+        if (
+            denoiser is not None
+            and denoiser.sample_rate == reader.samplerate
+            and denoiser.channels == reader.channels
+        ):
+            denoiser.reset()
+        else:
+            denoiser = Denoiser(
+                model,
+                sample_rate=reader.samplerate,
+                channels=reader.channels,
+                attenuation_limit_db=attenuation_limit_db,
+                max_block_samples=block_samples,
+                num_threads=num_threads,
+            )
         frames_total = _stream_to_temporary(reader, denoiser, dst_path, out_subtype, block_samples)
     return FileResult(
         src=src_path,

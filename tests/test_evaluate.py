@@ -144,6 +144,18 @@ def test_read_set_accepts_a_jsonl_manifest_with_other_key_spellings(tmp_path):
     )
 
 
+def test_read_set_reads_the_corpus_builders_layout(tmp_path):
+    """``training.data`` writes ``id`` and no file columns; files are {noisy,clean}/{id}.wav."""
+    header = "id,split,snr_db,measured_snr_db,length_samples,noise_type,noise_unit\n"
+    row = "test_real_000_snr+05,test,5.0,5.0001,64000,recorded: car,car-1\n"
+    (tmp_path / "manifest.csv").write_text(header + row)
+    (mixture,) = evaluate.read_set(tmp_path)
+    assert mixture.mixture_id == "test_real_000_snr+05"
+    assert mixture.noisy_path == tmp_path / "noisy" / "test_real_000_snr+05.wav"
+    assert mixture.clean_path == tmp_path / "clean" / "test_real_000_snr+05.wav"
+    assert (mixture.snr_db, mixture.noise_type) == (5.0, "recorded: car")
+
+
 def test_read_set_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"has no manifest\.csv"):
         evaluate.read_set(tmp_path)

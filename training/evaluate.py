@@ -127,15 +127,19 @@ def read_set(folder: str | Path) -> list[Mixture]:
     Each row needs the noisy and the clean file (relative to the folder or absolute),
     the SNR in dB and the noise type; common spellings of those keys are accepted
     (``noisy``/``noisy_path``, ``clean``/``clean_path``, ``snr_db``/``snr``,
-    ``noise_type``/``noise_group``, ``mixture_id``/``id``).
+    ``noise_type``/``noise_group``, ``mixture_id``/``id``). Without file columns, a row
+    with an ``id`` names ``noisy/{id}.wav`` and ``clean/{id}.wav`` (the layout that
+    ``python -m training.data`` writes).
     """
     folder = Path(folder)
     manifest, rows = _manifest_rows(folder)
     mixtures = []
     for index, row in enumerate(rows):
-        noisy = Path(str(_pick(row, "noisy", manifest)))
-        clean = Path(str(_pick(row, "clean", manifest)))
         mixture_id = _pick(row, "mixture_id", manifest, required=False)
+        # without path columns the files are noisy/{id}.wav and clean/{id}.wav
+        has_paths = mixture_id is None or any(k in row for k in _ALIASES["noisy"])
+        noisy = Path(str(_pick(row, "noisy", manifest)) if has_paths else f"noisy/{mixture_id}.wav")
+        clean = Path(str(_pick(row, "clean", manifest)) if has_paths else f"clean/{mixture_id}.wav")
         mixtures.append(
             Mixture(
                 set_name=folder.name,

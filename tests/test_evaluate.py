@@ -196,3 +196,34 @@ def test_command_line_errors(capsys):
     with pytest.raises(SystemExit):
         evaluate.parse_args(["--sets", "a", "--out", "x", "--systems", "noisy", "--limit", "0"])
     assert "--limit must be >= 1" in capsys.readouterr().err
+
+
+def test_reuse_takes_earlier_peer_rows_and_computes_the_rest(run, tmp_path):
+    root, out = run
+    rows = _rows(out)
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    kept = [r for r in rows if r["set"] == "test_real" and r["system"] in ("noisy", "rnnoise")]
+    for row in kept:
+        if row["system"] == "noisy":
+            row["pesq_wb"] = "9.99"  # a marker no real score can reach
+    with open(earlier / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    (earlier / "run.json").write_text(json.dumps({"rtf": {"noisy": 0.5, "rnnoise": 0.25}}))
+    new = tmp_path / "new"
+    args = ["--sets", str(root / "test_real"), str(root / "test_tts"), "--out", str(new)]
+    args += ["--systems", "noisy", "rnnoise", "--reuse", str(earlier / "results.csv")]
+    assert evaluate.main([*args, "--rtf-seconds", "1"]) == 0
+    result = {(r["set"], r["system"]): r for r in _rows(new)}
+    assert len(result) == 4
+    assert result[("test_real", "noisy")]["pesq_wb"] == "9.99"
+    assert float(result[("test_tts", "noisy")]["pesq_wb"]) < 4.7  # computed afresh
+    assert result[("test_tts", "rnnoise")]["si_sdr_db"] == next(
+        r["si_sdr_db"] for r in rows if r["set"] == "test_tts" and r["system"] == "rnnoise"
+    )
+    summary = (new / "summary.md").read_text()
+    assert "2 of 4 clip × system scores were taken from" in summary
+    # both systems ran on test_tts, so their real-time factors were measured anew
+    assert json.loads((new / "run.json").read_text())["rtf"]["noisy"] != 0.5

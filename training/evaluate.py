@@ -523,8 +523,13 @@ def _init_worker(
     _WORKER.update(systems=systems, dnsmos=metrics.Dnsmos(num_threads=1) if use_dnsmos else None)
 
 
-def evaluate_mixture(mixture: Mixture) -> list[dict]:
-    """Run every system of this process on one mixture and score each output.
+def evaluate_mixture(task: tuple[Mixture, frozenset[str]]) -> list[dict]:
+    """Run the systems of this process on one mixture and score each output.
+
+    Parameters
+    ----------
+    task : (Mixture, frozenset of str)
+        The mixture and the names of the systems to run on it.
 
     Returns
     -------
@@ -536,12 +541,15 @@ def evaluate_mixture(mixture: Mixture) -> list[dict]:
     RuntimeError
         If a system returns a signal of another length or with non-finite samples.
     """
+    mixture, names = task
     noisy = load_audio(mixture.noisy_path)
     clean = load_audio(mixture.clean_path)
     n = min(noisy.size, clean.size)
     noisy, clean = noisy[:n], clean[:n]
     rows = []
     for system in _WORKER["systems"]:
+        if system.name not in names:
+            continue
         start = time.perf_counter()
         output = system.denoise(noisy)
         elapsed = time.perf_counter() - start
@@ -590,6 +598,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=float,
         default=10.0,
         help="seconds of audio for the real-time-factor measurement (0 to skip)",
+    )
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        help="an earlier results.csv on the same sets: its rows (and the real-time factors "
+        "in its run.json) are taken for the systems and clips it has instead of rerunning "
+        "them; the peers do not depend on the seproc model, so their scores can be reused",
     )
     parser.add_argument(
         "--summarize-only",
@@ -649,6 +664,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"formulation {system.formulation}, run by {system.backend})."
             )
     rates = {system.name: system.sample_rate_hz for system in systems}
+    reused: dict[tuple[str, str, str], dict] = {}
+    reused_rtf: dict[str, float] = {}
+    if args.reuse is not None:
+        for row in read_results(args.reuse):
+            reused[(row["set"], row["mixture_id"], row["system"])] = row
+        reuse_meta = args.reuse.parent / "run.json"
+        if reuse_meta.is_file():
+            reused_rtf = json.loads(reuse_meta.read_text()).get("rtf", {})
+    tasks = []
+    n_reused = 0
+    for mixture in mixtures:
+        todo = frozenset(
+            s.name for s in systems if (mixture.set_name, mixture.mixture_id, s.name) not in reused
+        )
+        n_reused += len(systems) - len(todo)
+        tasks.append((mixture, todo))
+    if args.reuse is not None:
+        header.append(
+            f"{n_reused} of {len(mixtures) * len(systems)} clip × system scores were taken from "
+            f"{args.reuse} (same sets; the peers do not depend on the seproc model); without --reuse the "
+            "same command recomputes every score."
+        )
     meta = {"rtf": {}, "notes": notes, "header": header, "sample_rate_hz": rates}
     meta_path.write_text(json.dumps(meta, indent=2))
 
@@ -658,7 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress = tqdm(total=len(mixtures), desc="evaluate", unit="mixture")
         if args.jobs == 1:
             _WORKER.update(systems=systems, dnsmos=dnsmos)
-            results = map(evaluate_mixture, mixtures)
+            results = map(evaluate_mixture, tasks)
             pool = None
         else:
             import multiprocessing
@@ -673,10 +710,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     dnsmos is not None,
                 ),
             )
-            results = pool.imap(evaluate_mixture, mixtures)
+            results = pool.imap(evaluate_mixture, tasks)
         try:
-            for mixture_rows in results:
-                writer.writerows(mixture_rows)
+            for (mixture, _), mixture_rows in zip(tasks, results, strict=True):
+                by_system = {row["system"]: row for row in mixture_rows}
+                for system in systems:
+                    key = (mixture.set_name, mixture.mixture_id, system.name)
+                    row = by_system.get(system.name) or {k: reused[key][k] for k in CSV_FIELDS}
+                    writer.writerow(row)
                 handle.flush()
                 progress.update(1)
         finally:
@@ -690,7 +731,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         clip = np.tile(clip, int(np.ceil(args.rtf_seconds * SAMPLE_RATE_HZ / clip.size)))
         clip = clip[: int(args.rtf_seconds * SAMPLE_RATE_HZ)]
         for system in tqdm(systems, desc="real-time factor", unit="system"):
-            rtf[system.name] = peers.real_time_factor(system, clip)
+            if system.name in reused_rtf and all(system.name not in t for _, t in tasks):
+                rtf[system.name] = reused_rtf[system.name]
+            else:
+                rtf[system.name] = peers.real_time_factor(system, clip)
     meta["rtf"] = rtf
     meta_path.write_text(json.dumps(meta, indent=2))
     rows = read_results(results_path)

@@ -683,8 +683,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.reuse is not None:
         header.append(
             f"{n_reused} of {len(mixtures) * len(systems)} clip × system scores were taken from "
-            f"{args.reuse} (same sets; the peers do not depend on the seproc model); without --reuse the "
-            "same command recomputes every score."
+            f"{args.reuse} (same sets; the peers do not depend on the seproc model); "
+            "without --reuse the same command recomputes every score."
         )
     meta = {"rtf": {}, "notes": notes, "header": header, "sample_rate_hz": rates}
     meta_path.write_text(json.dumps(meta, indent=2))

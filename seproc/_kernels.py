@@ -18,9 +18,188 @@ import numpy as np
 # ---------------------------------------------------------------------------
 
 
+@nb.njit(cache=True)
+def frame_windowed(source, first_start, n_frames, hop, window, pad_left, win_length, rows):
+    """Cut ``n_frames`` windowed frames of every channel of ``source`` into ``rows``.
+
+    Frame ``j`` of channel ``c`` goes to row ``j * channels + c``: its window support is
+    ``source[c, first_start + j * hop : ... + win_length]``, multiplied by
+    ``window[pad_left : pad_left + win_length]`` and written at
+    ``rows[r, pad_left : pad_left + win_length]``; the rest of the row's first
+    ``len(window)`` values is set to zero.
+    """
+    channels = source.shape[0]
+    n_fft = window.shape[0]
+    support = window[pad_left : pad_left + win_length]
+    for j in range(n_frames):
+        start = first_start + j * hop
+        for c in range(channels):
+            row = rows[j * channels + c]
+            # 1-D views keep the inner loop free of index wraparound checks (it vectorises).
+            src = source[c, start : start + win_length]
+            dst = row[pad_left : pad_left + win_length]
+            for k in range(pad_left):
+                row[k] = 0.0
+            for i in range(win_length):
+                dst[i] = src[i] * support[i]
+            for k in range(pad_left + win_length, n_fft):
+                row[k] = 0.0
+
+
+@nb.njit(cache=True)
+def analysis_push(history, filled, block, hop, window, pad_left, win_length, rows):
+    """Append a block to the analysis history and frame every frame it completes.
+
+    ``history[:, :filled]`` holds the samples not yet consumed; the first frame's window
+    support starts at ``history[:, 0]``. Returns ``(n_frames, new_filled)``, or
+    ``(-1, filled)`` without touching any state when ``block`` holds NaN or Inf.
+    """
+    channels, n = block.shape
+    for c in range(channels):
+        for i in range(n):
+            if not np.isfinite(block[c, i]):
+                return -1, filled
+    for c in range(channels):
+        src = block[c]
+        dst = history[c, filled : filled + n]
+        for i in range(n):
+            dst[i] = src[i]
+    total = filled + n
+    n_frames = 0
+    if total >= win_length:
+        n_frames = (total - win_length) // hop + 1
+    frame_windowed(history, 0, n_frames, hop, window, pad_left, win_length, rows)
+    consumed = n_frames * hop
+    remaining = total - consumed
+    if consumed > 0:
+        for c in range(channels):
+            row = history[c]
+            for i in range(remaining):
+                row[i] = row[consumed + i]
+    return n_frames, remaining
+
+
+@nb.njit(cache=True)
+def rows_to_spec(rows, n_frames, n_bins, out, first_frame):
+    """Copy FFT output rows (frame-major, channel-minor) into ``out[c, first_frame + j, :]``."""
+    channels = out.shape[0]
+    for j in range(n_frames):
+        for c in range(channels):
+            src = rows[j * channels + c]
+            dst = out[c, first_frame + j]
+            for f in range(n_bins):
+                dst[f] = src[f]
+
+
+@nb.njit(cache=True)
+def spec_to_rows(spec, first_frame, n_frames, n_bins, rows):
+    """Copy ``spec[c, first_frame + j, :]`` into row ``j * channels + c`` of ``rows``."""
+    channels = spec.shape[0]
+    for j in range(n_frames):
+        for c in range(channels):
+            src = spec[c, first_frame + j]
+            dst = rows[j * channels + c]
+            for f in range(n_bins):
+                dst[f] = src[f]
+
+
+@nb.njit(cache=True)
+def overlap_add(rows, n_frames, hop, synthesis_window, pad_left, win_length, acc, first_sample):
+    """Overlap-add ``n_frames`` inverse-FFT rows, weighted by the synthesis window.
+
+    Row ``j * channels + c`` is added to ``acc[c, first_sample + j * hop : ... + win_length]``
+    (only its window support). Frames are added in increasing order, so every output
+    sample sums its frames in the same order however the frames are batched.
+    """
+    channels = acc.shape[0]
+    support = synthesis_window[pad_left : pad_left + win_length]
+    for j in range(n_frames):
+        base = first_sample + j * hop
+        for c in range(channels):
+            src = rows[j * channels + c, pad_left : pad_left + win_length]
+            dst = acc[c, base : base + win_length]
+            for i in range(win_length):
+                dst[i] += src[i] * support[i]
+
+
+@nb.njit(cache=True)
+def synthesis_push(rows, n_frames, hop, synthesis_window, pad_left, win_length, acc, out, mute):
+    """Overlap-add ``n_frames`` rows into the accumulator and emit the finished samples.
+
+    Writes ``n_frames * hop`` finished samples to ``out[:, :n_frames * hop]`` (its first
+    ``mute`` samples as zeros: they lie before the start of the stream), keeps the
+    unfinished ``win_length - hop`` samples at the front of ``acc`` and zeroes the rest.
+    """
+    overlap_add(rows, n_frames, hop, synthesis_window, pad_left, win_length, acc, 0)
+    channels = acc.shape[0]
+    n_out = n_frames * hop
+    keep = win_length - hop
+    for c in range(channels):
+        row = acc[c]
+        dst = out[c]
+        for i in range(min(mute, n_out)):
+            dst[i] = 0.0
+        for i in range(min(mute, n_out), n_out):
+            dst[i] = row[i]
+        for i in range(keep):
+            row[i] = row[n_out + i]
+        for i in range(keep, keep + n_out):
+            row[i] = 0.0
+    return n_out
+
+
 # ---------------------------------------------------------------------------
 # Log-magnitude conversion (used by seproc.features)
 # ---------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def power_to_db_flat(power, amin, out):
+    """``out[i] = 10 * log10(max(power[i], amin))`` over 1-D arrays."""
+    for i in range(power.shape[0]):
+        out[i] = 10.0 * np.log10(max(power[i], amin))
+
+
+@nb.njit(cache=True)
+def amplitude_to_db_flat(amplitude, amin, out):
+    """``out[i] = 10 * log10(max(|amplitude[i]| ** 2, amin ** 2))`` over 1-D arrays."""
+    floor = amin * amin
+    for i in range(amplitude.shape[0]):
+        magnitude = abs(amplitude[i])
+        out[i] = 10.0 * np.log10(max(magnitude * magnitude, floor))
+
+
+@nb.njit(cache=True)
+def db_to_power_flat(db, out):
+    """``out[i] = 10 ** (db[i] / 10)`` over 1-D arrays."""
+    for i in range(db.shape[0]):
+        out[i] = 10.0 ** (0.1 * db[i])
+
+
+@nb.njit(cache=True)
+def db_to_amplitude_flat(db, out):
+    """``out[i] = sqrt(10 ** (db[i] / 10))`` over 1-D arrays."""
+    for i in range(db.shape[0]):
+        out[i] = np.sqrt(10.0 ** (0.1 * db[i]))
+
+
+@nb.njit(cache=True)
+def log_power_features(spec, amin, mean_db, std_db, out, db_out, write_db):
+    """Normalised log-power features of a complex ``(frames, n_bins)`` spectrum.
+
+    ``out[t, f] = (10 * log10(max(|spec[t, f]| ** 2, amin)) - mean_db[f]) / std_db[f]``,
+    computed in float64; ``db_out`` receives the un-normalised dB when ``write_db``.
+    """
+    n_frames, n_bins = spec.shape
+    for t in range(n_frames):
+        for f in range(n_bins):
+            value = spec[t, f]
+            re = np.float64(value.real)
+            im = np.float64(value.imag)
+            db = 10.0 * np.log10(max(re * re + im * im, amin))
+            out[t, f] = (db - mean_db[f]) / std_db[f]
+            if write_db:
+                db_out[t, f] = db
 
 
 # ---------------------------------------------------------------------------

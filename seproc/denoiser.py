@@ -140,11 +140,13 @@ class Denoiser:
         )
         bin_hz = info.sample_rate_hz / info.n_fft
         self._activity_bins = (
-            int(math.ceil(_ACTIVITY_BAND_HZ[0] / bin_hz)),
+            math.ceil(_ACTIVITY_BAND_HZ[0] / bin_hz),
             min(int(_ACTIVITY_BAND_HZ[1] / bin_hz) + 1, info.n_bins),
         )
         self._apply_gain = (
-            _kernels.apply_mask_gain if info.formulation == "mask" else _kernels.apply_noise_subtraction
+            _kernels.apply_mask_gain
+            if info.formulation == "mask"
+            else _kernels.apply_noise_subtraction
         )
         self._allocate()
         self.reset()
@@ -254,9 +256,7 @@ class Denoiser:
             size = min(self._max_block_samples, n - done)
             np.copyto(self._input[:, :size], block2d[:, done : done + size])
             self._process_chunk(size)
-            self._read_pos = _kernels.ring_read(
-                self._fifo, self._read_pos, target[:, done:], size
-            )
+            self._read_pos = _kernels.ring_read(self._fifo, self._read_pos, target[:, done:], size)
             done += size
         if n == 0:
             self._frames_last_call = 0

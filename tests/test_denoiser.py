@@ -62,7 +62,9 @@ def test_random_partitions_give_the_one_shot_output(models):
     whole = Denoiser(models["stateful"], max_block_samples=65536).process(signal).copy()
     for _ in range(3):
         sizes = list(rng.integers(1, 8194, size=40))
-        np.testing.assert_allclose(stream(Denoiser(models["stateful"]), signal, sizes), whole, atol=1e-6)
+        np.testing.assert_allclose(
+            stream(Denoiser(models["stateful"]), signal, sizes), whole, atol=1e-6
+        )
 
 
 def test_zero_length_blocks_return_zero_samples(models):
@@ -101,7 +103,9 @@ def test_attenuation_limit_caps_the_removed_noise(models):
 
 def test_seed_formulation_subtracts_the_predicted_noise(models):
     signal = noisy_signal(8000)
-    np.testing.assert_allclose(denoise(signal, 16000, model=models["subtract_nothing"]), signal, atol=1e-5)
+    np.testing.assert_allclose(
+        denoise(signal, 16000, model=models["subtract_nothing"]), signal, atol=1e-5
+    )
 
 
 def test_each_channel_has_its_own_state(models):
@@ -117,7 +121,9 @@ def test_reset_makes_the_next_output_equal_a_fresh_objects(models):
     used = Denoiser(models["stateful"])
     used.process(noisy_signal(3333, seed=9))
     used.reset()
-    np.testing.assert_array_equal(used.process(signal), Denoiser(models["stateful"]).process(signal))
+    np.testing.assert_array_equal(
+        used.process(signal), Denoiser(models["stateful"]).process(signal)
+    )
 
 
 def test_noise_then_reset_then_silence_gives_silence(models):
@@ -132,7 +138,9 @@ def test_flush_returns_the_held_back_tail(models):
     denoiser = Denoiser(models["stateful"])
     streamed = np.concatenate([denoiser.process(signal).copy(), denoiser.flush()], axis=1)
     np.testing.assert_allclose(
-        streamed[:, denoiser.latency_samples :], denoise(signal, 16000, model=models["stateful"]), atol=1e-6
+        streamed[:, denoiser.latency_samples :],
+        denoise(signal, 16000, model=models["stateful"]),
+        atol=1e-6,
     )
 
 
@@ -161,7 +169,11 @@ def test_speech_activity_is_per_frame_and_bounded(models):
 
 def test_properties_are_read_only(models):
     denoiser = Denoiser(models["stateful"], sample_rate=48000, channels=2)
-    assert (denoiser.sample_rate, denoiser.channels, denoiser.model_sample_rate) == (48000, 2, 16000)
+    assert (denoiser.sample_rate, denoiser.channels, denoiser.model_sample_rate) == (
+        48000,
+        2,
+        16000,
+    )
     for name in ("sample_rate", "channels", "latency_samples", "latency_ms", "model_sample_rate"):
         with pytest.raises(AttributeError):
             setattr(denoiser, name, 1)
@@ -224,7 +236,9 @@ def test_a_bad_block_leaves_the_stream_state_clean(models):
     denoiser = Denoiser(models["stateful"])
     with pytest.raises(ParameterError):
         denoiser.process(np.full((1, 500), np.nan, np.float32))
-    np.testing.assert_array_equal(denoiser.process(signal), Denoiser(models["stateful"]).process(signal))
+    np.testing.assert_array_equal(
+        denoiser.process(signal), Denoiser(models["stateful"]).process(signal)
+    )
 
 
 @pytest.mark.parametrize(
@@ -249,7 +263,7 @@ def test_bad_model_files_raise_model_errors(tmp_path):
         Denoiser(tmp_path / "missing.onnx")
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x08\x01garbage")
-    with pytest.raises(ModelError, match="corrupt.onnx"):
+    with pytest.raises(ModelError, match=r"corrupt\.onnx"):
         Denoiser(corrupt)
     odd = make_model(tmp_path / "odd.onnx", metadata={"sample_rate_hz": "zero"})
     with pytest.raises(ModelError, match="sample_rate_hz"):
@@ -262,7 +276,8 @@ def test_one_shot_defaults_match_the_object():
     }
     for function in (denoise, process_file):
         for name, parameter in inspect.signature(function).parameters.items():
-            if name in object_defaults:
+            # Required arguments (the audio and its rate) have no default to keep in step.
+            if name in object_defaults and parameter.default is not inspect.Parameter.empty:
                 assert parameter.default == object_defaults[name], (function.__name__, name)
 
 
@@ -285,7 +300,12 @@ def test_process_file_keeps_pcm16_and_rate(models, tmp_path):
     sf.write(src, noisy_signal(22050).T, 22050, subtype="PCM_16")
     process_file(src, tmp_path / "out.flac", model=models["stateful"])
     info = sf.info(tmp_path / "out.flac")
-    assert (info.samplerate, info.channels, info.subtype, info.frames) == (22050, 1, "PCM_16", 22050)
+    assert (info.samplerate, info.channels, info.subtype, info.frames) == (
+        22050,
+        1,
+        "PCM_16",
+        22050,
+    )
 
 
 def test_process_file_refuses_to_overwrite_its_input(models, tmp_path):
@@ -298,7 +318,7 @@ def test_process_file_refuses_to_overwrite_its_input(models, tmp_path):
 def test_process_file_reports_unreadable_input_and_leaves_nothing(models, tmp_path):
     src = tmp_path / "text.wav"
     src.write_text("not audio")
-    with pytest.raises(SeprocError, match="Cannot read .*text.wav"):
+    with pytest.raises(SeprocError, match=r"Cannot read .*text\.wav"):
         process_file(src, tmp_path / "out.wav", model=models["stateful"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["text.wav"]
 

@@ -1,0 +1,193 @@
+"""Argument and audio-block validation shared by every seproc object.
+
+Each check raises :class:`~seproc.errors.ParameterError` with a message that names the
+argument, says what arrived, the rule, and the fix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from seproc import _kernels
+from seproc.errors import ParameterError
+
+__all__ = [
+    "as_audio_block",
+    "as_signal",
+    "check_finite",
+    "check_float_dtype",
+    "check_int",
+    "check_positive_int",
+]
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_int(name: str, value: object, minimum: int) -> int:
+    """Return ``value`` as an ``int`` if it is an integer ``>= minimum``.
+
+    Raises
+    ------
+    ParameterError
+        If ``value`` is not an integer (bools are not) or is below ``minimum``.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ParameterError(
+            f"Parameter {name}={value!r} must be an integer >= {minimum}, "
+            f"got {type(value).__name__}."
+        )
+    if value < minimum:
+        raise ParameterError(f"Parameter {name}={value!r} must be an integer >= {minimum}.")
+    return int(value)
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Return ``value`` as an ``int`` if it is an integer ``>= 1`` (see :func:`check_int`)."""
+    return check_int(name, value, 1)
+
+
+def check_float_dtype(name: str, dtype: object) -> np.dtype:
+    """Return ``np.dtype(dtype)`` if it is float32 or float64.
+
+    Raises
+    ------
+    ParameterError
+        For any other dtype, or something that is not a dtype.
+    """
+    try:
+        resolved = np.dtype(dtype)  # type: ignore[call-overload]
+    except TypeError:
+        resolved = None
+    if resolved is None or dtype is None or resolved not in _FLOAT_DTYPES:
+        raise ParameterError(f"Parameter {name}={dtype!r} must be np.float32 or np.float64.")
+    return resolved
+
+
+def _as_float_array(value: object, name: str) -> np.ndarray:
+    """Turn ``value`` into a float32/float64 array, or explain what is wrong with it."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise ParameterError(
+            f"Parameter {name} must be a float32 or float64 numpy array of audio, "
+            f"got {type(value).__name__} ({error})."
+        ) from None
+    kind = array.dtype.kind
+    if kind == "b":
+        raise ParameterError(
+            f"Parameter {name} is a bool array; audio must be float32 or float64 in [-1, 1]."
+        )
+    if kind in "iu":
+        raise ParameterError(
+            f"Parameter {name} has integer dtype {array.dtype} (PCM); audio must be float32 "
+            f"or float64 in [-1, 1]: convert int16 with {name}.astype(np.float32) / 32768."
+        )
+    if kind == "c":
+        raise ParameterError(
+            f"Parameter {name} is complex ({array.dtype}); audio must be real float32 or "
+            f"float64. Pass {name}.real if the imaginary part is zero."
+        )
+    if kind == "f" and array.dtype not in _FLOAT_DTYPES:
+        raise ParameterError(
+            f"Parameter {name} has dtype {array.dtype}; audio must be float32 or float64: "
+            f"convert with {name}.astype(np.float32)."
+        )
+    if kind != "f":
+        raise ParameterError(
+            f"Parameter {name} must be a float32 or float64 numpy array of audio, got "
+            f"{type(value).__name__} with dtype {array.dtype}."
+        )
+    return array
+
+
+def as_audio_block(block: object, channels: int, *, name: str) -> tuple[np.ndarray, bool]:
+    """Return ``block`` as a 2-D ``(channels, samples)`` float array, and whether it was 1-D.
+
+    Parameters
+    ----------
+    block : np.ndarray [shape=(channels, samples) or (samples,)], float32 or float64
+        The audio; 1-D only when ``channels == 1``. Not copied when already a float
+        array (the result may be a view, and need not be contiguous).
+    channels : int
+        The channel count the caller expects.
+    name : str
+        The argument's name, for error messages.
+
+    Returns
+    -------
+    block2d : np.ndarray [shape=(channels, samples)], float32 or float64
+    was_1d : bool
+
+    Raises
+    ------
+    ParameterError
+        For non-arrays, integer/bool PCM, complex or other dtypes, 0-d or 3-D+ arrays, a
+        wrong channel count, or a ``(samples, channels)`` array. Finiteness is not
+        checked here: see :func:`check_finite`.
+    """
+    array = _as_float_array(block, name)
+    if array.ndim == 1:
+        if channels != 1:
+            raise ParameterError(
+                f"Parameter {name} is 1-D with shape {array.shape}, but {channels}-channel "
+                f"audio must be 2-D of shape (channels, samples) = ({channels}, samples)."
+            )
+        return array[np.newaxis], True
+    if array.ndim != 2:
+        raise ParameterError(
+            f"Parameter {name} must be audio of shape (channels, samples) or (samples,), "
+            f"got a {array.ndim}-D array of shape {array.shape}."
+        )
+    if array.shape[0] == channels:
+        return array, False
+    if array.shape[1] == channels:
+        raise ParameterError(
+            f"Expected {channels}-channel audio of shape (channels, samples) for parameter "
+            f"{name}, got shape {array.shape}; pass {name}.T if it is (samples, channels)."
+        )
+    raise ParameterError(
+        f"Expected {channels}-channel audio of shape (channels, samples) for parameter "
+        f"{name}, got shape {array.shape} ({array.shape[0]} channels)."
+    )
+
+
+def as_signal(signal: object, *, name: str) -> tuple[np.ndarray, bool]:
+    """Return a whole signal as a 2-D ``(channels, samples)`` float array, and ``was_1d``.
+
+    Like :func:`as_audio_block` for any channel count, and the signal must be finite.
+
+    Raises
+    ------
+    ParameterError
+        As :func:`as_audio_block`, and when the signal holds NaN or Inf.
+    """
+    array = _as_float_array(signal, name)
+    if array.ndim not in (1, 2):
+        raise ParameterError(
+            f"Parameter {name} must be audio of shape (channels, samples) or (samples,), "
+            f"got a {array.ndim}-D array of shape {array.shape}."
+        )
+    block2d = array[np.newaxis] if array.ndim == 1 else array
+    if not check_finite(block2d):
+        raise ParameterError(
+            f"Parameter {name} holds NaN or Inf values; pass finite audio "
+            f"(np.nan_to_num({name}) replaces them)."
+        )
+    return block2d, array.ndim == 1
+
+
+def check_finite(arr: np.ndarray) -> bool:
+    """Return True when every value of ``arr`` is finite (numba kernel, no copy).
+
+    Parameters
+    ----------
+    arr : np.ndarray, 1-D or 2-D (any layout), or N-D C-contiguous
+        Real or complex values.
+    """
+    if arr.ndim == 2:
+        return bool(_kernels.all_finite(arr))
+    if arr.ndim == 1:
+        return bool(_kernels.all_finite(arr[np.newaxis]))
+    if arr.flags.c_contiguous:
+        return bool(_kernels.all_finite(arr.reshape(1, -1)))
+    return bool(np.isfinite(arr).all())

@@ -372,7 +372,7 @@ def run_seproc_model(model, audio_16k: np.ndarray) -> np.ndarray:
 
 
 class Seproc(Peer):
-    """A seproc ONNX model, run by the seproc runtime if it has ``denoise``.
+    """A seproc ONNX model, run by the seproc runtime (``seproc.Denoiser``) if it has one.
 
     Parameters
     ----------
@@ -382,8 +382,14 @@ class Seproc(Peer):
         The row name: ``"seproc"`` for the shipped model, ``"seproc-seed"`` for the
         noise-subtraction (seed) formulation.
     use_runtime : bool or None
-        ``True`` requires ``seproc.denoise``, ``False`` uses :func:`run_seproc_model`,
+        ``True`` requires ``seproc.Denoiser``, ``False`` uses :func:`run_seproc_model`,
         ``None`` (default) uses the runtime when it imports.
+
+    Notes
+    -----
+    With the runtime, one ``Denoiser`` (16 kHz, mono, one onnxruntime thread) is built
+    here and each call runs ``denoiser(audio, 16000)``: reset, stream the clip through,
+    flush, and drop ``latency_samples`` — the real-time code path, aligned.
     """
 
     def __init__(
@@ -399,17 +405,23 @@ class Seproc(Peer):
         runtime = None
         if use_runtime is not False:
             try:
-                from seproc import denoise as runtime
+                from seproc import Denoiser
             except ImportError:
                 if use_runtime:
                     raise
+            else:
+                runtime = Denoiser(
+                    self.model_path, sample_rate=SAMPLE_RATE_HZ, channels=1, num_threads=1
+                )
         self._runtime = runtime
-        self.backend = "seproc.denoise" if runtime is not None else "numpy fallback"
+        self.backend = "seproc.Denoiser" if runtime is not None else "numpy fallback"
 
     def denoise(self, audio_16k: np.ndarray) -> np.ndarray:  # noqa: D102
         audio = _as_mono(audio_16k)
         if self._runtime is not None:
-            out = self._runtime(audio, SAMPLE_RATE_HZ, model=self.model_path, num_threads=1)
+            if audio.size == 0:
+                return audio.copy()
+            out = self._runtime(audio, SAMPLE_RATE_HZ)
             return _fit(np.asarray(out, np.float32).reshape(-1), audio.size)
         if self.sample_rate_hz != SAMPLE_RATE_HZ:
             import soxr

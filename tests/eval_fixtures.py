@@ -63,9 +63,11 @@ def write_mixture_set(
     Parameters
     ----------
     folder : Path
-        Created if missing; receives ``noisy/``, ``clean/`` and ``manifest.csv``.
+        Created if missing; receives ``noisy/``, ``clean/``, ``noise/`` and
+        ``manifest.csv``.
     specs : list of (snr_db, noise_type)
-        One mixture per entry; ``noise_type`` is ``"white"`` or ``"hum"``.
+        One mixture per entry; ``noise_type`` is ``"white"``, ``"hum"`` (50 Hz and
+        harmonics) or ``"rumble"`` (mostly a 12 Hz sine, below hearing).
 
     Returns
     -------
@@ -74,18 +76,23 @@ def write_mixture_set(
     """
     (folder / "noisy").mkdir(parents=True, exist_ok=True)
     (folder / "clean").mkdir(parents=True, exist_ok=True)
+    (folder / "noise").mkdir(parents=True, exist_ok=True)
     rows = []
     for index, (snr_db, noise_type) in enumerate(specs):
         clean = speech_like(seconds, seed=index)
+        t = np.arange(clean.size) / SAMPLE_RATE_HZ
         if noise_type == "white":
             noise = white_noise(clean.size, seed=100 + index)
+        elif noise_type == "rumble":
+            noise = np.sin(2 * np.pi * 12 * t) + 0.1 * white_noise(clean.size, seed=100 + index)
         else:
-            t = np.arange(clean.size) / SAMPLE_RATE_HZ
-            noise = sum(np.sin(2 * np.pi * 50 * k * t) / k for k in range(1, 8)).astype(np.float32)
+            noise = sum(np.sin(2 * np.pi * 50 * k * t) / k for k in range(1, 8))
+        noise = noise.astype(np.float32)
         noisy = mix(clean, noise, snr_db)
         mixture_id = f"mix{index:03d}"
         sf.write(folder / "noisy" / f"{mixture_id}.wav", noisy, SAMPLE_RATE_HZ, subtype="FLOAT")
         sf.write(folder / "clean" / f"{mixture_id}.wav", clean, SAMPLE_RATE_HZ, subtype="FLOAT")
+        sf.write(folder / "noise" / f"{mixture_id}.wav", noisy - clean, SAMPLE_RATE_HZ, "FLOAT")
         rows.append(
             {
                 "mixture_id": mixture_id,

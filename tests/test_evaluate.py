@@ -156,6 +156,17 @@ def test_read_set_reads_the_corpus_builders_layout(tmp_path):
     assert (mixture.snr_db, mixture.noise_type) == (5.0, "recorded: car")
 
 
+def test_infrasonic_note_names_noise_below_50_hz(tmp_path):
+    write_mixture_set(tmp_path / "set", [(0.0, "rumble"), (0.0, "white"), (5.0, "hum")])
+    note = evaluate.infrasonic_note(evaluate.read_set(tmp_path / "set"))
+    assert note is not None
+    assert note.startswith("1 of 3 mixtures have noise types whose energy lies mostly below 50 Hz")
+    assert "rumble (98 %)" in note  # 0.5 / (0.5 + 0.1 ** 2)
+    assert "white" not in note and "hum (" not in note
+    write_mixture_set(tmp_path / "plain", [(0.0, "white")])
+    assert evaluate.infrasonic_note(evaluate.read_set(tmp_path / "plain")) is None
+
+
 def test_read_set_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"has no manifest\.csv"):
         evaluate.read_set(tmp_path)

@@ -69,6 +69,14 @@ def test_peer_keeps_any_length(peer, n_samples):
     assert np.all(np.isfinite(output))
 
 
+def test_deepfilternet3_prepared_runtime_gives_the_same_output(signals):
+    _, noisy = signals
+    dfn = peers.DeepFilterNet3()
+    first = dfn.denoise(noisy)
+    dfn.prepare()
+    np.testing.assert_array_equal(dfn.denoise(noisy), first)
+
+
 def test_noisy_is_the_identity(signals):
     _, noisy = signals
     output = peers.Noisy().denoise(noisy)

@@ -640,9 +640,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--reuse",
         type=Path,
-        help="an earlier results.csv on the same sets: its rows (and the real-time factors "
-        "in its run.json) are taken for the systems and clips it has instead of rerunning "
-        "them; the peers do not depend on the seproc model, so their scores can be reused",
+        help="an earlier results.csv on the same sets: its rows are taken for the systems "
+        "and clips it has instead of rerunning them (the peers do not depend on the seproc "
+        "model, so their scores can be reused); real-time factors are always measured",
     )
     parser.add_argument(
         "--summarize-only",
@@ -706,13 +706,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     rates = {system.name: system.sample_rate_hz for system in systems}
     reused: dict[tuple[str, str, str], dict] = {}
-    reused_rtf: dict[str, float] = {}
     if args.reuse is not None:
         for row in read_results(args.reuse):
             reused[(row["set"], row["mixture_id"], row["system"])] = row
-        reuse_meta = args.reuse.parent / "run.json"
-        if reuse_meta.is_file():
-            reused_rtf = json.loads(reuse_meta.read_text()).get("rtf", {})
     tasks = []
     n_reused = 0
     for mixture in mixtures:
@@ -772,10 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clip = np.tile(clip, int(np.ceil(args.rtf_seconds * SAMPLE_RATE_HZ / clip.size)))
         clip = clip[: int(args.rtf_seconds * SAMPLE_RATE_HZ)]
         for system in tqdm(systems, desc="real-time factor", unit="system"):
-            if system.name in reused_rtf and all(system.name not in t for _, t in tasks):
-                rtf[system.name] = reused_rtf[system.name]
-            else:
-                rtf[system.name] = peers.real_time_factor(system, clip)
+            rtf[system.name] = peers.real_time_factor(system, clip)
     meta["rtf"] = rtf
     meta_path.write_text(json.dumps(meta, indent=2))
     rows = read_results(results_path)

@@ -4,8 +4,12 @@ Each kernel is small, takes its constants as arguments (numba freezes globals at
 compile time), and writes into a buffer that the caller owns, so the streaming hot
 path allocates nothing. No global ``fastmath``: it changes NaN/Inf semantics.
 
-Kernels are compiled with ``cache=True``. On a read-only install numba cannot write
-its cache next to the package: set ``NUMBA_CACHE_DIR`` to a writable folder.
+Kernels are cached on disk (``cache=_CACHE``) in the first folder numba can write:
+``NUMBA_CACHE_DIR``, ``__pycache__`` beside this file, or ``~/.cache/numba``. On a
+read-only install with no writable home (containers, serverless) none is writable and
+numba's ``cache=True`` would fail at import ("cannot cache function", librosa issue
+1156); the kernels then compile in memory at every start instead. Set
+``NUMBA_CACHE_DIR`` to a writable folder to pay the compile time once.
 """
 
 from __future__ import annotations
@@ -13,12 +17,28 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+
+def _cache_is_possible() -> bool:
+    """Return whether numba finds a writable cache folder for this module's kernels."""
+
+    def probe() -> int:  # never compiled: numba picks the cache folder at decoration
+        return 0
+
+    try:
+        nb.njit(cache=True)(probe)
+    except RuntimeError:
+        return False
+    return True
+
+
+_CACHE = _cache_is_possible()
+
 # ---------------------------------------------------------------------------
 # Framing, windowing and overlap-add (used by seproc.stft)
 # ---------------------------------------------------------------------------
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def frame_windowed(source, first_start, n_frames, hop, window, pad_left, win_length, rows):
     """Cut ``n_frames`` windowed frames of every channel of ``source`` into ``rows``.
 
@@ -46,7 +66,7 @@ def frame_windowed(source, first_start, n_frames, hop, window, pad_left, win_len
                 row[k] = 0.0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def analysis_push(history, filled, block, hop, window, pad_left, win_length, rows):
     """Append a block to the analysis history and frame every frame it completes.
 
@@ -79,7 +99,7 @@ def analysis_push(history, filled, block, hop, window, pad_left, win_length, row
     return n_frames, remaining
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def rows_to_spec(rows, n_frames, n_bins, out, first_frame):
     """Copy FFT output rows (frame-major, channel-minor) into ``out[c, first_frame + j, :]``."""
     channels = out.shape[0]
@@ -91,7 +111,7 @@ def rows_to_spec(rows, n_frames, n_bins, out, first_frame):
                 dst[f] = src[f]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def spec_to_rows(spec, first_frame, n_frames, n_bins, rows):
     """Copy ``spec[c, first_frame + j, :]`` into row ``j * channels + c`` of ``rows``."""
     channels = spec.shape[0]
@@ -103,7 +123,7 @@ def spec_to_rows(spec, first_frame, n_frames, n_bins, rows):
                 dst[f] = src[f]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def overlap_add(rows, n_frames, hop, synthesis_window, pad_left, win_length, acc, first_sample):
     """Overlap-add ``n_frames`` inverse-FFT rows, weighted by the synthesis window.
 
@@ -122,7 +142,7 @@ def overlap_add(rows, n_frames, hop, synthesis_window, pad_left, win_length, acc
                 dst[i] += src[i] * support[i]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def synthesis_push(rows, n_frames, hop, synthesis_window, pad_left, win_length, acc, out, mute):
     """Overlap-add ``n_frames`` rows into the accumulator and emit the finished samples.
 
@@ -153,14 +173,14 @@ def synthesis_push(rows, n_frames, hop, synthesis_window, pad_left, win_length, 
 # ---------------------------------------------------------------------------
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def power_to_db_flat(power, amin, out):
     """``out[i] = 10 * log10(max(power[i], amin))`` over 1-D arrays."""
     for i in range(power.shape[0]):
         out[i] = 10.0 * np.log10(max(power[i], amin))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def amplitude_to_db_flat(amplitude, amin, out):
     """``out[i] = 10 * log10(max(|amplitude[i]| ** 2, amin ** 2))`` over 1-D arrays."""
     floor = amin * amin
@@ -169,21 +189,21 @@ def amplitude_to_db_flat(amplitude, amin, out):
         out[i] = 10.0 * np.log10(max(magnitude * magnitude, floor))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def db_to_power_flat(db, out):
     """``out[i] = 10 ** (db[i] / 10)`` over 1-D arrays."""
     for i in range(db.shape[0]):
         out[i] = 10.0 ** (0.1 * db[i])
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def db_to_amplitude_flat(db, out):
     """``out[i] = sqrt(10 ** (db[i] / 10))`` over 1-D arrays."""
     for i in range(db.shape[0]):
         out[i] = np.sqrt(10.0 ** (0.1 * db[i]))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def log_power_features(spec, amin, mean_db, std_db, out, db_out, write_db):
     """Normalised log-power features of a complex ``(frames, n_bins)`` spectrum.
 
@@ -214,7 +234,7 @@ def log_power_features(spec, amin, mean_db, std_db, out, db_out, write_db):
 _DOT_FLAGS = {"reassoc", "contract"}
 
 
-@nb.njit(cache=True, fastmath=_DOT_FLAGS)
+@nb.njit(cache=_CACHE, fastmath=_DOT_FLAGS)
 def polyphase_resample(history, block, n, taps, up, down, position, out):
     """Resample ``block[:, :n]`` by ``up / down`` with a polyphase filter; return the state.
 
@@ -308,13 +328,14 @@ def polyphase_resample(history, block, n, taps, up, down, position, out):
 # ---------------------------------------------------------------------------
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def apply_mask_gain(spec, model_out, min_gain, band_start, band_stop, activity):
     """Apply a mask model's gain to a spectrum in place and measure speech activity.
 
     ``spec`` is complex ``(frames, n_bins)``; ``model_out`` the graph's gain of the
     same shape; every gain is raised to at least ``min_gain`` (the attenuation
-    limit). ``activity[t]`` receives the share of frame ``t``'s energy in bins
+    limit), and a NaN gain (a misbehaving model) counts as ``min_gain``.
+    ``activity[t]`` receives the share of frame ``t``'s energy in bins
     ``band_start:band_stop`` that the gain keeps (1 when the frame is silent).
     """
     n_frames, n_bins = spec.shape
@@ -322,7 +343,9 @@ def apply_mask_gain(spec, model_out, min_gain, band_start, band_stop, activity):
         kept = 0.0
         total = 0.0
         for f in range(n_bins):
-            gain = max(model_out[t, f], min_gain)
+            gain = model_out[t, f]
+            if not gain >= min_gain:  # also NaN
+                gain = min_gain
             gain = min(gain, 1.0)
             value = spec[t, f]
             if band_start <= f < band_stop:
@@ -333,12 +356,13 @@ def apply_mask_gain(spec, model_out, min_gain, band_start, band_stop, activity):
         activity[t] = kept / total if total > 0.0 else 1.0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def apply_noise_subtraction(spec, noise_db, min_gain, band_start, band_stop, activity):
     """Subtract a predicted noise magnitude from a spectrum in place (seed formulation).
 
     ``|S| = max(|X| - 10^(noise_db / 20), 0)`` with the noisy phase, i.e. the gain
-    ``max(0, 1 - |N| / |X|)``, raised to at least ``min_gain``. ``activity`` as in
+    ``max(0, 1 - |N| / |X|)``, raised to at least ``min_gain`` (a NaN from the model
+    counts as ``min_gain``). ``activity`` as in
     :func:`apply_mask_gain`.
     """
     n_frames, n_bins = spec.shape
@@ -353,7 +377,9 @@ def apply_noise_subtraction(spec, noise_db, min_gain, band_start, band_stop, act
             gain = 0.0
             if magnitude > 0.0:
                 gain = max(1.0 - noise_magnitude / magnitude, 0.0)
-            gain = min(max(gain, min_gain), 1.0)
+            if not gain >= min_gain:  # also NaN
+                gain = min_gain
+            gain = min(gain, 1.0)
             if band_start <= f < band_stop:
                 total += power
                 kept += gain * gain * power
@@ -361,7 +387,41 @@ def apply_noise_subtraction(spec, noise_db, min_gain, band_start, band_stop, act
         activity[t] = kept / total if total > 0.0 else 1.0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
+def all_within(block, limit):
+    """Return True when every value of a 2-D array is finite and ``abs(value) <= limit``.
+
+    NaN fails every comparison and Inf exceeds any finite ``limit``, so one pass checks
+    both, and with a ``limit`` below the float32 maximum it also catches values that
+    would overflow to Inf in the float32 stream or its spectra.
+    """
+    channels, samples = block.shape
+    for c in range(channels):
+        for i in range(samples):
+            if not abs(block[c, i]) <= limit:
+                return False
+    return True
+
+
+@nb.njit(cache=_CACHE)
+def copy_flushing_tiny(source, target, threshold):
+    """Copy ``source`` into ``target`` (same shape), writing 0 where ``abs(value) < threshold``.
+
+    The denormal guard: near-silence below ``threshold`` enters the stream as exact
+    zeros, so no subnormal float reaches the stream state (arithmetic on subnormals
+    costs up to ~100x per operation on some x86 CPUs).
+    """
+    channels, samples = source.shape
+    for c in range(channels):
+        for i in range(samples):
+            value = source[c, i]
+            if abs(value) < threshold:
+                target[c, i] = 0.0
+            else:
+                target[c, i] = value
+
+
+@nb.njit(cache=_CACHE)
 def all_finite(block):
     """Return True when every value of a 2-D array is finite."""
     channels, samples = block.shape
@@ -372,7 +432,7 @@ def all_finite(block):
     return True
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def ring_write(ring, write_pos, source, n):
     """Append ``source[:, :n]`` to a ring buffer at ``write_pos``; return the new position."""
     channels, capacity = ring.shape
@@ -386,7 +446,7 @@ def ring_write(ring, write_pos, source, n):
     return pos
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=_CACHE)
 def ring_read(ring, read_pos, target, n):
     """Move ``n`` samples from a ring buffer at ``read_pos`` into ``target[:, :n]``."""
     channels, capacity = ring.shape

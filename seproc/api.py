@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from seproc.denoiser import Denoiser
+from seproc.denoiser import Denoiser, samples_are_valid
 from seproc.errors import ParameterError, SeprocError
 
 __all__ = ["FileResult", "denoise", "process_file"]
@@ -235,8 +235,15 @@ def _stream_to_temporary(
                     ) from None
                 if block.shape[0] == 0:
                     break
-                frames_total += block.shape[0]
-                output = denoiser.process(np.ascontiguousarray(block.T))
+                block = np.ascontiguousarray(block.T)
+                if not samples_are_valid(block):
+                    raise SeprocError(
+                        f"{reader.name} holds NaN or Inf samples (or values beyond +-1e15) "
+                        f"after frame {frames_total}; repair the file or replace them with "
+                        "numpy.nan_to_num before denoising."
+                    )
+                frames_total += block.shape[1]
+                output = denoiser.process(block)
                 to_skip = _write_after_skip(writer, output, to_skip)
             _write_after_skip(writer, denoiser.flush(), to_skip)
         os.replace(temporary, dst)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from seproc import _kernels
-from seproc._validation import as_audio_block, check_finite
+from seproc._validation import as_audio_block
 from seproc.errors import ModelError, ParameterError
 from seproc.features import LogPowerFeatures
 from seproc.model import OnnxModel
@@ -32,6 +32,10 @@ __all__ = ["MAX_SAMPLE_RATE_HZ", "MIN_SAMPLE_RATE_HZ", "Denoiser"]
 MIN_SAMPLE_RATE_HZ = 8000
 MAX_SAMPLE_RATE_HZ = 96000
 _ACTIVITY_BAND_HZ = (300.0, 4000.0)
+_MAX_ABS_SAMPLE = 1e15
+"""Larger samples (+300 dBFS) are refused: their power would overflow float32 spectra."""
+_FLUSH_BELOW = 1e-30
+"""Smaller samples (-600 dBFS) enter the stream as 0: the denormal guard."""
 
 
 class Denoiser:
@@ -72,9 +76,14 @@ class Denoiser:
     Audio arrays are ``(channels, samples)``, like pedalboard and librosa; a
     1-D array is accepted when ``channels == 1``. Output is float32.
 
-    One object is one stream: it is not safe to call one object's methods from
-    several threads at once. Independent objects run concurrently in separate
-    threads (onnxruntime releases the GIL while the model runs).
+    Thread safety: one object is one stream. Its methods must not run in two
+    threads at once (``process``, ``flush`` and ``reset``, and reading
+    ``speech_activity`` or a returned view while ``process`` runs, share its
+    buffers): lock around it, or hand it from thread to thread one at a time. The
+    settings properties never change and are safe from any thread. Separate
+    objects share nothing and give in threads exactly what they give one after
+    another; onnxruntime releases the GIL while the model runs, the numba kernels
+    do not. See docs/RELIABILITY.md.
 
     Examples
     --------
@@ -241,20 +250,25 @@ class Denoiser:
         ------
         ParameterError
             If the block has the wrong shape, channel count or dtype (integer PCM),
-            or holds NaN or Inf.
+            or holds NaN, Inf or samples beyond +-1e15; the stream state is then
+            unchanged.
+
+        Notes
+        -----
+        Samples below 1e-30 in magnitude (-600 dBFS) are processed as 0, so
+        near-silence never puts subnormal floats, which are slow on some CPUs,
+        into the stream state.
         """
         block2d, was_1d = as_audio_block(block, self._channels, name="block")
         n = block2d.shape[1]
         target = self._output_target(out, n, was_1d)
-        if not check_finite(block2d):
-            raise ParameterError(
-                "Parameter block holds NaN or Inf values; pass finite audio "
-                "(np.nan_to_num(block) replaces them). The stream state is unchanged."
-            )
+        _check_samples(block2d, "block")
         done = 0
         while done < n:
             size = min(self._max_block_samples, n - done)
-            np.copyto(self._input[:, :size], block2d[:, done : done + size])
+            _kernels.copy_flushing_tiny(
+                block2d[:, done : done + size], self._input[:, :size], _FLUSH_BELOW
+            )
             self._process_chunk(size)
             self._read_pos = _kernels.ring_read(self._fifo, self._read_pos, target[:, done:], size)
             done += size
@@ -323,6 +337,7 @@ class Denoiser:
                 f"{self._sample_rate} Hz; make a Denoiser(sample_rate={sample_rate}) instead."
             )
         block2d, was_1d = as_audio_block(audio, self._channels, name="audio")
+        _check_samples(block2d, "audio")
         self.reset()
         n = block2d.shape[1]
         output = np.empty((self._channels, n + self.latency_samples), np.float32)
@@ -387,9 +402,26 @@ class Denoiser:
         self._write_pos = _kernels.ring_write(self._fifo, self._write_pos, outer, outer.shape[1])
 
     def _warm_up(self) -> None:
-        silence = np.zeros((self._channels, 4 * self._stft.hop_length), np.float32)
-        self.process(silence)
+        """Compile every kernel the hot path calls: float32 and float64 blocks and ``out``."""
+        for dtype in (np.float32, np.float64):
+            silence = np.zeros((self._channels, 4 * self._stft.hop_length), dtype)
+            self.process(silence)
+            self.process(silence, out=np.empty_like(silence))
         self.reset()
+
+
+def samples_are_valid(block: np.ndarray) -> bool:
+    """Return whether a ``(channels, samples)`` block is finite and within +-1e15."""
+    return bool(_kernels.all_within(block, _MAX_ABS_SAMPLE))
+
+
+def _check_samples(block: np.ndarray, name: str) -> None:
+    if not samples_are_valid(block):
+        raise ParameterError(
+            f"Parameter {name} holds NaN or Inf values, or samples beyond +-1e15 (+300 dBFS) "
+            "whose power would overflow; pass finite audio in about [-1, 1] "
+            f"(np.nan_to_num({name}) replaces NaN and Inf). The stream state is unchanged."
+        )
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:

@@ -251,7 +251,13 @@ class OnnxModel:
                 buffer.shape,
                 buffer.__array_interface__["data"][0],
             )
-        self._session.run_with_iobinding(binding)
+        try:
+            self._session.run_with_iobinding(binding)
+        except Exception as error:  # onnxruntime raises several private exception types
+            raise ModelError(
+                f"Model {self._path} failed to run on {features.shape[0]} frames "
+                f"(its graph does not fit seproc's model format): {_first_line(error)}"
+            ) from None
         state.swap()
 
 
@@ -275,13 +281,15 @@ def _open_session(path: Path, num_threads: int) -> ort.InferenceSession:
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises several private exception types
-        first_line = (
-            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        )
         raise ModelError(
             f"Model file {path} could not be loaded by onnxruntime (is it a complete ONNX "
-            f"file?): {first_line}"
+            f"file?): {_first_line(error)}"
         ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _metadata_int(path: Path, meta: dict[str, str], key: str, minimum: int) -> int:
@@ -352,7 +360,17 @@ def _read_info(path: Path, session: ort.InferenceSession) -> ModelInfo:
     std_db = _metadata_vector(path, meta, "feature_std_db", n_bins)
     if np.any(std_db <= 0):
         raise ModelError(f"Model {path}: metadata feature_std_db must be > 0 in every bin.")
-    gain_floor_db = float(meta["gain_floor_db"]) if "gain_floor_db" in meta else None
+    gain_floor_db = None
+    if "gain_floor_db" in meta:
+        try:
+            gain_floor_db = float(meta["gain_floor_db"])
+        except ValueError:
+            gain_floor_db = math.nan
+        if not math.isfinite(gain_floor_db):
+            raise ModelError(
+                f"Model {path}: metadata gain_floor_db={meta['gain_floor_db']!r} must be a "
+                "finite number of dB."
+            )
     lookahead_frames = (
         _metadata_int(path, meta, "lookahead_frames", 0) if "lookahead_frames" in meta else 0
     )
@@ -384,12 +402,14 @@ def _check_frames_tensor(path: Path, kind: str, arg: ort.NodeArg, n_bins: int) -
         arg.type == "tensor(float)"
         and len(shape) == 3
         and (shape[0] == 1 or not isinstance(shape[0], int))
+        and not isinstance(shape[1], int)
         and shape[2] == n_bins
     )
     if not ok:
         raise ModelError(
             f"Model {path}: {kind} {arg.name!r} must be float32 of shape [1, frames, {n_bins}] "
-            f"(n_bins from the metadata's n_fft), got {arg.type} {shape}."
+            f"with a dynamic frames axis (n_bins from the metadata's n_fft), got {arg.type} "
+            f"{shape}."
         )
 
 

@@ -325,3 +325,10 @@ def test_process_file_reports_unreadable_input_and_leaves_nothing(models, tmp_pa
 
 def test_denoise_is_exported_at_top_level():
     assert seproc.denoise is denoise and seproc.Denoiser is Denoiser
+
+
+def test_one_shot_names_audio_in_its_non_finite_error(models):
+    signal = noisy_signal(1000)
+    signal[0, 10] = np.inf
+    with pytest.raises(ParameterError, match=r"Parameter audio holds NaN or Inf"):
+        denoise(signal, 16000, model=models["stateful"])

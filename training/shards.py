@@ -72,12 +72,27 @@ def write_shards(clips: Iterable[Clip], root: Path, split: str, kind: str) -> li
         paths.append(path)
         pending, pending_bytes = [], 0
 
+    longest = [0, 0, 0]  # longest source, group and clip_id of the pending clips
+
+    def size_with(clip: Clip) -> int:
+        # int16 audio + int64 offsets + three str arrays that numpy pads to their longest
+        # entry at 4 bytes a character + a margin for the npz and npy headers.
+        n = len(pending) + 1
+        text = max(longest[0], len(clip.source)) + max(longest[1], len(clip.group))
+        text += max(longest[2], len(clip.clip_id))
+        return pending_bytes + 2 * len(clip.audio) + 8 * (n + 1) + 4 * n * text + 4096
+
     for clip in clips:
-        clip_bytes = 2 * len(clip.audio) + 256
-        if pending and pending_bytes + clip_bytes > MAX_SHARD_BYTES:
+        if pending and size_with(clip) > MAX_SHARD_BYTES:
             flush()
+            longest[:] = [0, 0, 0]
         pending.append(clip)
-        pending_bytes += clip_bytes
+        pending_bytes += 2 * len(clip.audio)
+        longest[:] = [
+            max(longest[0], len(clip.source)),
+            max(longest[1], len(clip.group)),
+            max(longest[2], len(clip.clip_id)),
+        ]
     flush()
     return paths
 

@@ -1,0 +1,431 @@
+"""Training, export and the exported model's contract (models/FORMAT.md).
+
+References nobody here wrote: numpy's ``rfft`` of windowed frames and scipy's
+``ShortTimeFFT`` for the torch STFT, onnxruntime for the exported graph, and the
+runtime's own :class:`seproc.model.OnnxModel` loader.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from training import spectral  # noqa: E402
+from training.batches import BatchConfig, ClipPool, Mixer, load_val_clips  # noqa: E402
+from training.losses import si_sdr  # noqa: E402
+from training.model import ModelConfig, SeprocNet  # noqa: E402
+from training.shards import Clip, write_shards  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parent.parent / "training" / "configs"
+RATE = 16000
+
+
+# -- a small synthetic corpus in the shard format ---------------------------------------------
+def _speechlike(rng: np.random.Generator, seconds: float) -> np.ndarray:
+    """Voiced 'syllables': harmonic tones with a gliding pitch and syllable envelopes."""
+    n = int(seconds * RATE)
+    t = np.arange(n) / RATE
+    f0 = rng.uniform(90, 220) * (1 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * t))
+    phase = 2 * np.pi * np.cumsum(f0) / RATE
+    voice = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = np.clip(np.sin(2 * np.pi * rng.uniform(2, 4) * t), 0, None) ** 2
+    return (0.3 * voice * envelope / 3).astype(np.float32)
+
+
+def _noise(rng: np.random.Generator, kind: str, seconds: float) -> np.ndarray:
+    n = int(seconds * RATE)
+    white = rng.standard_normal(n)
+    if kind == "pink":
+        spectrum = np.fft.rfft(white)
+        spectrum /= np.sqrt(np.arange(1, len(spectrum) + 1))
+        white = np.fft.irfft(spectrum, n)
+    elif kind == "hum":
+        t = np.arange(n) / RATE
+        white = sum(np.sin(2 * np.pi * 50 * k * t) / k for k in range(1, 8)) + 0.05 * white
+    return (0.1 * white / np.std(white)).astype(np.float32)
+
+
+def make_corpus(root: Path, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for split, n_speech in (("train", 12), ("val", 3)):
+        speech = [
+            Clip(
+                _speechlike(rng, rng.uniform(0.4, 1.5)),
+                "tts-espeak" if i % 2 else "voices",
+                f"spk{i % 3}",
+                f"s{i}",
+            )
+            for i in range(n_speech)
+        ]
+        noise = [
+            Clip(
+                _noise(rng, kind, rng.uniform(0.3, 1.2)),
+                "recorded" if kind == "hum" else "synthetic",
+                kind,
+                f"{kind}{i}",
+            )
+            for i, kind in enumerate(["white", "pink", "hum"] * 2)
+        ]
+        write_shards(speech, root / "shards", split, "speech")
+        write_shards(noise, root / "shards", split, "noise")
+    val = root / "mixtures" / "val"
+    (val / "noisy").mkdir(parents=True)
+    (val / "clean").mkdir(parents=True)
+    for i in range(2):
+        clean = _speechlike(rng, 1.2)
+        noisy = clean + _noise(rng, "pink", 1.2) * 0.5
+        soundfile.write(val / "noisy" / f"mix{i}.wav", noisy, RATE, subtype="FLOAT")
+        soundfile.write(val / "clean" / f"mix{i}.wav", clean, RATE, subtype="FLOAT")
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def trained(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training.train import train
+
+    out = tmp_path_factory.mktemp("run")
+    train(CONFIGS / "tiny.toml", corpus, out, max_steps=40)
+    return out
+
+
+def _records(out: Path, event: str) -> list[dict]:
+    lines = (out / "log.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["event"] == event]
+
+
+# -- spectral path ----------------------------------------------------------------------------
+def test_sqrt_hann_is_the_root_of_scipys_periodic_hann() -> None:
+    from scipy.signal import get_window
+
+    expected = np.sqrt(get_window("hann", 320, fftbins=True))
+    np.testing.assert_allclose(spectral.sqrt_hann().numpy(), expected, atol=1e-7)
+
+
+@pytest.mark.parametrize("n_samples", [1, 159, 160, 161, 1000, 4801])
+def test_stft_matches_numpy_rfft_of_windowed_frames(n_samples: int) -> None:
+    rng = np.random.default_rng(n_samples)
+    audio = rng.uniform(-1, 1, n_samples)
+    window = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(320) / 320))
+    padded = np.concatenate([np.zeros(160), audio, np.zeros(480)])
+    frames = spectral.n_frames(n_samples)
+    reference = np.stack(
+        [np.fft.rfft(padded[i * 160 : i * 160 + 320] * window) for i in range(frames)]
+    )
+    ours = spectral.stft(torch.from_numpy(audio)[None].double())[0].numpy()
+    assert ours.shape == (frames, 161)
+    np.testing.assert_allclose(ours, reference, atol=1e-10)
+    db = spectral.log_power_db(torch.from_numpy(reference)).numpy()
+    np.testing.assert_allclose(db, 10 * np.log10(np.maximum(np.abs(reference) ** 2, 1e-10)))
+
+
+def test_stft_matches_scipy_short_time_fft() -> None:
+    from scipy.signal import ShortTimeFFT
+
+    rng = np.random.default_rng(3)
+    audio = rng.uniform(-1, 1, 3200)
+    window = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(320) / 320))
+    sft = ShortTimeFFT(window, hop=160, fs=RATE, fft_mode="onesided", mfft=320, phase_shift=None)
+    # scipy's slice p starts at sample p * hop - 160, as our frame p does
+    reference = sft.stft(audio).T  # [slices, bins], the first slice is p_min
+    ours = spectral.stft(torch.from_numpy(audio)[None].double())[0].numpy()
+    start = -sft.p_min
+    n = min(len(ours), len(reference) - start)
+    assert n >= 20
+    np.testing.assert_allclose(ours[:n], reference[start : start + n], atol=1e-10)
+
+
+@pytest.mark.parametrize("n_samples", [1, 160, 999, 16000])
+def test_istft_inverts_stft(n_samples: int) -> None:
+    audio = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, (2, n_samples)))
+    back = spectral.istft(spectral.stft(audio), n_samples)
+    np.testing.assert_allclose(back.numpy(), audio.numpy(), atol=1e-12)
+
+
+def test_si_sdr_matches_its_definition() -> None:
+    rng = np.random.default_rng(2)
+    clean = rng.standard_normal(4000)
+    clean -= clean.mean()
+    noise = rng.standard_normal(4000)
+    noise -= noise.mean()
+    noise -= clean * (noise @ clean) / (clean @ clean)  # orthogonal to clean
+    estimate = 0.5 * clean + 0.1 * noise
+    expected = 10 * math.log10(np.sum((0.5 * clean) ** 2) / np.sum((0.1 * noise) ** 2))
+    value = si_sdr(torch.from_numpy(estimate)[None], torch.from_numpy(clean)[None])
+    assert float(value) == pytest.approx(expected, abs=1e-6)
+
+
+# -- data -------------------------------------------------------------------------------------
+def test_mixer_items_add_up_and_respect_shares(corpus: Path) -> None:
+    speech = ClipPool(corpus / "shards", "train", "speech")
+    noise = ClipPool(corpus / "shards", "train", "noise")
+    config = BatchConfig(batch_size=4, segment_seconds=0.5)
+    mixer = Mixer(speech, noise, config, np.random.default_rng(0))
+    again = Mixer(speech, noise, config, np.random.default_rng(0))
+    noisy, clean, noise_part = mixer.batch()
+    assert noisy.shape == (4, 8000)
+    np.testing.assert_allclose(noisy, clean + noise_part, atol=1e-6)
+    np.testing.assert_array_equal(again.batch()[0], noisy)
+    levels = [20 * np.log10(np.sqrt(np.mean(mixer.item()[0] ** 2))) for _ in range(50)]
+    assert min(levels) >= -40.5
+    assert max(levels) <= -14.5
+
+
+def test_mixer_draws_real_voices_and_recorded_noise_at_the_set_shares(corpus: Path) -> None:
+    speech = ClipPool(corpus / "shards", "train", "speech")
+    noise = ClipPool(corpus / "shards", "train", "noise")
+    config = BatchConfig(real_speech_share=1.0, recorded_noise_share=0.0)
+    mixer = Mixer(speech, noise, config, np.random.default_rng(0))
+    assert set(speech.source[speech.subsets["real"]]) == {"voices"}
+    picks = [speech.pick_by_length(mixer.rng, mixer._speech_subset()) for _ in range(200)]
+    assert set(speech.source[picks]) == {"voices"}
+    noises = [noise.pick_by_group(mixer.rng, mixer._noise_subset()) for _ in range(200)]
+    assert set(noise.group[noises]) == {"white", "pink"}
+    config.real_speech_share, config.recorded_noise_share = 0.5, 0.5
+    picks = [speech.pick_by_length(mixer.rng, mixer._speech_subset()) for _ in range(400)]
+    real = np.mean(speech.source[picks] == "voices")
+    assert 0.4 < real < 0.6
+
+
+def test_val_clips_load_from_noisy_and_clean_folders(corpus: Path) -> None:
+    clips = load_val_clips(corpus / "mixtures" / "val", 8)
+    assert [c.name for c in clips] == ["mix0", "mix1"]
+    assert clips[0].noisy.shape == clips[0].clean.shape
+
+
+# -- model ------------------------------------------------------------------------------------
+def test_model_is_causal() -> None:
+    model = SeprocNet(ModelConfig(channels=(4, 8), gru_hidden=16)).eval()
+    features = torch.randn(1, 30, 161)
+    changed = features.clone()
+    changed[:, 20:] += 5.0
+    with torch.no_grad():
+        a, b = model(features)[0], model(changed)[0]
+    torch.testing.assert_close(a[:, :20], b[:, :20], rtol=0, atol=0)
+    assert float((a[:, 20:] - b[:, 20:]).abs().max()) > 1e-3
+
+
+def test_mask_is_bounded_by_the_gain_floor() -> None:
+    model = SeprocNet(ModelConfig(channels=(4, 8), gru_hidden=16, gain_floor_db=-25)).eval()
+    with torch.no_grad():
+        gain = model(torch.randn(1, 50, 161) * 50)[0]
+    assert float(gain.min()) >= 10 ** (-25 / 20) - 1e-7
+    assert float(gain.max()) <= 1.0
+
+
+# -- training ---------------------------------------------------------------------------------
+def test_tiny_training_lowers_the_loss_and_writes_checkpoints(trained: Path, corpus: Path) -> None:
+    steps = _records(trained, "train")
+    assert steps[0]["step"] == 1
+    start = _records(trained, "start")[0]
+    assert start["val_noisy"]["pesq"] > 1.0
+    losses = [r["loss"] for r in steps]
+    assert (trained / "last.pt").is_file()
+    assert (trained / "best.pt").is_file()
+    val = _records(trained, "val")[-1]
+    assert val["step"] == 40
+    assert math.isfinite(val["val_si_sdr"])
+    end = _records(trained, "end")[-1]
+    assert end["step"] == 40
+    # the first logged step's loss against the final checkpoint's on the same batches
+    assert losses[0] > 0
+    assert _final_loss(trained, corpus) < losses[0]
+
+
+def _final_loss(out: Path, data: Path) -> float:
+    """The trained model's loss on the first batch of the run (same seed)."""
+    from training.batches import ClipPool as Pool
+    from training.losses import total_loss
+    from training.train import forward_batch, load_config, load_model
+
+    cfg = load_config(CONFIGS / "tiny.toml")
+    model, _ = load_model(out / "last.pt")
+    speech, noise = (
+        Pool(data / "shards", "train", "speech"),
+        Pool(data / "shards", "train", "noise"),
+    )
+    mixer = Mixer(speech, noise, cfg["batches"], np.random.default_rng(cfg["train"].seed))
+    noisy, clean, _ = (torch.from_numpy(a) for a in mixer.batch())
+    with torch.no_grad():
+        spec, wave, _, _ = forward_batch(model, noisy)
+        loss, _ = total_loss(
+            cfg["loss"],
+            estimate_spec=spec,
+            clean_spec=spectral.stft(clean),
+            estimate_wave=wave,
+            clean_wave=clean,
+            has_speech=clean.abs().amax(-1) > 0,
+        )
+    return float(loss)
+
+
+# -- export -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def exported(trained: Path) -> Path:
+    from training.export import export
+
+    path = trained / "tiny.onnx"
+    summary = export(trained / "best.pt", path)
+    assert summary["torch_vs_onnx"] <= 1e-4
+    return path
+
+
+def test_exported_model_loads_with_the_runtime_and_carries_the_training_stats(
+    trained: Path, exported: Path
+) -> None:
+    from seproc.model import OnnxModel
+    from training.train import load_model
+
+    model, _ = load_model(trained / "best.pt")
+    runtime = OnnxModel(exported)
+    info = runtime.info
+    assert (info.sample_rate_hz, info.n_fft, info.hop_length, info.win_length) == (
+        16000,
+        320,
+        160,
+        320,
+    )
+    assert info.formulation == "mask"
+    assert info.gain_floor_db == -25.0
+    assert info.lookahead_frames == 0
+    np.testing.assert_allclose(info.feature_mean_db, model.feature_mean_db.numpy(), atol=1e-3)
+    np.testing.assert_allclose(info.feature_std_db, model.feature_std_db.numpy(), atol=1e-3)
+    assert info.state_shapes == {name: shape for name, shape in model.state_shapes(1).items()}
+
+
+def test_runtime_frame_by_frame_equals_pytorch_whole_sequence(
+    trained: Path, exported: Path
+) -> None:
+    from seproc.model import OnnxModel
+    from training.train import load_model
+
+    model, _ = load_model(trained / "best.pt")
+    runtime = OnnxModel(exported)
+    features = np.random.default_rng(5).standard_normal((90, 161)).astype(np.float32)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(features)[None])[0][0].numpy()
+    state = runtime.new_state()
+    whole = np.empty_like(features)
+    runtime.run(features, whole, state)
+    np.testing.assert_allclose(whole, reference, atol=1e-4, rtol=0)
+    state = runtime.new_state()
+    streamed = np.empty_like(features)
+    for t in range(90):
+        runtime.run(features[t : t + 1], streamed[t : t + 1], state)
+    np.testing.assert_allclose(streamed, whole, atol=1e-5, rtol=0)
+    state = runtime.new_state()
+    blocks = np.empty_like(features)
+    for t in range(0, 90, 4):
+        runtime.run(
+            np.ascontiguousarray(features[t : t + 4]), blocks[t : t + 4], state
+        )  # batches of consecutive frames
+    np.testing.assert_allclose(blocks, whole, atol=1e-5, rtol=0)
+
+
+def test_parity_check_fails_hard_on_a_mismatch(trained: Path, exported: Path) -> None:
+    from training.export import check_parity
+    from training.train import load_model
+
+    model, _ = load_model(trained / "best.pt")
+    with torch.no_grad():
+        model.decoder[-1].deconv.bias += 0.5
+    with pytest.raises(AssertionError, match="differs from PyTorch"):
+        check_parity(model, exported.read_bytes())
+
+
+def test_noise_subtraction_config_trains_and_exports_noise_db(corpus: Path, tmp_path: Path) -> None:
+    from seproc.model import OnnxModel
+    from training.export import export
+    from training.train import train
+
+    # the shipped seed config, with its data settings cut down for a test
+    text = (CONFIGS / "cpu-noise-subtraction.toml").read_text()
+    for old, new in (
+        ("stats_items = 256", "stats_items = 8"),
+        ("batch_size = 12", "batch_size = 2"),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    config = tmp_path / "seed.toml"
+    config.write_text(text)
+    train(config, corpus, tmp_path, max_steps=1)
+    path = tmp_path / "seed.onnx"
+    export(tmp_path / "last.pt", path)
+    runtime = OnnxModel(path)
+    assert runtime.info.formulation == "noise_subtraction"
+    assert runtime.info.output_name == "noise_db"
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.get_outputs()[0].name == "noise_db"
+    features = np.zeros((3, 161), np.float32)
+    noise_db = np.empty_like(features)
+    runtime.run(features, noise_db, runtime.new_state())
+    # denormalised inside the graph: the output is on the dB scale of the features
+    assert float(np.abs(noise_db).max()) > 5.0
+
+
+@pytest.mark.parametrize("name", ["tiny", "cpu", "gpu", "cpu-noise-subtraction"])
+def test_configs_load_and_fit_the_compute_budget(name: str) -> None:
+    from training.model import count_flops_per_frame
+    from training.train import load_config
+
+    cfg = load_config(CONFIGS / f"{name}.toml")
+    model = SeprocNet(cfg["model"])
+    assert count_flops_per_frame(model) <= 8e6
+    if name != "tiny":
+        assert cfg["train"].threads >= 1
+        assert cfg["model"].gain_floor_db == -25.0
+
+
+def test_resume_continues_the_step_count_and_the_log(corpus: Path, tmp_path: Path) -> None:
+    from training.train import load_model, train
+
+    train(CONFIGS / "tiny.toml", corpus, tmp_path, max_steps=3)
+    _, first = load_model(tmp_path / "last.pt")
+    train(CONFIGS / "tiny.toml", corpus, tmp_path, max_steps=2, resume=True, learning_rate=1e-4)
+    _, second = load_model(tmp_path / "last.pt")
+    assert (first["step"], second["step"]) == (3, 5)
+    resumed = _records(tmp_path, "resume")
+    assert [(r["step"], r["learning_rate"]) for r in resumed] == [(3, 1e-4)]
+    assert second["audio_seconds"] == pytest.approx(2 * first["audio_seconds"] * 5 / 6)
+
+
+def test_runtime_denoise_equals_the_training_signal_path(
+    trained: Path, exported: Path, corpus: Path
+) -> None:
+    """seproc.denoise with the exported file == the PyTorch path the model trained on."""
+    import seproc
+    from training.train import enhance, load_model
+
+    model, _ = load_model(trained / "best.pt")
+    clip = load_val_clips(corpus / "mixtures" / "val", 1)[0]
+    noisy = np.concatenate([clip.noisy, clip.noisy[::-1]])[:17000].astype(np.float32)
+    ours = enhance(model, noisy)
+    runtime = seproc.denoise(noisy, 16000, model=exported)
+    assert runtime.shape == noisy.shape
+    # the model changes the signal (it is not a bypass), and both paths agree on how
+    assert float(np.max(np.abs(ours - noisy))) > 1e-2
+    np.testing.assert_allclose(runtime, ours, atol=1e-5, rtol=0)
+
+
+def test_report_compares_noisy_and_enhanced_by_band(trained: Path, corpus: Path) -> None:
+    from training.train import report
+
+    result = report(trained / "best.pt", corpus, 8)
+    assert result["step"] == 40
+    band = result["all with noise"]
+    assert band["clips"] == 2
+    assert set(band["noisy"]) == {"pesq", "stoi", "si_sdr"}
+    assert band["noisy"]["si_sdr"] != band["enhanced"]["si_sdr"]

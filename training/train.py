@@ -1,0 +1,545 @@
+"""Train a seproc model: ``python -m training.train --config training/configs/cpu.toml --out DIR``.
+
+One command, the same code on CPU and GPU (``--device cuda``):
+
+- data: corpus shards ``{data}/shards/train/{speech,noise}-NNN.npz`` mixed on the fly
+  (:mod:`training.batches`); validation on the fixed mixtures in
+  ``{data}/mixtures/val`` (or, where those are absent, e.g. on a GPU machine that took
+  only the shards along, on mixtures drawn with a fixed seed from the val shards);
+- features exactly as the runtime computes them (:mod:`training.spectral`), normalised
+  with per-bin mean and std measured on training mixtures at the start of a run and
+  stored in the checkpoint (the exporter writes them into the ONNX metadata);
+- ``DIR/last.pt`` (every validation and at the end, resumable with ``--resume``),
+  ``DIR/best.pt`` (best validation PESQ), ``DIR/log.jsonl`` (loss terms, speed,
+  validation PESQ / STOI / SI-SDR beside the noisy input's);
+- fixed seeds: the model initialisation and the batch sequence follow ``[train] seed``;
+  a resumed run continues the saved random generators.
+- ``--minutes`` bounds this run's wall time; the learning rate anneals over the last
+  ``lr_decay_fraction`` of it, so every run (first or resumed) ends on a low rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tomllib
+import torch
+
+from training import spectral
+from training.batches import BatchConfig, ClipPool, Mixer, ValClip, load_val_clips
+from training.losses import LossConfig, total_loss
+from training.model import ModelConfig, SeprocNet, count_flops_per_frame, count_parameters
+
+__all__ = ["TrainConfig", "enhance", "load_config", "load_model", "main", "train"]
+
+
+@dataclass
+class TrainConfig:
+    """Run settings (the ``[train]`` table of a training config)."""
+
+    seed: int = 1234
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    warmup_steps: int = 200
+    lr_decay_fraction: float = 0.25
+    lr_final_factor: float = 0.1
+    grad_clip: float = 5.0
+    threads: int = 2
+    minutes: float = 60.0
+    max_steps: int = 0
+    validate_minutes: float = 8.0
+    val_clips: int = 32
+    log_seconds: float = 60.0
+    stats_items: int = 256
+
+
+def _fill(cls: type, table: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    unknown = set(table) - names
+    if unknown:
+        raise ValueError(f"Unknown keys for {cls.__name__}: {sorted(unknown)}")
+    values = {}
+    for key, value in table.items():
+        values[key] = tuple(value) if isinstance(value, list) and key != "mrstft_sizes" else value
+    if "mrstft_sizes" in values:
+        values["mrstft_sizes"] = [tuple(v) for v in values["mrstft_sizes"]]
+    return cls(**values)
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """Read a TOML config into ``{"model", "loss", "batches", "train"}`` dataclasses."""
+    with open(path, "rb") as handle:
+        raw = tomllib.load(handle)
+    unknown = set(raw) - {"model", "loss", "batches", "train"}
+    if unknown:
+        raise ValueError(f"{path}: unknown tables {sorted(unknown)}")
+    return {
+        "model": _fill(ModelConfig, raw.get("model", {})),
+        "loss": _fill(LossConfig, raw.get("loss", {})),
+        "batches": _fill(BatchConfig, raw.get("batches", {})),
+        "train": _fill(TrainConfig, raw.get("train", {})),
+    }
+
+
+# -- signal path ------------------------------------------------------------------------------
+def forward_batch(
+    model: SeprocNet, noisy: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the runtime's signal path on waveforms ``[batch, samples]``.
+
+    Returns the enhanced spectrum and waveform, the model's raw output (gain or noise
+    dB) and the noisy log-power in dB.
+    """
+    spec = spectral.stft(noisy)
+    noisy_db = spectral.log_power_db(spec)
+    features = (noisy_db - model.feature_mean_db) / model.feature_std_db
+    out = model(features)[0]
+    if model.config.formulation == "mask":
+        gain = out
+    else:
+        gain = torch.clamp(1.0 - torch.pow(10.0, (out - noisy_db) / 20.0), min=0.0)
+    enhanced_spec = spec * gain
+    enhanced = spectral.istft(enhanced_spec, noisy.shape[-1])
+    return enhanced_spec, enhanced, out, noisy_db
+
+
+@torch.no_grad()
+def enhance(model: SeprocNet, noisy: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """Denoise one mono 16 kHz signal with a PyTorch model (whole sequence, causal)."""
+    model.eval()
+    wave = torch.from_numpy(np.asarray(noisy, np.float32))[None].to(device)
+    return forward_batch(model, wave)[1][0].cpu().numpy()
+
+
+# -- validation -------------------------------------------------------------------------------
+def si_sdr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
+    """Scale-invariant SDR in dB (numpy, float64)."""
+    estimate = np.asarray(estimate, np.float64) - np.mean(estimate)
+    reference = np.asarray(reference, np.float64) - np.mean(reference)
+    scale = np.dot(estimate, reference) / (np.dot(reference, reference) + 1e-12)
+    target = scale * reference
+    return float(
+        10 * np.log10((np.sum(target**2) + 1e-12) / (np.sum((estimate - target) ** 2) + 1e-12))
+    )
+
+
+def quality(clean: np.ndarray, estimate: np.ndarray) -> dict[str, float]:
+    """PESQ-wb, STOI and SI-SDR of one clip (NaN PESQ where pesq finds no utterance)."""
+    from pesq import pesq
+    from pystoi import stoi
+
+    try:
+        pesq_value = float(pesq(spectral.SAMPLE_RATE_HZ, clean, estimate, "wb"))
+    except Exception:  # pesq raises its own NoUtterancesError and friends
+        pesq_value = math.nan
+    return {
+        "pesq": pesq_value,
+        "stoi": float(stoi(clean, estimate, spectral.SAMPLE_RATE_HZ, extended=False)),
+        "si_sdr": si_sdr_db(estimate, clean),
+    }
+
+
+def _mean_quality(
+    rows: list[dict[str, float]], clips: list[ValClip] | None = None
+) -> dict[str, float]:
+    """Means over all clips, and (``*_mixed``) over the clips that hold noise.
+
+    A noise-free clip's input SI-SDR is unbounded (over 100 dB), so one of them
+    dominates a plain mean; the ``_mixed`` means leave them out.
+    """
+    means = {key: float(np.nanmean([r[key] for r in rows])) for key in rows[0]}
+    if clips is not None:
+        mixed = [
+            r for r, c in zip(rows, clips, strict=True) if not np.array_equal(c.noisy, c.clean)
+        ]
+        if mixed:
+            means.update(
+                {f"{key}_mixed": float(np.nanmean([r[key] for r in mixed])) for key in rows[0]}
+            )
+    return means
+
+
+def validate(model: SeprocNet, clips: list[ValClip], device: str) -> dict[str, float]:
+    """Mean PESQ / STOI / SI-SDR of the enhanced validation clips."""
+    rows = [quality(c.clean, enhance(model, c.noisy, device)) for c in clips]
+    model.train()
+    return _mean_quality(rows, clips)
+
+
+def report(checkpoint: Path, data: Path, n_clips: int) -> dict[str, Any]:
+    """Noisy vs enhanced PESQ / STOI / SI-SDR on validation clips, by input SNR band.
+
+    Bands come from ``data/mixtures/val/manifest.csv`` (``snr_db``); noise-free clips
+    are their own band. Used for the model card; the full comparison with peers is
+    ``training/evaluate.py``.
+    """
+    model, payload = load_model(checkpoint)
+    folder = data / "mixtures" / "val"
+    clips = load_val_clips(folder, n_clips)
+    snr: dict[str, float] = {}
+    manifest = folder / "manifest.csv"
+    if manifest.is_file():
+        import csv
+
+        with open(manifest, newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("snr_db"):
+                    snr[row["id"]] = float(row["snr_db"])
+    bands: dict[str, list[tuple[dict[str, float], dict[str, float]]]] = {}
+    for clip in clips:
+        value = snr.get(clip.name)
+        if np.array_equal(clip.noisy, clip.clean):
+            band = "noise-free"
+        elif value is None:
+            band = "snr unknown"
+        elif value < 5:
+            band = "snr -5..5 dB"
+        elif value < 12:
+            band = "snr 5..12 dB"
+        else:
+            band = "snr 12..20 dB"
+        pair = (quality(clip.clean, clip.noisy), quality(clip.clean, enhance(model, clip.noisy)))
+        bands.setdefault(band, []).append(pair)
+        bands.setdefault("all with noise" if band != "noise-free" else "_", []).append(pair)
+    bands.pop("_", None)
+    result: dict[str, Any] = {"checkpoint": str(checkpoint), "step": payload.get("step")}
+    for band, pairs in sorted(bands.items()):
+        result[band] = {
+            "clips": len(pairs),
+            "noisy": _mean_quality([p[0] for p in pairs]),
+            "enhanced": _mean_quality([p[1] for p in pairs]),
+        }
+    return result
+
+
+def _val_clips(data: Path, cfg: dict[str, Any]) -> list[ValClip]:
+    folder = data / "mixtures" / "val"
+    if folder.is_dir():
+        try:
+            return load_val_clips(folder, cfg["train"].val_clips)
+        except FileNotFoundError:
+            pass
+    speech, noise = (
+        ClipPool(data / "shards", "val", "speech"),
+        ClipPool(data / "shards", "val", "noise"),
+    )
+    batch_cfg = BatchConfig(
+        batch_size=1, segment_seconds=4.0, speech_free_probability=0.0, noise_free_probability=0.0
+    )
+    mixer = Mixer(speech, noise, batch_cfg, np.random.default_rng(20261130))
+    clips = []
+    for i in range(cfg["train"].val_clips):
+        noisy, clean, _ = mixer.item()
+        clips.append(ValClip(f"val-{i:03d}", noisy, clean))
+    return clips
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+def _save(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_model(checkpoint: Path, device: str = "cpu") -> tuple[SeprocNet, dict[str, Any]]:
+    """Rebuild the model of a checkpoint; return it (eval mode) and the checkpoint dict."""
+    payload = torch.load(checkpoint, map_location=device, weights_only=False)
+    model = SeprocNet(ModelConfig(**payload["model_config"])).to(device)
+    model.load_state_dict(payload["model"])
+    model.eval()
+    return model, payload
+
+
+def feature_stats(mixer: Mixer, items: int) -> tuple[list[float], list[float]]:
+    """Per-bin mean and std of the log-power features of ``items`` training mixtures."""
+    total = None
+    total_sq = None
+    count = 0
+    for _ in range(items):
+        noisy, _, _ = mixer.item()
+        db = spectral.log_power_db(spectral.stft(torch.from_numpy(noisy)[None]))[0].double()
+        total = db.sum(0) if total is None else total + db.sum(0)
+        total_sq = (db**2).sum(0) if total_sq is None else total_sq + (db**2).sum(0)
+        count += db.shape[0]
+    mean = total / count
+    std = torch.sqrt(torch.clamp(total_sq / count - mean**2, min=1e-6))
+    return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
+
+
+# -- the loop ---------------------------------------------------------------------------------
+def _learning_rate(cfg: TrainConfig, step: int, run_fraction: float) -> float:
+    lr = cfg.learning_rate * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+    start = 1.0 - cfg.lr_decay_fraction
+    if cfg.lr_decay_fraction > 0 and run_fraction > start:
+        progress = min(1.0, (run_fraction - start) / cfg.lr_decay_fraction)
+        factor = cfg.lr_final_factor + (1 - cfg.lr_final_factor) * 0.5 * (
+            1 + math.cos(math.pi * progress)
+        )
+        lr *= factor
+    return lr
+
+
+def _log(handle: Any, record: dict[str, Any]) -> None:
+    handle.write(json.dumps(record) + "\n")
+    handle.flush()
+
+
+def train(
+    config_path: Path,
+    data: Path,
+    out: Path,
+    *,
+    resume: bool = False,
+    minutes: float | None = None,
+    device: str = "cpu",
+    max_steps: int | None = None,
+    learning_rate: float | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) and return the final validation record."""
+    cfg = load_config(config_path)
+    tcfg: TrainConfig = cfg["train"]
+    if minutes is not None:
+        tcfg.minutes = minutes
+    if learning_rate is not None:
+        tcfg.learning_rate = learning_rate
+    if max_steps is not None:
+        tcfg.max_steps = max_steps
+    torch.set_num_threads(tcfg.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(tcfg.seed)
+    rng = np.random.default_rng(tcfg.seed)
+
+    speech = ClipPool(data / "shards", "train", "speech")
+    noise = ClipPool(data / "shards", "train", "noise")
+    mixer = Mixer(speech, noise, cfg["batches"], rng)
+
+    last = out / "last.pt"
+    payload: dict[str, Any] | None = None
+    if resume and last.is_file():
+        model, payload = load_model(last, device)
+        model.train()
+        rng.bit_generator.state = payload["numpy_rng"]
+        torch.set_rng_state(payload["torch_rng"])
+    else:
+        mcfg: ModelConfig = cfg["model"]
+        stats_mixer = Mixer(speech, noise, cfg["batches"], np.random.default_rng(tcfg.seed + 1))
+        mcfg.feature_mean_db, mcfg.feature_std_db = feature_stats(stats_mixer, tcfg.stats_items)
+        model = SeprocNet(mcfg).to(device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=tcfg.learning_rate, weight_decay=tcfg.weight_decay
+    )
+    step, total_seconds_trained, audio_seconds = 0, 0.0, 0.0
+    best_pesq = -math.inf
+    if payload is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+        step = payload["step"]
+        total_seconds_trained = payload["seconds_trained"]
+        audio_seconds = payload["audio_seconds"]
+        best_pesq = payload["best_pesq"]
+
+    val = _val_clips(data, cfg)
+    log = open(out / "log.jsonl", "a")
+    run_start = time.monotonic()
+    if payload is None:
+        noisy_quality = _mean_quality([quality(c.clean, c.noisy) for c in val], val)
+        _log(
+            log,
+            {
+                "event": "start",
+                "config": str(config_path),
+                "device": device,
+                "parameters": count_parameters(model),
+                "flops_per_frame": count_flops_per_frame(model),
+                "train_speech_hours": speech.seconds / 3600,
+                "train_noise_hours": noise.seconds / 3600,
+                "train_noise_groups": len(noise.members),
+                "val_clips": len(val),
+                "val_noisy": noisy_quality,
+            },
+        )
+    else:
+        _log(
+            log,
+            {
+                "event": "resume",
+                "step": step,
+                "device": device,
+                "learning_rate": tcfg.learning_rate,
+                "minutes": tcfg.minutes,
+            },
+        )
+
+    def checkpoint(path: Path, record: dict[str, Any]) -> None:
+        _save(
+            path,
+            {
+                "model": model.state_dict(),
+                "model_config": asdict(model.config),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "seconds_trained": total_seconds_trained + time.monotonic() - run_start,
+                "audio_seconds": audio_seconds,
+                "best_pesq": best_pesq,
+                "numpy_rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "config_path": str(config_path),
+                "validation": record,
+            },
+        )
+
+    def run_validation() -> dict[str, Any]:
+        nonlocal best_pesq
+        metrics = validate(model, val, device)
+        record = {
+            "event": "val",
+            "step": step,
+            "minutes": (total_seconds_trained + time.monotonic() - run_start) / 60,
+            "audio_hours": audio_seconds / 3600,
+            **{f"val_{k}": v for k, v in metrics.items()},
+        }
+        improved = metrics["pesq"] > best_pesq
+        if improved:
+            best_pesq = metrics["pesq"]
+        record["best"] = improved
+        _log(log, record)
+        checkpoint(last, record)
+        if improved:
+            checkpoint(out / "best.pt", record)
+        return record
+
+    model.train()
+    budget_s = tcfg.minutes * 60
+    next_val = time.monotonic() + tcfg.validate_minutes * 60
+    next_log = time.monotonic() + tcfg.log_seconds
+    sums: dict[str, float] = {}
+    n_sum = 0
+    run_steps = 0
+    record: dict[str, Any] = {}
+    try:
+        while True:
+            elapsed = time.monotonic() - run_start
+            if elapsed >= budget_s or (tcfg.max_steps and run_steps >= tcfg.max_steps):
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(tcfg, step, elapsed / budget_s)
+            noisy, clean, noise_wave = (torch.from_numpy(a).to(device) for a in mixer.batch())
+            enhanced_spec, enhanced, out_raw, _ = forward_batch(model, noisy)
+            clean_spec = spectral.stft(clean)
+            has_speech = clean.abs().amax(dim=-1) > 0
+            extra = {}
+            if model.config.formulation == "noise_subtraction":
+                extra = {
+                    "noise_db_pred": out_raw,
+                    "noise_db_true": spectral.log_power_db(spectral.stft(noise_wave)),
+                    "feature_std_db": model.feature_std_db,
+                }
+            loss, terms = total_loss(
+                cfg["loss"],
+                estimate_spec=enhanced_spec,
+                clean_spec=clean_spec,
+                estimate_wave=enhanced,
+                clean_wave=clean,
+                has_speech=has_speech,
+                **extra,
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+            optimizer.step()
+            step += 1
+            run_steps += 1
+            audio_seconds += noisy.numel() / spectral.SAMPLE_RATE_HZ
+            terms["loss"] = float(loss.detach())
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + value
+            n_sum += 1
+            now = time.monotonic()
+            if now >= next_log or (tcfg.max_steps and run_steps == 1):
+                _log(
+                    log,
+                    {
+                        "event": "train",
+                        "step": step,
+                        "minutes": (total_seconds_trained + now - run_start) / 60,
+                        "audio_hours": audio_seconds / 3600,
+                        "lr": optimizer.param_groups[0]["lr"],
+                        **{k: v / n_sum for k, v in sums.items()},
+                    },
+                )
+                sums, n_sum = {}, 0
+                next_log = now + tcfg.log_seconds
+            if now >= next_val:
+                run_validation()
+                next_val = time.monotonic() + tcfg.validate_minutes * 60
+        record = run_validation()
+        elapsed = time.monotonic() - run_start
+        _log(
+            log,
+            {
+                "event": "end",
+                "step": step,
+                "run_minutes": elapsed / 60,
+                "real_time_factor": (audio_seconds / max(elapsed, 1e-9)) if run_steps else 0.0,
+                "best_pesq": best_pesq,
+            },
+        )
+    finally:
+        log.close()
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True, help="training TOML config")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="only evaluate CHECKPOINT on the validation mixtures, by input SNR band",
+    )
+    parser.add_argument("--data", type=Path, default=Path("data"), help="corpus folder")
+    parser.add_argument("--out", type=Path, default=None, help="checkpoint and log folder")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--minutes", type=float, default=None, help="wall-time budget")
+    parser.add_argument("--steps", type=int, default=None, help="stop after this many steps")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="peak learning rate of this run (e.g. lower when resuming a trained model)",
+    )
+    args = parser.parse_args(argv)
+    if args.report is not None:
+        torch.set_num_threads(load_config(args.config)["train"].threads)
+        n_clips = load_config(args.config)["train"].val_clips
+        print(json.dumps(report(args.report, args.data, n_clips), indent=1))
+        return 0
+    if args.out is None:
+        parser.error("--out is required to train")
+    record = train(
+        args.config,
+        args.data,
+        args.out,
+        resume=args.resume,
+        minutes=args.minutes,
+        device=args.device,
+        max_steps=args.steps,
+        learning_rate=args.learning_rate,
+    )
+    print(json.dumps(record))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

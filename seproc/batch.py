@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from seproc.api import DEFAULT_FILE_BLOCK_SAMPLES
 from seproc.errors import ParameterError, SeprocError
 
 __all__ = [
@@ -127,7 +128,7 @@ def denoise_folder_ray(
     num_workers: int | None = None,
     model: str | Path | None = None,
     attenuation_limit_db: float | None = None,
-    block_samples: int = 65536,
+    block_samples: int = DEFAULT_FILE_BLOCK_SAMPLES,
     subtype: str | None = None,
     overwrite: bool = False,
 ) -> int:
@@ -164,7 +165,7 @@ def denoise_corpus(
     num_workers: int | None = None,
     model: str | Path | None = None,
     attenuation_limit_db: float | None = None,
-    block_samples: int = 65536,
+    block_samples: int = DEFAULT_FILE_BLOCK_SAMPLES,
     subtype: str | None = None,
     overwrite: bool = False,
     _stop_after_files: int | None = None,

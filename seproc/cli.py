@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -389,8 +390,44 @@ def _run_ray(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
 
+class _NoProgressBar:
+    """Stands in for ``tqdm`` when it is not installed: same calls, nothing drawn."""
+
+    def __init__(self, iterable: Any = None, **_: Any) -> None:
+        self._iterable = iterable
+
+    def __iter__(self) -> Any:
+        return iter(self._iterable)
+
+    def __enter__(self) -> _NoProgressBar:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        """Do nothing (tqdm's ``update``)."""
+
+    def close(self) -> None:
+        """Do nothing (tqdm's ``close``)."""
+
+    @staticmethod
+    def write(message: str, file: Any = None) -> None:
+        """Print a line, as ``tqdm.write`` does."""
+        print(message, file=file)
+
+
+def _progress_bar_class() -> Any:
+    """Return ``tqdm`` if installed (``pip install 'seproc[progress]'``), else a stand-in."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoProgressBar
+    return tqdm
+
+
 def _denoise_locally(pairs: list[tuple[Path, Path]], args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    tqdm = _progress_bar_class()
 
     from seproc.api import DEFAULT_FILE_BLOCK_SAMPLES, process_file
     from seproc.denoiser import Denoiser

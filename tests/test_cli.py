@@ -375,3 +375,23 @@ def test_ray_engine_without_ray_says_what_to_install(tmp_path, monkeypatch, caps
     assert status == 2
     assert "pip install 'seproc[ray]'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_denoise_works_without_tqdm(models, tmp_path, monkeypatch, capsys):
+    """tqdm is an optional extra (`seproc[progress]`): without it the bars are simply absent."""
+    import sys
+
+    from seproc import cli
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # makes `from tqdm import tqdm` fail
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.wav", "b.wav"):
+        sf.write(folder / name, tone(16000, 1, 0.5), 16000)
+    (folder / "broken.wav").write_text("not audio")
+    status = cli.main(
+        ["denoise", str(folder), str(tmp_path / "out"), "--model", str(models["bypass"])]
+    )
+    assert status == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.wav", "b.wav"]
+    assert "broken.wav" in capsys.readouterr().err

@@ -247,6 +247,7 @@ def _stream_to_temporary(
                 output = denoiser.process(block)
                 to_skip = _write_after_skip(writer, output, to_skip)
             _write_after_skip(writer, denoiser.flush(), to_skip)
+        os.chmod(temporary, _new_file_mode())
         os.replace(temporary, dst)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -255,6 +256,17 @@ def _stream_to_temporary(
 
 
 _SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's sndfile.h
+
+
+def _new_file_mode() -> int:
+    """Return the mode ``open()`` would give a new file (0o666 less the umask).
+
+    ``tempfile.mkstemp`` creates its file readable by the owner only; the finished
+    output should have the permissions any other newly written file gets.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _omit_peak_chunk(writer: sf.SoundFile) -> None:

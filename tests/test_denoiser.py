@@ -332,3 +332,14 @@ def test_one_shot_names_audio_in_its_non_finite_error(models):
     signal[0, 10] = np.inf
     with pytest.raises(ParameterError, match=r"Parameter audio holds NaN or Inf"):
         denoise(signal, 16000, model=models["stateful"])
+
+
+def test_process_file_output_gets_ordinary_file_permissions(models, tmp_path):
+    import os
+
+    src = tmp_path / "in.wav"
+    sf.write(src, noisy_signal(4000).T, 16000)
+    process_file(src, tmp_path / "out.wav", model=models["stateful"])
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out.wav").stat().st_mode & 0o777 == 0o666 & ~umask

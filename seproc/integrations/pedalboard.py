@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seproc.api import FileResult, sha256_file
+from seproc.api import FileResult, _new_file_mode, sha256_file
 from seproc.denoiser import Denoiser
 from seproc.errors import ParameterError, SeprocError
 
@@ -476,6 +476,7 @@ def process_file_with_chain(
                     frames += chunk.shape[-1]
                     writer.write(chain.process(chunk))
                 writer.write(chain.flush())
+            os.chmod(temporary, _new_file_mode())
             os.replace(temporary, dst_path)
         except BaseException:
             temporary.unlink(missing_ok=True)

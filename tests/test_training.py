@@ -429,3 +429,55 @@ def test_report_compares_noisy_and_enhanced_by_band(trained: Path, corpus: Path)
     assert band["clips"] == 2
     assert set(band["noisy"]) == {"pesq", "stoi", "si_sdr"}
     assert band["noisy"]["si_sdr"] != band["enhanced"]["si_sdr"]
+
+
+def test_fine_tune_from_init_with_loader_workers_and_snapshots(
+    trained: Path, corpus: Path, tmp_path: Path
+) -> None:
+    """--init starts a new run from trained weights; worker processes mix the batches."""
+    from training.train import load_model, train
+
+    config = tmp_path / "workers.toml"
+    text = (CONFIGS / "tiny.toml").read_text()
+    config.write_text(text + "loader_workers = 2\nsnapshot_minutes = 1e-6\n")
+    start, start_payload = load_model(trained / "last.pt")
+    out = tmp_path / "run"
+    train(config, corpus, out, max_steps=3, init=trained / "last.pt")
+    tuned, payload = load_model(out / "last.pt")
+    assert payload["step"] == 3  # a new run: the step count starts afresh
+    assert payload["model_config"] == start_payload["model_config"]  # network and stats kept
+    changed = [
+        name
+        for name, value in tuned.state_dict().items()
+        if not torch.equal(value, start.state_dict()[name])
+    ]
+    assert changed  # it trained ...
+    moved = max(
+        float((value - start.state_dict()[name]).abs().max())
+        for name, value in tuned.state_dict().items()
+    )
+    assert moved < 0.1  # ... from the initial weights, not from a fresh initialisation
+    (record,) = _records(out, "start")
+    assert record["init"]["from"] == str(trained / "last.pt")
+    assert sorted(p.name for p in out.glob("snapshot-*.pt")) == [
+        "snapshot-1.pt",
+        "snapshot-2.pt",
+        "snapshot-3.pt",
+    ]
+
+
+def test_validation_selects_by_stoi_where_pesq_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from training.train import _score, quality
+
+    rng = np.random.default_rng(3)
+    clean = _speechlike(rng, 2.0)
+    noisy = clean + 0.05 * rng.standard_normal(len(clean)).astype(np.float32)
+    with_pesq = quality(clean, noisy)
+    monkeypatch.setitem(sys.modules, "pesq", None)  # import pesq now raises ImportError
+    without = quality(clean, noisy)
+    assert math.isfinite(with_pesq["pesq"]) and math.isnan(without["pesq"])
+    assert without["stoi"] == with_pesq["stoi"]
+    assert _score(with_pesq) == with_pesq["pesq"]
+    assert _score(without) == without["stoi"]

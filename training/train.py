@@ -59,6 +59,14 @@ class TrainConfig:
     val_clips: int = 32
     log_seconds: float = 60.0
     stats_items: int = 256
+    loader_workers: int = 0
+    """Processes that mix batches ahead of the training step (0: mix in the training process).
+
+    With workers, worker ``w`` of a run that starts at step ``s`` draws from
+    ``numpy.random.default_rng([seed, s, w])`` and batches come round-robin, so a seed
+    still fixes the batch sequence of a run (not the same one as without workers)."""
+    snapshot_minutes: float = 0.0
+    """Also keep the weights every this many minutes as ``snapshot-STEP.pt`` (0: never)."""
 
 
 def _fill(cls: type, table: dict[str, Any]) -> Any:
@@ -132,14 +140,22 @@ def si_sdr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
 
 
 def quality(clean: np.ndarray, estimate: np.ndarray) -> dict[str, float]:
-    """PESQ-wb, STOI and SI-SDR of one clip (NaN PESQ where pesq finds no utterance)."""
-    from pesq import pesq
+    """PESQ-wb, STOI and SI-SDR of one clip.
+
+    PESQ is NaN where pesq finds no utterance or is not installed.
+    """
     from pystoi import stoi
 
     try:
-        pesq_value = float(pesq(spectral.SAMPLE_RATE_HZ, clean, estimate, "wb"))
-    except Exception:  # pesq raises its own NoUtterancesError and friends
-        pesq_value = math.nan
+        from pesq import pesq
+    except ImportError:  # e.g. a GPU machine without a compiler for pesq: select by STOI
+        pesq = None
+    pesq_value = math.nan
+    if pesq is not None:
+        try:
+            pesq_value = float(pesq(spectral.SAMPLE_RATE_HZ, clean, estimate, "wb"))
+        except Exception:  # pesq raises its own NoUtterancesError and friends
+            pesq_value = math.nan
     return {
         "pesq": pesq_value,
         "stoi": float(stoi(clean, estimate, spectral.SAMPLE_RATE_HZ, extended=False)),
@@ -287,6 +303,44 @@ def _learning_rate(cfg: TrainConfig, step: int, run_fraction: float) -> float:
     return lr
 
 
+class _MixerStream(torch.utils.data.IterableDataset):
+    """Endless mixer batches for a :class:`torch.utils.data.DataLoader` with workers."""
+
+    def __init__(self, mixer: Mixer, seed: int, start_step: int) -> None:
+        super().__init__()
+        self.mixer, self.seed, self.start_step = mixer, seed, start_step
+
+    def __iter__(self) -> Any:
+        info = torch.utils.data.get_worker_info()
+        worker = 0 if info is None else info.id
+        self.mixer.rng = np.random.default_rng([self.seed, self.start_step, worker])
+        while True:
+            yield self.mixer.batch()
+
+
+def _batches(mixer: Mixer, tcfg: TrainConfig, start_step: int, device: str) -> Any:
+    """Iterate ``(noisy, clean, noise)`` tensors on ``device``, mixed here or by workers."""
+    if tcfg.loader_workers <= 0:
+        while True:
+            yield tuple(torch.from_numpy(a).to(device) for a in mixer.batch())
+    loader = torch.utils.data.DataLoader(
+        _MixerStream(mixer, tcfg.seed, start_step),
+        batch_size=None,
+        num_workers=tcfg.loader_workers,
+        prefetch_factor=4,
+        pin_memory=device != "cpu",
+        persistent_workers=False,
+    )
+    for batch in loader:
+        yield tuple(a.to(device, non_blocking=True) for a in batch)
+
+
+def _score(metrics: dict[str, float]) -> float:
+    """Score a validation: PESQ, or STOI where PESQ is unavailable (NaN)."""
+    value = metrics.get("pesq", math.nan)
+    return value if math.isfinite(value) else metrics["stoi"]
+
+
 def _log(handle: Any, record: dict[str, Any]) -> None:
     handle.write(json.dumps(record) + "\n")
     handle.flush()
@@ -302,8 +356,15 @@ def train(
     device: str = "cpu",
     max_steps: int | None = None,
     learning_rate: float | None = None,
+    init: Path | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) and return the final validation record."""
+    """Train (or resume) and return the final validation record.
+
+    ``init`` starts a new run from another run's weights (fine-tuning): its network
+    and feature statistics replace the config's ``[model]`` table; the optimizer,
+    step count and learning-rate warm-up start afresh. A ``--resume`` that finds
+    ``out/last.pt`` ignores it.
+    """
     cfg = load_config(config_path)
     tcfg: TrainConfig = cfg["train"]
     if minutes is not None:
@@ -323,11 +384,16 @@ def train(
 
     last = out / "last.pt"
     payload: dict[str, Any] | None = None
+    init_record: dict[str, Any] | None = None
     if resume and last.is_file():
         model, payload = load_model(last, device)
         model.train()
         rng.bit_generator.state = payload["numpy_rng"]
         torch.set_rng_state(payload["torch_rng"])
+    elif init is not None:
+        model, init_payload = load_model(init, device)
+        model.train()
+        init_record = {"from": str(init), "step": init_payload.get("step")}
     else:
         mcfg: ModelConfig = cfg["model"]
         stats_mixer = Mixer(speech, noise, cfg["batches"], np.random.default_rng(tcfg.seed + 1))
@@ -357,6 +423,7 @@ def train(
                 "event": "start",
                 "config": str(config_path),
                 "device": device,
+                "init": init_record,
                 "parameters": count_parameters(model),
                 "flops_per_frame": count_flops_per_frame(model),
                 "train_speech_hours": speech.seconds / 3600,
@@ -406,9 +473,9 @@ def train(
             "audio_hours": audio_seconds / 3600,
             **{f"val_{k}": v for k, v in metrics.items()},
         }
-        improved = metrics["pesq"] > best_pesq
+        improved = _score(metrics) > best_pesq
         if improved:
-            best_pesq = metrics["pesq"]
+            best_pesq = _score(metrics)
         record["best"] = improved
         _log(log, record)
         checkpoint(last, record)
@@ -417,7 +484,15 @@ def train(
         return record
 
     model.train()
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    batches = _batches(mixer, tcfg, step, device)
     budget_s = tcfg.minutes * 60
+    next_snapshot = (
+        time.monotonic() + tcfg.snapshot_minutes * 60 if tcfg.snapshot_minutes > 0 else math.inf
+    )
     next_val = time.monotonic() + tcfg.validate_minutes * 60
     next_log = time.monotonic() + tcfg.log_seconds
     sums: dict[str, float] = {}
@@ -431,7 +506,7 @@ def train(
                 break
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(tcfg, step, elapsed / budget_s)
-            noisy, clean, noise_wave = (torch.from_numpy(a).to(device) for a in mixer.batch())
+            noisy, clean, noise_wave = next(batches)
             enhanced_spec, enhanced, out_raw, _ = forward_batch(model, noisy)
             clean_spec = spectral.stft(clean)
             has_speech = clean.abs().amax(dim=-1) > 0
@@ -477,6 +552,16 @@ def train(
                 )
                 sums, n_sum = {}, 0
                 next_log = now + tcfg.log_seconds
+            if now >= next_snapshot:
+                _save(
+                    out / f"snapshot-{step}.pt",
+                    {
+                        "model": model.state_dict(),
+                        "model_config": asdict(model.config),
+                        "step": step,
+                    },
+                )
+                next_snapshot = now + tcfg.snapshot_minutes * 60
             if now >= next_val:
                 run_validation()
                 next_val = time.monotonic() + tcfg.validate_minutes * 60
@@ -520,6 +605,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="peak learning rate of this run (e.g. lower when resuming a trained model)",
     )
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="start a new run from this checkpoint's weights (fine-tuning)",
+    )
     args = parser.parse_args(argv)
     if args.report is not None:
         torch.set_num_threads(load_config(args.config)["train"].threads)
@@ -537,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         max_steps=args.steps,
         learning_rate=args.learning_rate,
+        init=args.init,
     )
     print(json.dumps(record))
     return 0

@@ -440,12 +440,23 @@ def test_fine_tune_from_init_with_loader_workers_and_snapshots(
     config = tmp_path / "workers.toml"
     text = (CONFIGS / "tiny.toml").read_text()
     config.write_text(text + "loader_workers = 2\nsnapshot_minutes = 1e-6\n")
+    from training.bundle import weights_only
+
     start, start_payload = load_model(trained / "last.pt")
+    small = tmp_path / "start.pt"
+    assert weights_only(trained / "last.pt", small) < (trained / "last.pt").stat().st_size / 2
     out = tmp_path / "run"
-    train(config, corpus, out, max_steps=3, init=trained / "last.pt")
+    train(config, corpus, out, max_steps=3, init=small, gain_floor_db=-40.0)
     tuned, payload = load_model(out / "last.pt")
-    assert payload["step"] == 3  # a new run: the step count starts afresh
-    assert payload["model_config"] == start_payload["model_config"]  # network and stats kept
+    assert payload["step"] == 3  # a new run: the step count starts afresh ...
+    # ... while the weights' history goes on
+    assert payload["steps_before"] == start_payload["step"] == 40
+    assert payload["audio_seconds"] > start_payload["audio_seconds"]
+    assert payload["seconds_trained"] > start_payload["seconds_trained"]
+    # network and feature statistics kept, the floor changed as asked
+    expected = dict(start_payload["model_config"], gain_floor_db=-40.0)
+    assert payload["model_config"] == expected
+    assert tuned.gain_floor == pytest.approx(0.01)
     changed = [
         name
         for name, value in tuned.state_dict().items()
@@ -458,7 +469,7 @@ def test_fine_tune_from_init_with_loader_workers_and_snapshots(
     )
     assert moved < 0.1  # ... from the initial weights, not from a fresh initialisation
     (record,) = _records(out, "start")
-    assert record["init"]["from"] == str(trained / "last.pt")
+    assert record["init"]["from"] == str(small)
     assert sorted(p.name for p in out.glob("snapshot-*.pt")) == [
         "snapshot-1.pt",
         "snapshot-2.pt",
@@ -481,3 +492,21 @@ def test_validation_selects_by_stoi_where_pesq_is_missing(monkeypatch: pytest.Mo
     assert without["stoi"] == with_pesq["stoi"]
     assert _score(with_pesq) == with_pesq["pesq"]
     assert _score(without) == without["stoi"]
+
+
+def test_gain_floor_change_needs_init(corpus: Path, tmp_path: Path) -> None:
+    from training.train import main, train
+
+    with pytest.raises(ValueError, match="give init"):
+        train(CONFIGS / "tiny.toml", corpus, tmp_path, max_steps=1, gain_floor_db=-40.0)
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "--config",
+                str(CONFIGS / "tiny.toml"),
+                "--out",
+                str(tmp_path),
+                "--gain-floor-db",
+                "-40",
+            ]
+        )

@@ -8,6 +8,7 @@ and an hour of the TTS speech, balanced over speakers.
 
     # here: choose and encode (needs soundfile with Opus, i.e. libsndfile >= 1.0.29)
     python -m training.bundle pack --data data --out data/gpu-bundle --max-mib 50
+    python -m training.bundle weights checkpoints/cpu-mask/best.pt --out data/gpu-bundle/start.pt
     # there: decode into ordinary shards, then train on them
     python -m training.bundle unpack data/gpu-bundle --out /tmp/corpus
     python -m training.train --config training/configs/gpu.toml --data /tmp/corpus ...
@@ -34,7 +35,7 @@ import numpy as np
 
 from training.shards import SAMPLE_RATE_HZ, Clip, read_clips, write_shards
 
-__all__ = ["BundlePlan", "choose_clips", "pack", "unpack"]
+__all__ = ["BundlePlan", "choose_clips", "pack", "unpack", "weights_only"]
 
 OPUS_COMPRESSION_LEVEL = 0.95
 """libsndfile's Opus compression level (0-1): 0.95 gave 16 kbit/s for speech and PESQ-wb 4.35
@@ -215,6 +216,34 @@ def unpack(bundle: Path, out: Path, workers: int = 8) -> dict[str, int]:
     return counts
 
 
+WEIGHT_KEYS = (
+    "model",
+    "model_config",
+    "step",
+    "steps_before",
+    "seconds_trained",
+    "audio_seconds",
+    "validation",
+    "config_path",
+)
+"""What a ``--init`` needs of a checkpoint: weights and history, not optimizer or RNG state."""
+
+
+def weights_only(checkpoint: Path, out: Path) -> int:
+    """Copy a checkpoint without its optimizer and RNG state (a third of its bytes).
+
+    Returns the bytes written. ``python -m training.train --init`` accepts the copy.
+    """
+    import torch
+
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if "model" not in payload or "model_config" not in payload:
+        raise ValueError(f"{checkpoint} is not a training checkpoint (no model weights).")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: payload[k] for k in WEIGHT_KEYS if k in payload}, out)
+    return Path(out).stat().st_size
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -231,7 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("bundle", type=Path)
     u.add_argument("--out", type=Path, required=True)
     u.add_argument("--workers", type=int, default=8)
+    w = sub.add_parser("weights", help="copy a checkpoint's weights for --init (small)")
+    w.add_argument("checkpoint", type=Path)
+    w.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.command == "weights":
+        print(f"{weights_only(args.checkpoint, args.out)} bytes in {args.out}")
+        return 0
     if args.command == "pack":
         plan = BundlePlan(
             noise_minutes=args.noise_minutes,

@@ -32,7 +32,7 @@ from training.train import load_model
 
 __all__ = ["benchmark", "check_parity", "export", "main"]
 
-MODEL_VERSION = "2026.11.0"
+MODEL_VERSION = "2026.11.1"
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
 STREAMING_TOLERANCE = 1e-5
@@ -90,7 +90,8 @@ def _metadata(model: SeprocNet, payload: dict) -> dict[str, str]:
         f"Causal U-Net on log-power frames: {len(cfg.channels)} strided conv levels "
         f"{list(cfg.channels)} (kernel {cfg.kernel_time} frames in time), GRU({cfg.gru_hidden}) "
         f"bottleneck, transposed-conv decoder with skips; {cfg.formulation}; {params} parameters, "
-        f"{flops / 1e6:.2f} MFLOP/frame; trained {payload.get('step', 0)} steps, "
+        f"{flops / 1e6:.2f} MFLOP/frame; trained "
+        f"{payload.get('step', 0) + payload.get('steps_before', 0)} steps, "
         f"{payload.get('audio_seconds', 0) / 3600:.1f} h of mixtures, "
         f"{payload.get('seconds_trained', 0) / 60:.0f} min"
     )

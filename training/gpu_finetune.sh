@@ -4,7 +4,10 @@
 # machine with torch + CUDA, numpy and scipy, carrying the bundle and .whl/ (soundfile,
 # cffi, pycparser, pystoi wheels and pesq's sdist):
 #
-#   bash training/gpu_finetune.sh data/gpu-bundle data/gpu-bundle/start.pt 7
+#   bash training/gpu_finetune.sh data/gpu-bundle data/gpu-bundle/start.pt 7 [TRAIN OPTIONS...]
+#
+# (start.pt: `python -m training.bundle weights CHECKPOINT --out data/gpu-bundle/start.pt`;
+# options after the minutes go to training.train, e.g. --gain-floor-db -40.)
 #
 # Environment: OUT (output folder, default runs/gpu), DEVICE (default cuda),
 # CONFIG (default training/configs/gpu.toml), LEARNING_RATE (default 1e-3), WHEELS (default .whl).
@@ -33,7 +36,7 @@ python3 -c "import pesq" 2>/dev/null && echo "pesq: built" || echo "pesq: missin
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
 python3 -m training.train --config "$CONFIG" --data "$SITE/corpus" --out "$OUT" \
     --device "$DEVICE" --init "$INIT" --minutes "$MINUTES" \
-    --learning-rate "${LEARNING_RATE:-1e-3}"
+    --learning-rate "${LEARNING_RATE:-1e-3}" "${@:4}"
 status=$?
 tail -n 4 "$OUT/log.jsonl"
 exit $status

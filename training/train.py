@@ -357,14 +357,18 @@ def train(
     max_steps: int | None = None,
     learning_rate: float | None = None,
     init: Path | None = None,
+    gain_floor_db: float | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) and return the final validation record.
 
     ``init`` starts a new run from another run's weights (fine-tuning): its network
-    and feature statistics replace the config's ``[model]`` table; the optimizer,
-    step count and learning-rate warm-up start afresh. A ``--resume`` that finds
-    ``out/last.pt`` ignores it.
+    and feature statistics replace the config's ``[model]`` table (``gain_floor_db``
+    may change the mask's floor); the optimizer, step count and learning-rate warm-up
+    start afresh, while ``steps_before``, ``seconds_trained`` and ``audio_seconds``
+    carry the weights' history on. A ``--resume`` that finds ``out/last.pt`` ignores it.
     """
+    if gain_floor_db is not None and init is None:
+        raise ValueError("gain_floor_db changes the floor of an --init model; give init too.")
     cfg = load_config(config_path)
     tcfg: TrainConfig = cfg["train"]
     if minutes is not None:
@@ -385,6 +389,8 @@ def train(
     last = out / "last.pt"
     payload: dict[str, Any] | None = None
     init_record: dict[str, Any] | None = None
+    init_payload: dict[str, Any] = {}
+    steps_before = 0
     if resume and last.is_file():
         model, payload = load_model(last, device)
         model.train()
@@ -392,8 +398,17 @@ def train(
         torch.set_rng_state(payload["torch_rng"])
     elif init is not None:
         model, init_payload = load_model(init, device)
+        if gain_floor_db is not None:
+            model.config.gain_floor_db = float(gain_floor_db)
+            model.gain_floor = float(10.0 ** (gain_floor_db / 20.0))
         model.train()
-        init_record = {"from": str(init), "step": init_payload.get("step")}
+        steps_before = init_payload.get("step", 0) + init_payload.get("steps_before", 0)
+        init_record = {
+            "from": str(init),
+            "step": init_payload.get("step"),
+            "steps_before": steps_before,
+            "gain_floor_db": model.config.gain_floor_db,
+        }
     else:
         mcfg: ModelConfig = cfg["model"]
         stats_mixer = Mixer(speech, noise, cfg["batches"], np.random.default_rng(tcfg.seed + 1))
@@ -404,7 +419,12 @@ def train(
     )
     step, total_seconds_trained, audio_seconds = 0, 0.0, 0.0
     best_pesq = -math.inf
+    if init_record is not None:
+        # the weights' history goes on: totals count the runs they come from
+        total_seconds_trained = float(init_payload.get("seconds_trained", 0.0))
+        audio_seconds = float(init_payload.get("audio_seconds", 0.0))
     if payload is not None:
+        steps_before = payload.get("steps_before", 0)
         optimizer.load_state_dict(payload["optimizer"])
         step = payload["step"]
         total_seconds_trained = payload["seconds_trained"]
@@ -453,6 +473,7 @@ def train(
                 "model_config": asdict(model.config),
                 "optimizer": optimizer.state_dict(),
                 "step": step,
+                "steps_before": steps_before,
                 "seconds_trained": total_seconds_trained + time.monotonic() - run_start,
                 "audio_seconds": audio_seconds,
                 "best_pesq": best_pesq,
@@ -612,7 +633,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="CHECKPOINT",
         help="start a new run from this checkpoint's weights (fine-tuning)",
     )
+    parser.add_argument(
+        "--gain-floor-db",
+        type=float,
+        default=None,
+        help="with --init: fine-tune with this mask floor instead of the checkpoint's",
+    )
     args = parser.parse_args(argv)
+    if args.gain_floor_db is not None and args.init is None:
+        parser.error("--gain-floor-db needs --init")
     if args.report is not None:
         torch.set_num_threads(load_config(args.config)["train"].threads)
         n_clips = load_config(args.config)["train"].val_clips
@@ -630,6 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         max_steps=args.steps,
         learning_rate=args.learning_rate,
         init=args.init,
+        gain_floor_db=args.gain_floor_db,
     )
     print(json.dumps(record))
     return 0

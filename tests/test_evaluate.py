@@ -85,7 +85,7 @@ def test_end_to_end_scores_match_the_metrics_called_directly(run):
 
 
 def test_end_to_end_summary(run):
-    _, out = run
+    root, out = run
     summary = (out / "summary.md").read_text()
     assert "## test_real, input SNR 0 dB (1 clips)" in summary
     assert "## test_tts, input SNR 5 dB (1 clips)" in summary
@@ -100,6 +100,17 @@ def test_end_to_end_summary(run):
     assert "numpy fallback" in summary or "seproc.Denoiser" in summary
     run_meta = json.loads((out / "run.json").read_text())
     assert set(run_meta["rtf"]) == set(peers.PEER_NAMES)
+    # the clean references scored by DNSMOS alone, per set and SNR
+    assert "## DNSMOS of the clean references" in summary
+    reference = run_meta["reference_dnsmos"]
+    assert set(reference) == {"test_real", "test_tts"}
+    assert set(reference["test_real"]) == {"0", "all"}
+    clean, _ = sf.read(root / "test_real" / "clean" / "mix000.wav", dtype="float32")
+    direct = metrics.Dnsmos()(clean)
+    assert reference["test_real"]["0"]["ovrl"] == pytest.approx(direct.ovrl, abs=1e-3)
+    ovrl = reference["test_real"]["0"]["ovrl"]
+    assert f"| test_real | 0 | {reference['test_real']['0']['sig']:.2f} |" in summary
+    assert f"{ovrl:.2f} |" in summary
     assert run_meta["sample_rate_hz"]["rnnoise"] == 48000
 
 

@@ -326,8 +326,9 @@ def summarize(
     rtf: dict[str, float],
     notes: Sequence[str],
     header: Sequence[str] = (),
+    reference: dict[str, dict[str, dict[str, float]]] | None = None,
 ) -> str:
-    """Render ``summary.md`` from result rows and real-time factors."""
+    """Render ``summary.md`` from result rows, real-time factors and reference DNSMOS."""
     systems = _systems_in(rows)
     sets = sorted({row["set"] for row in rows})
     metrics_present = [m for m in METRICS if any(np.isfinite(row[m]) for row in rows)]
@@ -378,6 +379,8 @@ def summarize(
     if SHIPPED in systems:
         lines += _comparison_section(rows, sets, systems, metrics_present)
         lines += _acceptance_section(rows, systems)
+    if reference:
+        lines += _reference_section(reference)
     lines += ["", "## Real-time factor on one core", ""]
     lines += [
         "CPU seconds per second of audio for one whole clip, process pinned to one core "
@@ -762,6 +765,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pool.terminate()
         progress.close()
 
+    if dnsmos is not None:
+        meta["reference_dnsmos"] = reference_dnsmos(mixtures, dnsmos)
+        meta_path.write_text(json.dumps(meta, indent=2))
     rtf: dict[str, float] = {}
     if args.rtf_seconds > 0:
         clip = np.concatenate([load_audio(m.noisy_path) for m in mixtures[:8]])
@@ -776,6 +782,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def reference_dnsmos(
+    mixtures: Sequence[Mixture], dnsmos: metrics.Dnsmos
+) -> dict[str, dict[str, dict[str, float]]]:
+    """DNSMOS of the clean references themselves: ``{set: {snr or "all": {sig, bak, ovrl}}}``.
+
+    The clean references are what PESQ, STOI and SI-SDR compare against; DNSMOS, which
+    hears no reference, can rate a system above them (one that also removes the
+    recordings' own room tone or reverberation). This makes that visible.
+    """
+    scores: dict[str, dict[str, list[metrics.DnsmosScores]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for mixture in mixtures:
+        value = dnsmos(load_audio(mixture.clean_path))
+        scores[mixture.set_name][f"{mixture.snr_db:g}"].append(value)
+        scores[mixture.set_name]["all"].append(value)
+    return {
+        set_name: {
+            key: {
+                name: round(float(np.mean([getattr(v, name) for v in values])), 4)
+                for name in ("sig", "bak", "ovrl")
+            }
+            for key, values in by_snr.items()
+        }
+        for set_name, by_snr in scores.items()
+    }
+
+
+def _reference_section(reference: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    lines = [
+        "",
+        "## DNSMOS of the clean references",
+        "",
+        "The clean speech that PESQ, STOI and SI-SDR compare against, scored by DNSMOS alone "
+        "(it hears no reference). A system that reproduced the references exactly would get "
+        "these scores; one that scores above them also removes what the recordings carry "
+        "themselves (room tone, reverberation, codec noise).",
+        "",
+        "| set | clips' input SNR (dB) | DNSMOS SIG | DNSMOS BAK | DNSMOS OVRL |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for set_name in sorted(reference):
+        keys = [*sorted((k for k in reference[set_name] if k != "all"), key=float), "all"]
+        for key in keys:
+            v = reference[set_name][key]
+            lines.append(
+                f"| {set_name} | {key} | {v['sig']:.2f} | {v['bak']:.2f} | {v['ovrl']:.2f} |"
+            )
+    return lines
+
+
 def _write_outputs(
     out: Path,
     rows: list[dict],
@@ -784,16 +841,14 @@ def _write_outputs(
     header: Sequence[str],
     rates: dict[str, int] | None = None,
 ) -> None:
+    meta_path = out / "run.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     if rates is None:
-        meta_path = out / "run.json"
-        rates = (
-            json.loads(meta_path.read_text()).get("sample_rate_hz", {})
-            if meta_path.is_file()
-            else {}
-        )
+        rates = meta.get("sample_rate_hz", {})
     for row in rows:
         row["sample_rate_hz"] = rates.get(row["system"], "")
-    (out / "summary.md").write_text(summarize(rows, rtf, notes, header))
+    reference = meta.get("reference_dnsmos")
+    (out / "summary.md").write_text(summarize(rows, rtf, notes, header, reference))
     plot(rows, out / "summary.png")
 
 

@@ -532,8 +532,8 @@ class _FileWorker:
         attempt = None
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            attempt = _claim_attempt(dst)
-            if attempt is None:  # every earlier try of this file killed its worker
+            exhausted, attempt = _claim_attempt(dst)
+            if exhausted:  # each of the earlier tries of this file killed its worker
                 row.update(status=STATUS_FAILED, error=_died_message(_FILE_TRIES))
                 return _stamp(row)
             if expect_out and dst.is_file():
@@ -605,12 +605,14 @@ class _FileWorker:
         return denoiser
 
 
-def _claim_attempt(dst: Path) -> Path | None:
-    """Create the hidden file that marks a try of ``dst``; None after ``_FILE_TRIES`` deaths.
+def _claim_attempt(dst: Path) -> tuple[bool, Path | None]:
+    """Mark a try of ``dst`` with a hidden file; say whether ``_FILE_TRIES`` tries died.
 
-    The worker removes its attempt file when the file is done, so each one left beside
-    ``dst`` is a try whose worker died. ``.NAME.tryN.partial`` names them like the
-    temporary outputs, which the driver removes before and after a run.
+    The worker removes its file when done, so each one left beside ``dst`` is a try
+    whose worker died. Returns ``(True, None)`` when all ``_FILE_TRIES`` are left,
+    else ``(False, file)``, or ``(False, None)`` when the folder is not writable
+    (``process_file`` then says so in its own words). ``.NAME.tryN.partial`` names
+    them like the temporary outputs, which the driver removes before and after a run.
     """
     for number in range(1, _FILE_TRIES + 1):
         path = dst.with_name(f".{dst.name}.try{number}.partial")
@@ -618,8 +620,10 @@ def _claim_attempt(dst: Path) -> Path | None:
             os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
         except FileExistsError:
             continue
-        return path
-    return None
+        except OSError:
+            return False, None
+        return False, path
+    return True, None
 
 
 def _maybe_killing(denoiser: Any, src: Path, kill_on: str) -> Any:

@@ -524,3 +524,22 @@ def test_only_partials_of_planned_outputs_are_removed(tmp_path: Path) -> None:
     batch._remove_partials(out, planned)
     assert [path.exists() for path in stale] == [False, False]
     assert [path.exists() for path in foreign] == [True, True, True]
+
+
+def test_attempt_files_count_the_tries_whose_worker_died(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dst = tmp_path / "a.v1.wav"
+    assert batch._claim_attempt(dst) == (False, tmp_path / ".a.v1.wav.try1.partial")
+    (tmp_path / ".a.v1.wav.try3.partial").touch()  # left by dead tries, like try1 now
+    assert batch._claim_attempt(dst) == (False, tmp_path / ".a.v1.wav.try2.partial")
+    assert batch._claim_attempt(dst) == (False, tmp_path / ".a.v1.wav.try4.partial")
+    assert batch._claim_attempt(dst) == (True, None)  # 4 died: the 5th try reports failure
+    batch._remove_partials(tmp_path, [(tmp_path / "in.wav", dst)])
+    assert _partials(tmp_path) == []
+
+    def refuse(*args: object) -> int:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(batch.os, "open", refuse)  # a folder the worker cannot write
+    assert batch._claim_attempt(dst) == (False, None)

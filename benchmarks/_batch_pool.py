@@ -11,8 +11,8 @@ from seproc.denoiser import Denoiser
 _DENOISERS: dict = {}
 
 
-def denoise_one(job: tuple[str, str, str | None]) -> float:
-    """Denoise one file with this process's cached Denoiser; return its audio seconds."""
+def denoise_one(job: tuple[str, str, str | None]) -> tuple[float, float]:
+    """Denoise one file with this process's cached Denoiser; return audio and busy seconds."""
     src, dst, model = job
     info = sf.info(src)
     key = (info.samplerate, info.channels)
@@ -20,4 +20,5 @@ def denoise_one(job: tuple[str, str, str | None]) -> float:
         _DENOISERS[key] = Denoiser(
             model, sample_rate=key[0], channels=key[1], max_block_samples=65536
         )
-    return api.process_file(src, dst, model=model, denoiser=_DENOISERS[key]).duration_s
+    result = api.process_file(src, dst, model=model, denoiser=_DENOISERS[key])
+    return result.duration_s, result.processing_s

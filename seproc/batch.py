@@ -16,7 +16,10 @@ The data path, top to bottom:
 Every output is written to a temporary file beside it and renamed into place when
 complete (``process_file`` does this), so a worker that dies mid-file leaves no
 partial output; Ray restarts the worker and retries the file, and a file whose
-worker dies on every try is reported failed.
+worker dies on every try is reported failed. Each actor holds two files, the one it
+denoises and the next, so it never waits for the driver between files; which file
+killed a worker is told by a hidden attempt file that the worker creates before it
+starts a file and removes when done, so a file queued behind a killer is not blamed.
 
 Ray is an optional dependency: ``pip install "seproc[ray]"``. It is imported only
 when a function here runs.
@@ -69,7 +72,13 @@ MANIFEST_COLUMNS = (
 """Columns of the manifest, in order (see :func:`denoise_corpus`)."""
 
 STATUS_OK, STATUS_FAILED, STATUS_SKIPPED = "ok", "failed", "skipped"
-_TASK_RETRIES = 3
+_FILE_TRIES = 4
+"""A file whose worker dies this many times is reported failed."""
+_FILES_IN_FLIGHT = 2
+"""Files sent to an actor at once: the one it denoises and the next (no idle gap)."""
+_TASK_RETRIES = _FILES_IN_FLIGHT * _FILE_TRIES
+"""Ray's retries of one file's task: the file ahead of it may kill the actor
+``_FILE_TRIES`` times, and so may the file itself, before its attempt file says so."""
 _KILL_ENV = "SEPROC_BATCH_KILL_WORKER_ON"
 
 
@@ -236,8 +245,8 @@ def denoise_corpus(
     run loses nothing it finished; at the end the manifest is rewritten with one
     row per input, in input order. Run one batch per output folder at a time.
 
-    A worker that dies mid-file (killed, out of memory) leaves only a hidden
-    ``.NAME.*.partial`` file, which this function removes; Ray restarts the
+    A worker that dies mid-file (killed, out of memory) leaves only hidden
+    ``.NAME.*.partial`` files, which this function removes; Ray restarts the
     worker and retries the file up to 3 times before reporting it failed.
 
     For tests only: ``_stop_after_files=N`` stops the driver like a Ctrl-C once N
@@ -454,10 +463,15 @@ def _run_on_ray(
             warnings.filterwarnings("ignore", message=r".*ray_remote_args.* is deprecated")
             dataset = dataset.map_batches(
                 _FileWorker,
+                # One file per task, so one file's death is one task's retry. Two tasks in
+                # flight per actor: the next file waits in the actor, not in the driver's
+                # scheduling loop (which polls every 0.1 s). The queued file's retries
+                # that a killer ahead of it spends are covered by _TASK_RETRIES, and
+                # the attempt files of _FileWorker._one keep the blame on the killer.
                 batch_size=1,
-                # One file in flight per actor: an actor that dies takes only its own file
-                # with it, not a queued one (which would spend that file's retries too).
-                compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
+                compute=ray.data.ActorPoolStrategy(
+                    size=actors, max_tasks_in_flight_per_actor=_FILES_IN_FLIGHT
+                ),
                 num_cpus=1,
                 fn_constructor_kwargs=settings,
                 **_retry_args(),
@@ -515,7 +529,13 @@ class _FileWorker:
         row = dict.fromkeys(MANIFEST_COLUMNS, "")
         row.update(input=str(task["input"]), dst=str(dst), worker=self._worker)
         expect_in, expect_out = str(task["expect_input_sha256"]), str(task["expect_output_sha256"])
+        attempt = None
         try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            exhausted, attempt = _claim_attempt(dst)
+            if exhausted:  # each of the earlier tries of this file killed its worker
+                row.update(status=STATUS_FAILED, error=_died_message(_FILE_TRIES))
+                return _stamp(row)
             if expect_out and dst.is_file():
                 output_sha256 = sha256_file(dst)
                 input_sha256 = sha256_file(src)
@@ -526,7 +546,6 @@ class _FileWorker:
                         output_sha256=output_sha256,
                     )
                     return _stamp(row)
-            dst.parent.mkdir(parents=True, exist_ok=True)
             result = process_file(
                 src,
                 dst,
@@ -545,6 +564,9 @@ class _FileWorker:
             except OSError:
                 pass
             return _stamp(row)
+        finally:
+            if attempt is not None:
+                attempt.unlink(missing_ok=True)
         row.update(
             status=STATUS_OK,
             sample_rate=str(result.sample_rate),
@@ -581,6 +603,27 @@ class _FileWorker:
         if self._kill_on:
             return _maybe_killing(denoiser, src, self._kill_on)
         return denoiser
+
+
+def _claim_attempt(dst: Path) -> tuple[bool, Path | None]:
+    """Mark a try of ``dst`` with a hidden file; say whether ``_FILE_TRIES`` tries died.
+
+    The worker removes its file when done, so each one left beside ``dst`` is a try
+    whose worker died. Returns ``(True, None)`` when all ``_FILE_TRIES`` are left,
+    else ``(False, file)``, or ``(False, None)`` when the folder is not writable
+    (``process_file`` then says so in its own words). ``.NAME.tryN.partial`` names
+    them like the temporary outputs, which the driver removes before and after a run.
+    """
+    for number in range(1, _FILE_TRIES + 1):
+        path = dst.with_name(f".{dst.name}.try{number}.partial")
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            continue
+        except OSError:
+            return False, None
+        return False, path
+    return True, None
 
 
 def _maybe_killing(denoiser: Any, src: Path, kill_on: str) -> Any:
@@ -630,17 +673,18 @@ def _finish_row(
     return finished
 
 
-def _worker_died_row(input_name: str, output_name: str) -> dict[str, str]:
-    row = dict.fromkeys(MANIFEST_COLUMNS, "")
-    row.update(
-        input=input_name,
-        output=output_name,
-        status=STATUS_FAILED,
-        error=(
-            f"no result from Ray after {_TASK_RETRIES + 1} tries: the worker process died "
-            "while denoising this file (out of memory? killed?); see the Ray worker logs"
-        ),
+def _died_message(tries: int | None = None) -> str:
+    after = f" after {tries} tries" if tries else ""
+    return (
+        f"no result from Ray{after}: the worker process died while denoising this file "
+        "(out of memory? killed?); see the Ray worker logs"
     )
+
+
+def _worker_died_row(input_name: str, output_name: str) -> dict[str, str]:
+    """Return the row of a file that Ray gave up on (its task's retries ran out)."""
+    row = dict.fromkeys(MANIFEST_COLUMNS, "")
+    row.update(input=input_name, output=output_name, status=STATUS_FAILED, error=_died_message())
     return _stamp(row)
 
 

@@ -299,16 +299,19 @@ def test_worker_killed_mid_file_is_retried_and_leaves_no_partial(
 def test_file_that_kills_every_worker_is_reported_failed(
     corpus: dict, ray_session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    names = ["mono16k_02.wav", "stereo16k_14.wav"]
-    in_dir = _small_folder(corpus, tmp_path / "in", names)
-    monkeypatch.setenv("SEPROC_BATCH_KILL_WORKER_ON", "stereo16k_14.wav")
-    summary = batch.denoise_corpus(in_dir, tmp_path / "out", model=corpus["model"])
+    """One actor: the files listed after the killer wait in it each time it dies."""
+    killer, innocent = "mono16k_02.wav", ["mono48k_19.wav", "stereo16k_14.wav"]
+    in_dir = _small_folder(corpus, tmp_path / "in", [killer, *innocent])
+    monkeypatch.setenv("SEPROC_BATCH_KILL_WORKER_ON", killer)
+    summary = batch.denoise_corpus(in_dir, tmp_path / "out", model=corpus["model"], num_workers=1)
     rows = {row["input"]: row for row in batch.read_manifest(summary.manifest)}
-    assert rows["mono16k_02.wav"]["status"] == "ok"
-    assert rows["stereo16k_14.wav"]["status"] == "failed"
-    assert rows["stereo16k_14.wav"]["error"].startswith("no result from Ray after 4 tries")
+    assert rows[killer]["status"] == "failed"
+    assert rows[killer]["error"].startswith("no result from Ray after 4 tries")
+    for name in innocent:  # not blamed for the deaths they were queued behind
+        assert rows[name]["status"] == "ok", rows[name]["error"]
+        assert (tmp_path / "out" / name).read_bytes() == (corpus["ref_dir"] / name).read_bytes()
     assert summary.exit_code == 1
-    assert not (tmp_path / "out" / "stereo16k_14.wav").exists()
+    assert not (tmp_path / "out" / killer).exists()
     assert _partials(tmp_path / "out") == []
 
 
@@ -521,3 +524,22 @@ def test_only_partials_of_planned_outputs_are_removed(tmp_path: Path) -> None:
     batch._remove_partials(out, planned)
     assert [path.exists() for path in stale] == [False, False]
     assert [path.exists() for path in foreign] == [True, True, True]
+
+
+def test_attempt_files_count_the_tries_whose_worker_died(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dst = tmp_path / "a.v1.wav"
+    assert batch._claim_attempt(dst) == (False, tmp_path / ".a.v1.wav.try1.partial")
+    (tmp_path / ".a.v1.wav.try3.partial").touch()  # left by dead tries, like try1 now
+    assert batch._claim_attempt(dst) == (False, tmp_path / ".a.v1.wav.try2.partial")
+    assert batch._claim_attempt(dst) == (False, tmp_path / ".a.v1.wav.try4.partial")
+    assert batch._claim_attempt(dst) == (True, None)  # 4 died: the 5th try reports failure
+    batch._remove_partials(tmp_path, [(tmp_path / "in.wav", dst)])
+    assert _partials(tmp_path) == []
+
+    def refuse(*args: object) -> int:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(batch.os, "open", refuse)  # a folder the worker cannot write
+    assert batch._claim_attempt(dst) == (False, None)

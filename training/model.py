@@ -170,8 +170,12 @@ class SeprocNet(nn.Module):
         std = torch.tensor(config.feature_std_db or [1.0] * config.n_bins, dtype=torch.float32)
         self.register_buffer("feature_mean_db", mean, persistent=True)
         self.register_buffer("feature_std_db", std, persistent=True)
-        self.gain_floor = float(10.0 ** (config.gain_floor_db / 20.0))
         self.export_batch_one = False
+
+    @property
+    def gain_floor(self) -> float:
+        """The mask's lowest gain, as an amplitude factor (from ``config.gain_floor_db``)."""
+        return float(10.0 ** (self.config.gain_floor_db / 20.0))
 
     # -- streaming state ------------------------------------------------------------------
     def state_shapes(self, batch: int = 1) -> dict[str, tuple[int, ...]]:

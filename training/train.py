@@ -329,7 +329,6 @@ def _batches(mixer: Mixer, tcfg: TrainConfig, start_step: int, device: str) -> A
         num_workers=tcfg.loader_workers,
         prefetch_factor=4,
         pin_memory=device != "cpu",
-        persistent_workers=False,
     )
     for batch in loader:
         yield tuple(a.to(device, non_blocking=True) for a in batch)
@@ -400,7 +399,6 @@ def train(
         model, init_payload = load_model(init, device)
         if gain_floor_db is not None:
             model.config.gain_floor_db = float(gain_floor_db)
-            model.gain_floor = float(10.0 ** (gain_floor_db / 20.0))
         model.train()
         steps_before = init_payload.get("step", 0) + init_payload.get("steps_before", 0)
         init_record = {

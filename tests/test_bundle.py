@@ -58,6 +58,8 @@ def test_pack_then_unpack_gives_back_every_clip_with_its_metadata(
             correlation = float(np.dot(x, y) / np.sqrt(np.dot(x, x) * np.dot(y, y)))
             assert correlation > (0.9 if kind == "speech" else 0.75), (split, kind, correlation)
     written = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
+    # what the coding costs, measured by pesq on the (synthetic) validation speech
+    assert 2.0 < written["speech_pesq_wb"] <= 4.65
     assert written["bytes"] == sum(
         p.stat().st_size for p in (tmp_path / "bundle").iterdir() if p.suffix in (".ogg", ".npz")
     )

@@ -15,7 +15,7 @@ Files are named ``{root}/{split}/{kind}-{index:03d}.npz`` and kept under
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,21 @@ def to_int16(audio: np.ndarray) -> np.ndarray:
     )
 
 
+def clip_index(clips: Sequence[Clip]) -> dict[str, np.ndarray]:
+    """Index clips laid back to back: a shard's fields other than ``audio``.
+
+    Returns ``offsets`` (int64, clip ``i`` spans ``offsets[i]:offsets[i + 1]``),
+    ``source``, ``group`` and ``clip_id``.
+    """
+    lengths = [len(c.audio) for c in clips]
+    return {
+        "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        "source": np.array([c.source for c in clips]),
+        "group": np.array([c.group for c in clips]),
+        "clip_id": np.array([c.clip_id for c in clips]),
+    }
+
+
 def write_shards(clips: Iterable[Clip], root: Path, split: str, kind: str) -> list[Path]:
     """Write clips as shards of at most ``MAX_SHARD_BYTES`` and return their paths."""
     if split not in SPLITS or kind not in KINDS:
@@ -60,14 +75,10 @@ def write_shards(clips: Iterable[Clip], root: Path, split: str, kind: str) -> li
             return
         path = folder / f"{kind}-{len(paths):03d}.npz"
         audio = [to_int16(c.audio) for c in pending]
-        offsets = np.concatenate([[0], np.cumsum([len(a) for a in audio])]).astype(np.int64)
         np.savez(
             path,
             audio=np.concatenate(audio) if audio else np.zeros(0, np.int16),
-            offsets=offsets,
-            source=np.array([c.source for c in pending]),
-            group=np.array([c.group for c in pending]),
-            clip_id=np.array([c.clip_id for c in pending]),
+            **clip_index(pending),
         )
         paths.append(path)
         pending, pending_bytes = [], 0

@@ -510,3 +510,24 @@ def test_gain_floor_change_needs_init(corpus: Path, tmp_path: Path) -> None:
                 "-40",
             ]
         )
+
+
+def test_export_with_another_gain_floor_lowers_the_runtimes_floor(
+    trained: Path, exported: Path, tmp_path: Path
+) -> None:
+    """--gain-floor-db at export: metadata and output follow the new floor, all else equal."""
+    import seproc
+    from seproc.model import OnnxModel
+    from training.export import export
+
+    lower = tmp_path / "floor60.onnx"
+    summary = export(trained / "best.pt", lower, gain_floor_db=-60.0)
+    assert summary["torch_vs_onnx"] <= 1e-4
+    assert OnnxModel(lower).info.gain_floor_db == -60.0
+    assert OnnxModel(exported).info.gain_floor_db == -25.0
+    rng = np.random.default_rng(5)
+    noise = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    out_25 = seproc.denoise(noise, 16000, model=exported)
+    out_60 = seproc.denoise(noise, 16000, model=lower)
+    # the same network; the lower floor can only take more away
+    assert float(np.sum(out_60**2)) < float(np.sum(out_25**2))

@@ -161,9 +161,17 @@ def check_parity(model: SeprocNet, onnx_model: bytes, frames: int = 120, seed: i
     return {"torch_vs_onnx": parity, "streaming_vs_whole": max(streaming, final_state)}
 
 
-def export(checkpoint: Path, out: Path) -> dict:
-    """Export ``checkpoint`` to ``out`` after the parity checks; return a summary."""
+def export(checkpoint: Path, out: Path, gain_floor_db: float | None = None) -> dict:
+    """Export ``checkpoint`` to ``out`` after the parity checks; return a summary.
+
+    ``gain_floor_db`` exports a mask model with another floor than it trained with
+    (an experiment: how much the floor alone changes, without retraining).
+    """
     model, payload = load_model(checkpoint)
+    if gain_floor_db is not None:
+        if model.config.formulation != "mask":
+            raise ValueError("gain_floor_db applies to mask models only")
+        model.config.gain_floor_db = float(gain_floor_db)
     raw = _onnx_bytes(model)
     proto = onnx.load_from_string(raw)
     # The tracer leaves some state outputs' time dimension symbolic (a slice of a
@@ -258,9 +266,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("models/seproc-default.onnx"))
     parser.add_argument("--benchmark", action="store_true", help="time one-thread inference")
+    parser.add_argument(
+        "--gain-floor-db",
+        type=float,
+        default=None,
+        help="export a mask model with this floor instead of the one it trained with",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    summary = export(args.checkpoint, args.out)
+    summary = export(args.checkpoint, args.out, args.gain_floor_db)
     if args.benchmark:
         summary.update(benchmark(args.out))
     print(json.dumps(summary, indent=2))

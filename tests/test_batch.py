@@ -127,6 +127,21 @@ def first_run(corpus: dict, ray_session, tmp_path_factory: pytest.TempPathFactor
     return {"out": out, "summary": summary, "rows": batch.read_manifest(summary.manifest)}
 
 
+def _assert_rerun_finishes_every_file_once(corpus: dict, out: Path, done_first: set) -> None:
+    """Rerun on ``out``: what the first run finished is skipped, the rest done, no partials."""
+    summary = batch.denoise_corpus(corpus["in"], out, model=corpus["model"])
+    rows = batch.read_manifest(summary.manifest)
+    assert sorted(row["input"] for row in rows) == sorted(corpus["reference"])
+    done_second = {row["input"] for row in rows if row["status"] == "ok"}
+    skipped = {row["input"] for row in rows if row["status"] == "skipped"}
+    expected_ok = {name for name, sha in corpus["reference"].items() if sha is not None}
+    assert skipped == done_first
+    assert done_second.isdisjoint(done_first)
+    assert done_second | done_first == expected_ok
+    assert _partials(out) == []
+    _assert_outputs_match_reference(corpus, out)
+
+
 def _assert_outputs_match_reference(corpus: dict, out: Path) -> None:
     for name, expected in corpus["reference"].items():
         if expected is None:
@@ -259,17 +274,7 @@ def test_driver_stopped_part_way_then_rerun_processes_each_file_once(
     stale = out / ".mono16k_05.wav.k1ll3d.partial"
     stale.write_bytes(b"half a file")
 
-    summary = batch.denoise_corpus(corpus["in"], out, model=corpus["model"])
-    rows = batch.read_manifest(summary.manifest)
-    assert sorted(row["input"] for row in rows) == sorted(corpus["reference"])
-    done_second = {row["input"] for row in rows if row["status"] == "ok"}
-    skipped = {row["input"] for row in rows if row["status"] == "skipped"}
-    expected_ok = {name for name, sha in corpus["reference"].items() if sha is not None}
-    assert skipped == done_first
-    assert done_second.isdisjoint(done_first)
-    assert done_second | done_first == expected_ok
-    assert _partials(out) == []
-    _assert_outputs_match_reference(corpus, out)
+    _assert_rerun_finishes_every_file_once(corpus, out, done_first)
 
 
 def _small_folder(corpus: dict, root: Path, names: list[str]) -> Path:
@@ -493,17 +498,7 @@ def test_driver_killed_with_sigkill_then_rerun_processes_each_file_once(
     done_first = {row["input"] for row in batch.read_manifest(journal) if row["status"] == "ok"}
     assert 5 <= len(done_first) < 28
 
-    summary = batch.denoise_corpus(corpus["in"], out, model=corpus["model"])
-    rows = batch.read_manifest(summary.manifest)
-    assert sorted(row["input"] for row in rows) == sorted(corpus["reference"])
-    done_second = {row["input"] for row in rows if row["status"] == "ok"}
-    skipped = {row["input"] for row in rows if row["status"] == "skipped"}
-    expected_ok = {name for name, sha in corpus["reference"].items() if sha is not None}
-    assert skipped == done_first
-    assert done_second.isdisjoint(done_first)
-    assert done_second | done_first == expected_ok
-    assert _partials(out) == []
-    _assert_outputs_match_reference(corpus, out)
+    _assert_rerun_finishes_every_file_once(corpus, out, done_first)
 
 
 def test_only_partials_of_planned_outputs_are_removed(tmp_path: Path) -> None:

@@ -30,9 +30,10 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -380,6 +381,18 @@ def _predecode_g722(files: list, pool, progress: bool) -> list:
     return files
 
 
+def _decoded(
+    files: Sequence[Any], results: Iterable[tuple[np.ndarray | None, str]], stats: _Stats
+) -> Iterator[tuple[Any, np.ndarray]]:
+    """Yield ``(file, audio)`` for the files that decoded; count used and dropped per source."""
+    for item, (audio, status) in zip(files, results, strict=True):
+        if audio is None:
+            stats.data[item.source]["dropped"][status] += 1
+            continue
+        stats.data[item.source]["files_used"] += 1
+        yield item, audio
+
+
 def _pool_map(
     fn: Callable, items: Iterable, pool, desc: str, total: int | None, progress: bool
 ) -> Iterator:
@@ -531,11 +544,7 @@ def _build(config: CorpusConfig, out: Path, pool, workers: int, started: float) 
         results = _pool_map(
             _load_speech_task, files, pool, "real speech", len(files), config.progress
         )
-        for item, (audio, status) in zip(files, results, strict=True):
-            if audio is None:
-                stats.data[item.source]["dropped"][status] += 1
-                continue
-            stats.data[item.source]["files_used"] += 1
+        for item, audio in _decoded(files, results, stats):
             by_speaker[(item.source, item.speaker)].append((item.clip_id, audio))
         for (source, speaker), items in sorted(by_speaker.items()):
             split = cs.speaker_split(speaker)
@@ -558,13 +567,9 @@ def _build(config: CorpusConfig, out: Path, pool, workers: int, started: float) 
             len(babble_files),
             config.progress,
         )
-        for item, (audio, status) in zip(babble_files, results, strict=True):
-            if audio is None:
-                stats.data[item.source]["dropped"][status] += 1
-                continue
+        for item, audio in _decoded(babble_files, results, stats):
             split = cs.babble_split(item.speaker)
             add_group("speakers", item.speaker, split)
-            stats.data[item.source]["files_used"] += 1
             stats.add(item.source, split, item.speaker, len(audio))
             babble_pool[split].append(audio)
 
@@ -579,11 +584,7 @@ def _build(config: CorpusConfig, out: Path, pool, workers: int, started: float) 
         results = _pool_map(
             _load_noise_task, files, pool, "recorded noise", len(files), config.progress
         )
-        for item, (audio, status) in zip(files, results, strict=True):
-            if audio is None:
-                stats.data[item.source]["dropped"][status] += 1
-                continue
-            stats.data[item.source]["files_used"] += 1
+        for item, audio in _decoded(files, results, stats):
             by_unit[(item.source, item.unit, item.noise_type)].append((item.clip_id, audio))
         for (source, unit, kind), items in sorted(by_unit.items()):
             split = unit_split[unit]

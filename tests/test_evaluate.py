@@ -101,7 +101,7 @@ def test_end_to_end_summary(run):
     run_meta = json.loads((out / "run.json").read_text())
     assert set(run_meta["rtf"]) == set(peers.PEER_NAMES)
     # the clean references scored by DNSMOS alone, per set and SNR
-    assert "## DNSMOS of the clean references" in summary
+    assert "## DNSMOS of the clean references and of an oracle mask" in summary
     reference = run_meta["reference_dnsmos"]
     assert set(reference) == {"test_real", "test_tts"}
     assert set(reference["test_real"]) == {"0", "all"}
@@ -111,6 +111,10 @@ def test_end_to_end_summary(run):
     ovrl = reference["test_real"]["0"]["ovrl"]
     assert f"| test_real | 0 | {reference['test_real']['0']['sig']:.2f} |" in summary
     assert f"{ovrl:.2f} |" in summary
+    noisy, _ = sf.read(root / "test_real" / "noisy" / "mix000.wav", dtype="float32")
+    oracle = metrics.Dnsmos()(evaluate.oracle_mask(clean, noisy))
+    assert reference["test_real"]["0"]["oracle_ovrl"] == pytest.approx(oracle.ovrl, abs=1e-3)
+    assert f"{reference['test_real']['all']['oracle_ovrl']:.2f} |" in summary
     assert run_meta["sample_rate_hz"]["rnnoise"] == 48000
 
 
@@ -247,3 +251,20 @@ def test_reuse_takes_earlier_peer_rows_and_computes_the_rest(run, tmp_path):
     summary = (new / "summary.md").read_text()
     assert "2 of 4 clip × system scores were taken from" in summary
     assert set(json.loads((new / "run.json").read_text())["rtf"]) == {"noisy", "rnnoise"}
+
+
+def test_oracle_mask_reproduces_clean_input_and_beats_the_mixture():
+    rng = np.random.default_rng(3)
+    t = np.arange(32000) / 16000
+    clean = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
+    noise = (0.1 * rng.standard_normal(clean.size)).astype(np.float32)
+    # no noise: the mask is 1 everywhere speech is, the output is the input
+    np.testing.assert_allclose(evaluate.oracle_mask(clean, clean), clean, atol=1e-5)
+    noisy = clean + noise
+    output = evaluate.oracle_mask(clean, noisy)
+    assert output.shape == noisy.shape and output.dtype == np.float32
+    assert metrics.si_sdr(clean, output) > metrics.si_sdr(clean, noisy) + 10
+    # the floor bounds the attenuation: noise alone comes out 40 dB down, not silenced
+    quiet = evaluate.oracle_mask(np.zeros_like(noise), noise)
+    ratio_db = 10 * np.log10(np.mean(quiet[400:-400] ** 2) / np.mean(noise[400:-400] ** 2))
+    assert ratio_db == pytest.approx(-40.0, abs=0.5)

@@ -782,28 +782,72 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+ORACLE_FLOOR_DB = -40.0
+"""Floor of the oracle mask: the shipped model's mask floor."""
+
+
+def oracle_mask(
+    clean: np.ndarray, noisy: np.ndarray, *, floor_db: float = ORACLE_FLOOR_DB
+) -> np.ndarray:
+    """Denoise as the shipped formulation would with a perfect network (ideal ratio mask).
+
+    Parameters
+    ----------
+    clean, noisy : np.ndarray [shape=(samples,)]
+        The clean reference and the mixture, 16 kHz, same length.
+    floor_db : float
+        The mask's floor (a gain in dB, negative).
+
+    Returns
+    -------
+    np.ndarray [shape=(samples,)], float32
+        The noisy STFT (square-root Hann, 320 samples, hop 160: the model's framing)
+        times ``|S| / |X|`` per bin, clipped to ``[floor, 1]``, with the noisy phase,
+        resynthesised. It is the best a magnitude mask on these frames can do at
+        reproducing the reference (up to the clipping at 1 where noise cancels speech).
+    """
+    from scipy.signal import istft, stft
+
+    n_fft, hop = 320, 160
+    window = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft))
+    kwargs = dict(fs=SAMPLE_RATE_HZ, window=window, nperseg=n_fft, noverlap=n_fft - hop)
+    _, _, noisy_spec = stft(noisy.astype(np.float64), **kwargs)
+    _, _, clean_spec = stft(clean.astype(np.float64), **kwargs)
+    gain = np.abs(clean_spec) / np.maximum(np.abs(noisy_spec), 1e-12)
+    gain = np.clip(gain, 10.0 ** (floor_db / 20.0), 1.0)
+    _, output = istft(noisy_spec * gain, **kwargs)
+    output = output[: noisy.size]
+    return np.pad(output, (0, noisy.size - output.size)).astype(np.float32)
+
+
+_REFERENCE_SCORES = ("sig", "bak", "ovrl")
+
+
 def reference_dnsmos(
     mixtures: Sequence[Mixture], dnsmos: metrics.Dnsmos
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """DNSMOS of the clean references themselves: ``{set: {snr or "all": {sig, bak, ovrl}}}``.
+    """DNSMOS of the clean references and of the oracle mask's output.
 
-    The clean references are what PESQ, STOI and SI-SDR compare against; DNSMOS, which
-    hears no reference, can rate a system above them (one that also removes the
-    recordings' own room tone or reverberation). This makes that visible.
+    Returns ``{set: {snr or "all": {sig, bak, ovrl, oracle_sig, oracle_bak,
+    oracle_ovrl}}}``. The clean references are what PESQ, STOI and SI-SDR compare
+    against; DNSMOS, which hears no reference, can rate a system above them (one that
+    also removes the recordings' own room tone or reverberation). The oracle mask
+    (:func:`oracle_mask`) shows what the shipped formulation reaches by reproducing
+    the references as well as a mask can.
     """
-    scores: dict[str, dict[str, list[metrics.DnsmosScores]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
+    scores: dict[str, dict[str, list[dict[str, float]]]] = defaultdict(lambda: defaultdict(list))
     for mixture in mixtures:
-        value = dnsmos(load_audio(mixture.clean_path))
+        clean = load_audio(mixture.clean_path)
+        noisy = load_audio(mixture.noisy_path)
+        n = min(clean.size, noisy.size)
+        ref, oracle = dnsmos(clean), dnsmos(oracle_mask(clean[:n], noisy[:n]))
+        value = {name: getattr(ref, name) for name in _REFERENCE_SCORES}
+        value.update({f"oracle_{name}": getattr(oracle, name) for name in _REFERENCE_SCORES})
         scores[mixture.set_name][f"{mixture.snr_db:g}"].append(value)
         scores[mixture.set_name]["all"].append(value)
     return {
         set_name: {
-            key: {
-                name: round(float(np.mean([getattr(v, name) for v in values])), 4)
-                for name in ("sig", "bak", "ovrl")
-            }
+            key: {name: round(float(np.mean([v[name] for v in values])), 4) for name in values[0]}
             for key, values in by_snr.items()
         }
         for set_name, by_snr in scores.items()
@@ -813,23 +857,27 @@ def reference_dnsmos(
 def _reference_section(reference: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     lines = [
         "",
-        "## DNSMOS of the clean references",
+        "## DNSMOS of the clean references and of an oracle mask",
         "",
         "The clean speech that PESQ, STOI and SI-SDR compare against, scored by DNSMOS alone "
         "(it hears no reference). A system that reproduced the references exactly would get "
         "these scores; one that scores above them also removes what the recordings carry "
-        "themselves (room tone, reverberation, codec noise).",
+        "themselves (room tone, reverberation, codec noise). The oracle mask is the shipped "
+        "formulation with a perfect network: the ideal ratio mask |S|/|X| on the model's "
+        f"frames, clipped to [{ORACLE_FLOOR_DB:g} dB, 0 dB], noisy phase "
+        "(`training.evaluate.oracle_mask`).",
         "",
-        "| set | clips' input SNR (dB) | DNSMOS SIG | DNSMOS BAK | DNSMOS OVRL |",
-        "| --- | --- | ---: | ---: | ---: |",
+        "| set | clips' input SNR (dB) | references: SIG | BAK | OVRL "
+        "| oracle mask: SIG | BAK | OVRL |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    names = [*_REFERENCE_SCORES, *(f"oracle_{n}" for n in _REFERENCE_SCORES)]
     for set_name in sorted(reference):
         keys = [*sorted((k for k in reference[set_name] if k != "all"), key=float), "all"]
         for key in keys:
             v = reference[set_name][key]
-            lines.append(
-                f"| {set_name} | {key} | {v['sig']:.2f} | {v['bak']:.2f} | {v['ovrl']:.2f} |"
-            )
+            cells = [f"{v[n]:.2f}" if n in v else "–" for n in names]
+            lines.append(f"| {set_name} | {key} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -801,15 +801,15 @@ def oracle_mask(
     Returns
     -------
     np.ndarray [shape=(samples,)], float32
-        The noisy STFT (square-root Hann, 320 samples, hop 160: the model's framing)
-        times ``|S| / |X|`` per bin, clipped to ``[floor, 1]``, with the noisy phase,
-        resynthesised. It is the best a magnitude mask on these frames can do at
-        reproducing the reference (up to the clipping at 1 where noise cancels speech).
+        The noisy STFT (square-root Hann, 320 samples, hop 160: the model's framing,
+        ``models/FORMAT.md``) times ``|S| / |X|`` per bin, clipped to ``[floor, 1]``,
+        with the noisy phase, resynthesised: the ideal ratio mask, the usual upper
+        reference for a magnitude mask that is trained to give the clean signal back.
     """
     from scipy.signal import istft, stft
 
     n_fft, hop = 320, 160
-    window = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft))
+    window = peers._sqrt_hann(n_fft)
     kwargs = dict(fs=SAMPLE_RATE_HZ, window=window, nperseg=n_fft, noverlap=n_fft - hop)
     _, _, noisy_spec = stft(noisy.astype(np.float64), **kwargs)
     _, _, clean_spec = stft(clean.astype(np.float64), **kwargs)

@@ -23,6 +23,7 @@ from seproc import _kernels
 from seproc._validation import as_audio_block
 from seproc.errors import ModelError, ParameterError
 from seproc.features import LogPowerFeatures
+from seproc.highband import HighBandGain, host_features_offset_db, host_framing
 from seproc.model import OnnxModel
 from seproc.resample import RateBridge
 from seproc.stft import STFT
@@ -129,10 +130,18 @@ class Denoiser:
                 f"Model {info.path} uses lookahead_frames={info.lookahead_frames}; this seproc "
                 "runs causal models (lookahead_frames=0) only."
             )
+        framing = host_framing(
+            self._sample_rate, info.sample_rate_hz, info.n_fft, info.hop_length, info.win_length
+        )
+        self._full_band = framing is not None
+        n_fft, hop_length, win_length = framing or (info.n_fft, info.hop_length, info.win_length)
+        # The STFT runs at the host rate when the model's framing scales to whole host
+        # samples (seproc.highband), else at the model's rate between two resamplers.
+        stft_rate_hz = self._sample_rate if self._full_band else info.sample_rate_hz
         self._stft = STFT(
-            n_fft=info.n_fft,
-            hop_length=info.hop_length,
-            win_length=info.win_length,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            win_length=win_length,
             window=info.window,
             dtype=np.float32,
             # FFTW_MEASURE times candidate algorithms, so two processes may pick different
@@ -141,16 +150,19 @@ class Denoiser:
             # the local one, a rerun and the first run).
             planner_effort="FFTW_ESTIMATE",
         )
+        offset_db = host_features_offset_db(stft_rate_hz, info.sample_rate_hz)
         self._features = LogPowerFeatures(
-            info.feature_mean_db, info.feature_std_db, amin=info.feature_amin
+            info.feature_mean_db + offset_db,
+            info.feature_std_db,
+            amin=info.feature_amin * 10.0 ** (offset_db / 10.0),
         )
         self._bridge = RateBridge(
             self._sample_rate,
-            info.sample_rate_hz,
+            stft_rate_hz,
             channels=self._channels,
             max_block_samples=self._max_block_samples,
             inner_delay_samples=self._stft.latency_samples,
-            inner_block_samples=info.hop_length,
+            inner_block_samples=hop_length,
         )
         bin_hz = info.sample_rate_hz / info.n_fft
         self._activity_bins = (
@@ -162,6 +174,16 @@ class Denoiser:
             if info.formulation == "mask"
             else _kernels.apply_noise_subtraction
         )
+        self._high_band = None
+        if self._full_band:
+            if info.formulation != "mask":
+                raise ModelError(
+                    f"Model {info.path} has formulation={info.formulation!r}; the full-band "
+                    f"path at {self._sample_rate} Hz needs a mask model's gains."
+                )
+            self._high_band = HighBandGain(
+                self._sample_rate, n_fft, info.n_bins, self._channels, self._activity_bins
+            )
         self._allocate()
         self.reset()
         if warm_up:
@@ -187,7 +209,19 @@ class Denoiser:
     @property
     def hop_length(self) -> int:
         """Model-rate samples between STFT frames."""
-        return self._stft.hop_length
+        return self._model.info.hop_length
+
+    @property
+    def full_band(self) -> bool:
+        """Whether the band above the model's Nyquist frequency is kept and denoised.
+
+        True at host rates above the model's whose frames are whole samples (32, 44.1,
+        48, 88.2, 96 kHz for a 16 kHz model): the STFT then runs at the host rate and
+        nothing is resampled (see ``seproc.highband``). False at the model's rate and
+        at rates that are resampled (8, 11.025, 22.05 kHz), where the output holds
+        nothing above ``min(sample_rate, model_sample_rate) / 2``.
+        """
+        return self._full_band
 
     @property
     def latency_samples(self) -> int:
@@ -308,6 +342,8 @@ class Denoiser:
     def reset(self) -> None:
         """Start a new stream: clear every piece of stream state, in one place."""
         self._bridge.reset()
+        if self._high_band is not None:
+            self._high_band.reset()
         self._analyzer.reset()
         self._synthesizer.reset()
         for state in self._states:
@@ -361,14 +397,15 @@ class Denoiser:
         max_frames = self._analyzer.max_frames
         self._synthesizer = self._stft.synthesizer(channels=channels, max_frames=max_frames)
         self._input = np.zeros((channels, self._max_block_samples), np.float32)
-        self._spec = np.zeros((channels, max_frames, info.n_bins), np.complex64)
+        self._spec = np.zeros((channels, max_frames, self._stft.n_bins), np.complex64)
         self._feature_buffer = np.zeros((channels, max_frames, info.n_bins), np.float32)
         self._model_out = np.zeros((channels, max_frames, info.n_bins), np.float32)
         self._activity = np.zeros((channels, max_frames), np.float32)
-        self._synthesized = np.zeros((channels, max_frames * info.hop_length), np.float32)
+        self._synthesized = np.zeros((channels, max_frames * self._stft.hop_length), np.float32)
         self._output = np.zeros((channels, self._max_block_samples), np.float32)
         fifo_capacity = self._bridge.prefill_samples + 2 * (
-            self._max_block_samples + self._bridge.max_outer_samples(max_frames * info.hop_length)
+            self._max_block_samples
+            + self._bridge.max_outer_samples(max_frames * self._stft.hop_length)
         )
         self._fifo = np.zeros((channels, fifo_capacity), np.float32)
         self._states = [self._model.new_state() for _ in range(channels)]
@@ -391,15 +428,19 @@ class Denoiser:
         n_frames = self._analyzer.process(inner, self._spec)
         hop = self._stft.hop_length
         low, high = self._activity_bins
+        n_model_bins = self._model.info.n_bins
         for c in range(self._channels):
             if n_frames == 0:
                 break
             spec = self._spec[c, :n_frames]
             features = self._feature_buffer[c, :n_frames]
             model_out = self._model_out[c, :n_frames]
-            self._features.compute(spec, features)
+            self._features.compute(spec[:, :n_model_bins], features)
             self._model.run(features, model_out, self._states[c])
-            self._apply_gain(spec, model_out, self._min_gain, low, high, self._activity[c])
+            if self._high_band is not None:
+                self._high_band.apply(c, spec, model_out, self._min_gain, self._activity[c])
+            else:
+                self._apply_gain(spec, model_out, self._min_gain, low, high, self._activity[c])
         self._frames_last_call = n_frames
         n_samples = n_frames * hop
         self._synthesizer.process(self._spec, n_frames, self._synthesized)
@@ -408,10 +449,13 @@ class Denoiser:
 
     def _warm_up(self) -> None:
         """Compile every kernel the hot path calls: float32 and float64 blocks and ``out``."""
-        for dtype in (np.float32, np.float64):
-            silence = np.zeros((self._channels, 4 * self._stft.hop_length), dtype)
-            self.process(silence)
-            self.process(silence, out=np.empty_like(silence))
+        # One frame and several: at host rates the model's bins are a slice of the host
+        # spectrum, contiguous for one frame only, and numba compiles each layout.
+        for n_hops in (1, 4):
+            for dtype in (np.float32, np.float64):
+                silence = np.zeros((self._channels, n_hops * self._stft.hop_length), dtype)
+                self.process(silence)
+                self.process(silence, out=np.empty_like(silence))
         self.reset()
 
 

@@ -1,0 +1,192 @@
+"""Full-band processing: the host-rate framing and the gains above the model's band.
+
+At a host rate above the model's (44.1 and 48 kHz for the 16 kHz model), the
+Denoiser does not resample. It frames the host signal with the model's frame
+*duration* (20 ms windows, 10 ms hops): ``n_fft``, ``hop_length`` and ``win_length``
+scaled by ``host_rate / model_rate``. The bins are then spaced exactly as the
+model's (``host_rate / n_fft_host = model_rate / n_fft``, 50 Hz), so host bin ``k``
+*is* model bin ``k`` for every ``k`` below the model's Nyquist frequency:
+
+* the model's features are those bins, scaled back by ``model_rate / host_rate``
+  in amplitude (the same window, sampled ``host / model`` times more densely, sums
+  that many times larger); :func:`host_features_offset_db` gives the dB shift;
+* the model's gains apply to those bins unchanged;
+* the bins above get a gain per band (:class:`HighBandGain`): the model's own
+  decision about the top octave of its band, lowered further where a band holds
+  only noise.
+
+No resampler means no resampling delay and no band cut: with every gain at 1
+(``attenuation_limit_db=0``) the STFT/ISTFT pair returns the input exactly,
+delayed by ``win_length_host - 1`` samples, over the whole band.
+
+Host rates whose scaled framing is not whole samples (8, 11.025, 22.05 kHz for the
+16 kHz model) and rates at or below the model's keep the resampling path.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+from seproc import _kernels
+
+__all__ = ["HIGH_BAND_EDGES_HZ", "HighBandGain", "host_features_offset_db", "host_framing"]
+
+HIGH_BAND_EDGES_HZ = (9500.0, 11000.0, 13000.0, 15500.0, 18500.0)
+"""Edges between the high bands, in Hz (the first band starts at the model's Nyquist
+frequency, the last ends at the host's): about one band per 1.5 ERB-rate octaves,
+as PercepNet and RNNoise group the top of the spectrum."""
+_REFERENCE_BAND_HZ = (4000.0, 8000.0)
+"""Model bins whose kept share sets the high bands' reference gain."""
+_WIENER_WEIGHT = 0.0
+"""Measured on the val split (LSD 8-12 / 12-20 kHz): 0 -> 11.86 / 11.81 dB, 0.5 -> 11.85 /
+11.77, 1 -> 13.80 / 13.67, 2 -> 50.3 / 53.8: a per-band Wiener gain over-suppresses (the
+noise estimate against one frame's power), so the high bands follow the model alone."""
+_NOISE_SMOOTHING = 0.9
+"""Per frame (10 ms): a noise estimate with a time constant of about 0.1 s."""
+_NOISE_GATE = 0.3
+"""Frames whose reference gain is below this count as noise only for the estimate."""
+
+
+def host_framing(
+    host_rate_hz: int, model_rate_hz: int, n_fft: int, hop_length: int, win_length: int
+) -> tuple[int, int, int] | None:
+    """Return the host-rate ``(n_fft, hop_length, win_length)`` with the model's durations.
+
+    Parameters
+    ----------
+    host_rate_hz, model_rate_hz : int
+        The host's and the model's sample rates in Hz.
+    n_fft, hop_length, win_length : int
+        The model's STFT settings in model samples.
+
+    Returns
+    -------
+    tuple of int or None
+        The settings scaled by ``host_rate_hz / model_rate_hz``; ``None`` when the
+        host rate is not above the model's, or when a scaled setting (or the
+        window's centring pad) is not a whole number of samples: the Denoiser then
+        resamples to the model's rate.
+    """
+    if host_rate_hz <= model_rate_hz:
+        return None
+    ratio = Fraction(host_rate_hz, model_rate_hz)
+    scaled = [ratio * value for value in (n_fft, hop_length, win_length)]
+    pad = ratio * Fraction(n_fft - win_length, 2)
+    if any(value.denominator != 1 for value in (*scaled, pad)):
+        return None
+    return int(scaled[0]), int(scaled[1]), int(scaled[2])
+
+
+def host_features_offset_db(host_rate_hz: int, model_rate_hz: int) -> float:
+    """Return how many dB a host-rate bin's power lies above the model-rate bin's.
+
+    The same window sampled ``host / model`` times more densely sums that many
+    times more samples: amplitude times ``host / model``, power in dB
+    ``20 log10(host / model)`` higher (9.54 dB at 48 kHz for a 16 kHz model).
+    """
+    return float(20.0 * np.log10(host_rate_hz / model_rate_hz))
+
+
+class HighBandGain:
+    """The gains of a host-rate spectrum: the model's below its Nyquist bin, derived above.
+
+    Parameters
+    ----------
+    host_rate_hz : int
+        The host rate in Hz.
+    n_fft : int
+        The host-rate FFT size (bins ``n_fft // 2 + 1``, spaced like the model's).
+    n_model_bins : int
+        The model's bins (``n_fft_model // 2 + 1``): host bins ``[0, n_model_bins)``.
+    channels : int
+        Channels, each with its own noise estimate.
+    activity_bins : tuple of int
+        Bins whose kept energy share is the speech activity (see
+        ``Denoiser.speech_activity``).
+    wiener_weight : float
+        How much the per-band noise estimate lowers a band's gain; 0 gives every
+        high band the model's reference gain alone.
+
+    Notes
+    -----
+    State: one noise power per channel and high band, cleared by :meth:`reset`.
+    With ``min_gain = 1`` every gain is exactly 1 and the spectrum passes untouched.
+    """
+
+    def __init__(
+        self,
+        host_rate_hz: int,
+        n_fft: int,
+        n_model_bins: int,
+        channels: int,
+        activity_bins: tuple[int, int],
+        *,
+        wiener_weight: float = _WIENER_WEIGHT,
+    ) -> None:
+        bin_hz = host_rate_hz / n_fft
+        self._bin_hz = bin_hz
+        n_bins = n_fft // 2 + 1
+        edges = [n_model_bins]
+        edges += [round(edge_hz / bin_hz) for edge_hz in HIGH_BAND_EDGES_HZ]
+        edges = [edge for edge in edges if edge < n_bins] + [n_bins]
+        self._high_edges = np.asarray(sorted(set(edges)), np.int64)
+        self._reference_bins = (
+            min(round(_REFERENCE_BAND_HZ[0] / bin_hz), n_model_bins - 1),
+            n_model_bins,
+        )
+        self._activity_bins = activity_bins
+        self._wiener_weight = float(wiener_weight)
+        self._noise_power = np.zeros((channels, self._high_edges.size - 1), np.float64)
+
+    @property
+    def band_edges_hz(self) -> np.ndarray:
+        """Where each high band starts, in Hz, then one bin past the host's Nyquist.
+
+        Each start is its first bin's frequency: ``[8050, 9500, ..., 24050]`` at 48 kHz.
+        """
+        return self._high_edges * self._bin_hz
+
+    def reset(self) -> None:
+        """Start a new stream: forget every noise estimate."""
+        self._noise_power.fill(0.0)
+
+    def apply(
+        self,
+        channel: int,
+        spec: np.ndarray,
+        model_gain: np.ndarray,
+        min_gain: float,
+        activity: np.ndarray,
+    ) -> None:
+        """Apply the gains to one channel's frames in place; write their speech activity.
+
+        Parameters
+        ----------
+        channel : int
+            Which channel's noise estimate to use and update.
+        spec : np.ndarray [shape=(frames, n_host_bins)], complex64
+            The host-rate frames.
+        model_gain : np.ndarray [shape=(frames, n_model_bins)], float32
+            The model's gains for those frames.
+        min_gain : float
+            The attenuation limit as a gain (1 is a bypass).
+        activity : np.ndarray [shape=(frames,)], float32
+            Receives each frame's speech activity.
+        """
+        _kernels.apply_fullband_gain(
+            spec,
+            model_gain,
+            min_gain,
+            self._activity_bins[0],
+            self._activity_bins[1],
+            activity,
+            self._reference_bins[0],
+            self._reference_bins[1],
+            self._high_edges,
+            self._noise_power[channel],
+            self._wiener_weight,
+            _NOISE_SMOOTHING,
+            _NOISE_GATE,
+        )

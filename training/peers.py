@@ -72,6 +72,18 @@ def _fit(signal: np.ndarray, n_samples: int) -> np.ndarray:
     return out
 
 
+def _via_48k(denoise_48k, audio_16k: np.ndarray) -> np.ndarray:
+    """Run a 48 kHz system on a 16 kHz clip: ``soxr`` up, the system, ``soxr`` down."""
+    import soxr
+
+    audio = _as_mono(audio_16k)
+    if audio.size == 0:
+        return audio.copy()
+    x48 = soxr.resample(audio, SAMPLE_RATE_HZ, 48000).astype(np.float32)
+    y16 = soxr.resample(denoise_48k(x48), 48000, SAMPLE_RATE_HZ)
+    return _fit(np.asarray(y16, np.float32), audio.size)
+
+
 class Peer(ABC):
     """A speech denoiser under evaluation.
 
@@ -173,12 +185,13 @@ class RNNoise(Peer):
         self._pointer = self._buffer.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
 
     def denoise(self, audio_16k: np.ndarray) -> np.ndarray:  # noqa: D102
-        import soxr
+        return _via_48k(self.denoise_48k, audio_16k)
 
-        audio = _as_mono(audio_16k)
-        if audio.size == 0:
-            return audio.copy()
-        x48 = soxr.resample(audio, SAMPLE_RATE_HZ, self.sample_rate_hz).astype(np.float32)
+    def denoise_48k(self, audio_48k: np.ndarray) -> np.ndarray:
+        """Denoise a 48 kHz mono clip natively; same length, aligned."""
+        x48 = np.asarray(_as_mono(audio_48k), np.float32)
+        if x48.size == 0:
+            return x48.copy()
         n48 = x48.size
         total = -(-(n48 + self.delay_samples_48k) // self._frame) * self._frame
         padded = np.zeros(total, np.float32)
@@ -192,9 +205,7 @@ class RNNoise(Peer):
                 out[start : start + self._frame] = self._buffer
         finally:
             self._lib.rnnoise_destroy(state)
-        y48 = out[self.delay_samples_48k : self.delay_samples_48k + n48] / 32768.0
-        y16 = soxr.resample(y48, self.sample_rate_hz, SAMPLE_RATE_HZ)
-        return _fit(np.asarray(y16, np.float32), audio.size)
+        return out[self.delay_samples_48k : self.delay_samples_48k + n48] / 32768.0
 
 
 def nsnet2_model_path() -> Path:
@@ -308,15 +319,16 @@ class DeepFilterNet3(Peer):
         )
 
     def denoise(self, audio_16k: np.ndarray) -> np.ndarray:  # noqa: D102
-        import soxr
+        return _via_48k(self.denoise_48k, audio_16k)
 
-        audio = _as_mono(audio_16k)
-        if audio.size == 0:
-            return audio.copy()
+    def denoise_48k(self, audio_48k: np.ndarray) -> np.ndarray:
+        """Denoise a 48 kHz mono clip natively; same length, aligned."""
+        x48 = np.asarray(_as_mono(audio_48k), np.float32)
+        if x48.size == 0:
+            return x48.copy()
         if self._prepared is None:
             self.prepare()
         processor, self._prepared = self._prepared, None
-        x48 = soxr.resample(audio, SAMPLE_RATE_HZ, self.sample_rate_hz).astype(np.float32)
         # The clip's end mirrored, not zeros: the runtime mutes its (delayed) output
         # when the frame coming in looks like noise only (its local-SNR gate), so
         # silence after the clip would blank the clip's last 30 ms.
@@ -325,9 +337,7 @@ class DeepFilterNet3(Peer):
         pad = np.concatenate([pad, np.zeros(pad_samples - pad.size, np.float32)])
         out = [np.asarray(processor.process_chunk(np.concatenate([x48, pad])), np.float32)]
         out.append(np.asarray(processor.finalize(), np.float32))
-        y48 = _fit(np.concatenate(out), x48.size)
-        y16 = soxr.resample(y48, self.sample_rate_hz, SAMPLE_RATE_HZ)
-        return _fit(np.asarray(y16, np.float32), audio.size)
+        return _fit(np.concatenate(out), x48.size)
 
 
 def _sqrt_hann(n_fft: int) -> np.ndarray:

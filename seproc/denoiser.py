@@ -3,11 +3,14 @@
 The data path of one :meth:`Denoiser.process` call, top to bottom:
 
 1. validate the block and copy it into a float32 input buffer;
-2. resample host rate -> model rate (skipped when they are equal);
+2. resample host rate -> model rate (skipped when they are equal, and at full-band
+   host rates, where the STFT runs at the host rate: ``seproc.highband``);
 3. streaming STFT analysis: every complete frame of the block;
-4. normalised log-power features, one onnxruntime call per channel for all frames;
-5. the model's gain (floored by the attenuation limit) applied to the noisy spectrum;
-6. streaming overlap-add synthesis, resample model rate -> host rate;
+4. normalised log-power features of the model's bins, one onnxruntime call per
+   channel for all frames;
+5. the model's gain (floored by the attenuation limit) applied to the noisy spectrum,
+   and at full-band rates a gain per band above the model's band;
+6. streaming overlap-add synthesis, resample model rate -> host rate (when resampled);
 7. a FIFO that turns the chain's frame-sized bursts into exactly as many samples as
    arrived, delayed by a fixed ``latency_samples``.
 """
@@ -47,15 +50,20 @@ class Denoiser:
     model : str or Path or None
         An ONNX model file in seproc's format; ``None`` loads the bundled default.
     sample_rate : int
-        The host's sample rate in Hz, 8000 to 96000. Audio is resampled to the
-        model's rate and back inside; the resamplers' delay is part of
-        ``latency_samples``.
+        The host's sample rate in Hz, 8000 to 96000. Above the model's rate, where
+        the model's frames are whole host samples (32, 44.1, 48, 88.2 and 96 kHz for
+        the 16 kHz model), the STFT runs at the host rate and the whole band is kept
+        and denoised (:attr:`full_band`). At other rates audio is resampled to the
+        model's rate and back inside (the resamplers' delay is part of
+        ``latency_samples``), and nothing above 8 kHz passes.
     channels : int
         Number of channels; each is denoised with its own state.
     attenuation_limit_db : float or None
         The most the denoiser may attenuate any time-frequency bin, in dB (>= 0).
         ``None`` removes as much noise as the model decides; ``0`` is a bypass
-        (the output is the input, delayed); ``12`` keeps some ambience.
+        (the output is the input, delayed: over the whole band where
+        :attr:`full_band`, within the model's band where audio is resampled);
+        ``12`` keeps some ambience.
     max_block_samples : int
         The largest block :meth:`process` handles without allocating. Larger
         blocks still work; their output array is then allocated for the call.
@@ -130,9 +138,11 @@ class Denoiser:
                 f"Model {info.path} uses lookahead_frames={info.lookahead_frames}; this seproc "
                 "runs causal models (lookahead_frames=0) only."
             )
-        framing = host_framing(
-            self._sample_rate, info.sample_rate_hz, info.n_fft, info.hop_length, info.win_length
-        )
+        framing = None
+        if info.formulation == "mask":  # the high bands follow a mask's gains
+            framing = host_framing(
+                self._sample_rate, info.sample_rate_hz, info.n_fft, info.hop_length, info.win_length
+            )
         self._full_band = framing is not None
         n_fft, hop_length, win_length = framing or (info.n_fft, info.hop_length, info.win_length)
         # The STFT runs at the host rate when the model's framing scales to whole host
@@ -176,11 +186,6 @@ class Denoiser:
         )
         self._high_band = None
         if self._full_band:
-            if info.formulation != "mask":
-                raise ModelError(
-                    f"Model {info.path} has formulation={info.formulation!r}; the full-band "
-                    f"path at {self._sample_rate} Hz needs a mask model's gains."
-                )
             self._high_band = HighBandGain(
                 self._sample_rate, n_fft, info.n_bins, self._channels, self._activity_bins
             )

@@ -19,6 +19,8 @@ path), RNNoise and DeepFilterNet3 natively at 48 kHz, NSNet2 and noisereduce at
 Scores:
 
 * at 16 kHz (``soxr`` down): PESQ-wb, STOI, SI-SDR, DNSMOS SIG/BAK/OVRL;
+* at 48 kHz, with ``--visqol``: ViSQOL v3 in audio mode (``visqol-python``), the
+  full-band perceptual score (MOS-LQO, about 1 to 4.75);
 * at 48 kHz: log-spectral distance (dB) per band 0-4, 4-8, 8-12, 12-20 kHz against
   the clean clip, over the frames where the clean clip is within 50 dB of its loudest
   frame (2048-sample Hann frames, hop 512, power floored at 1e-10).
@@ -252,11 +254,20 @@ class _Systems:
 _WORKER: dict[str, object] = {}
 
 
-def _init(names: Sequence[str], wiener_weight: float | None, with_dnsmos: bool) -> None:
+def _init(
+    names: Sequence[str], wiener_weight: float | None, with_dnsmos: bool, with_visqol: bool
+) -> None:
     from training import metrics
 
     _WORKER["systems"] = _Systems(names, wiener_weight)
     _WORKER["dnsmos"] = metrics.Dnsmos() if with_dnsmos else None
+    _WORKER["visqol"] = None
+    if with_visqol:
+        from visqol.api import VisqolApi
+
+        api = VisqolApi()
+        api.create(mode="audio")
+        _WORKER["visqol"] = api
 
 
 def _score_mixture(mixture: dict[str, object]) -> list[dict[str, object]]:
@@ -281,6 +292,11 @@ def _score_mixture(mixture: dict[str, object]) -> list[dict[str, object]]:
             row["si_sdr_db"] = metrics.si_sdr(clean16, out16)
             scores = dnsmos(out16)
             row.update(sig=scores.sig, bak=scores.bak, ovrl=scores.ovrl)
+        if _WORKER["visqol"] is not None:
+            result = _WORKER["visqol"].measure_from_arrays(
+                clean.astype(np.float64), output.astype(np.float64), RATE_HZ
+            )
+            row["visqol_audio"] = float(result.moslqo)
         rows.append(row)
     return rows
 
@@ -292,6 +308,7 @@ def run(
     workers: int = 2,
     wiener_weight: float | None = None,
     with_dnsmos: bool = True,
+    with_visqol: bool = False,
 ) -> list[dict[str, object]]:
     """Score every system on every mixture, in ``workers`` processes."""
     try:
@@ -302,7 +319,7 @@ def run(
             return iterable
 
     rows: list[dict[str, object]] = []
-    with Pool(workers, _init, (tuple(names), wiener_weight, with_dnsmos)) as pool:
+    with Pool(workers, _init, (tuple(names), wiener_weight, with_dnsmos, with_visqol)) as pool:
         for part in tqdm(
             pool.imap(_score_mixture, mixes), total=len(mixes), desc="mixtures", unit="mix"
         ):
@@ -376,7 +393,8 @@ def _table(rows, systems, metrics_, group=None) -> list[str]:
 def report(rows, reference, band_rows, header: Sequence[str]) -> str:
     """Write the markdown report: means, per SNR, per noise, paired CIs, LSD, band table."""
     systems = [s for s in SYSTEMS if any(r["system"] == s for r in rows)]
-    quality = [m for m in ("pesq_wb", "stoi", "si_sdr_db", "sig", "bak", "ovrl") if m in rows[0]]
+    names = ("pesq_wb", "stoi", "si_sdr_db", "sig", "bak", "ovrl", "visqol_audio")
+    quality = [m for m in names if m in rows[0]]
     lsd = [k for k in rows[0] if k.startswith("lsd_")]
     lines = list(header)
     lines += ["", "## Clean references", ""]
@@ -437,6 +455,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="override seproc's high-band noise weight (the val experiment)",
     )
     parser.add_argument("--no-dnsmos", action="store_true", help="LSD only (fast)")
+    parser.add_argument(
+        "--visqol",
+        action="store_true",
+        help="also ViSQOL v3 audio mode at 48 kHz (visqol-python; ~3 s per clip and system)",
+    )
     return parser.parse_args(argv)
 
 
@@ -453,6 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         wiener_weight=args.wiener_weight,
         with_dnsmos=not args.no_dnsmos,
+        with_visqol=args.visqol,
     )
     reference: dict[str, object] = {
         "clips": f"{len(clips)} ({', '.join(c for c, _ in clips)})",
@@ -477,8 +501,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"# Full-band evaluation ({args.split}): {len(mixes)} mixtures at 48 kHz",
         "",
         f"Command: `python -m training.evaluate_fullband --archive ARCHIVE --split {args.split}"
-        f" --clips-per-talker {args.clips_per_talker}`"
+        f" --clips-per-talker {args.clips_per_talker}"
         + (f" --wiener-weight {args.wiener_weight}" if args.wiener_weight is not None else "")
+        + (" --visqol" if args.visqol else "")
+        + "`"
         + f"; {time.time() - start:.0f} s on this machine.",
     ]
     text = report(rows, reference, band_rows, header)

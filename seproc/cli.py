@@ -161,7 +161,8 @@ def _non_negative_db(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of dB") from None
     if not np.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(
-            f"{text!r} must be a finite number of dB >= 0 (0 is a bypass, 12 keeps some ambience)"
+            f"{text!r} must be a finite number of dB >= 0 "
+            "(0 attenuates nothing, 12 keeps some ambience)"
         )
     return value
 
@@ -219,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative_db,
         default=None,
         help="attenuate no time-frequency bin by more than DB decibels (default: no limit; "
-        "0 passes the audio through; 12 keeps some of the background)",
+        "0 attenuates nothing, though at rates above 16 kHz all above 8 kHz is still removed; "
+        "12 keeps some of the background)",
     )
     denoise.add_argument(
         "--model",

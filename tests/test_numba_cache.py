@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import numba
@@ -95,7 +96,7 @@ def test_import_leaves_numba_config_alone():
 def test_pip_install_run_uninstall_leaves_no_seproc_folder(tmp_path):
     """The README's wheel install, one denoise from elsewhere, uninstall: nothing left behind."""
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
     site = Path(
         subprocess.run(
@@ -105,11 +106,16 @@ def test_pip_install_run_uninstall_leaves_no_seproc_folder(tmp_path):
             text=True,
         ).stdout.strip()
     )
+    # seproc's dependencies from this interpreter's site-packages, appended to the venv's
+    # path (a .pth line adds a folder without running its .pth files, so this
+    # interpreter's own editable seproc stays out).
+    outer = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    (site / "_outer_site.pth").write_text("".join(f"{folder}\n" for folder in sorted(outer)))
     environ = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     environ["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     pip = [str(python), "-m", "pip", "--disable-pip-version-check", "-q"]
     # Build with this interpreter's setuptools and wheel (a bare venv may lack wheel),
-    # install the wheel into the venv; its dependencies come from the system site.
+    # install the wheel into the venv.
     wheels = tmp_path / "wheels"
     subprocess.run(
         [*BUILD_WHEEL, "-w", str(wheels), str(REPO)],
@@ -119,6 +125,15 @@ def test_pip_install_run_uninstall_leaves_no_seproc_folder(tmp_path):
     subprocess.run([*pip, "install", "--no-deps", str(wheel)], check=True, env=environ)
     outside = tmp_path / "elsewhere"
     outside.mkdir()
+    imported = subprocess.run(
+        [str(python), "-c", "import seproc; print(seproc.__file__)"],
+        cwd=outside,
+        env=environ,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    assert Path(imported).parent == site / "seproc"
     subprocess.run(
         [
             str(python),

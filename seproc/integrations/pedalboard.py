@@ -17,7 +17,7 @@ pedalboard has no plugin base class that Python code can subclass, so a seproc
         "clean.wav", "w", f.samplerate, f.num_channels
     ) as out:
         chain = DenoisingChain(
-            Denoiser(sample_rate=round(f.samplerate), channels=f.num_channels),
+            Denoiser(sample_rate=f.samplerate, channels=f.num_channels),
             before=[HighpassFilter(80)],
             after=[Compressor(threshold_db=-20), Gain(6)],
         )

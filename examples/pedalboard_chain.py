@@ -32,13 +32,15 @@ def main() -> None:
     args = parser.parse_args()
 
     with AudioFile(args.input) as source:
-        sample_rate, channels = round(source.samplerate), source.num_channels
+        sample_rate, channels = source.samplerate, source.num_channels  # float rates are fine
+        # AudioFile writes 16-bit unless told; keep 16/24-bit, write 32-bit and float as float.
+        bit_depth = {"int16": 16, "int24": 24}.get(source.file_dtype, 32)
         chain = DenoisingChain(
             Denoiser(args.model, sample_rate=sample_rate, channels=channels),
             before=[HighpassFilter(cutoff_frequency_hz=80)],  # rumble off before denoising
             after=[Compressor(threshold_db=-24, ratio=3), Gain(gain_db=6), Limiter(-1.0)],
         )
-        with AudioFile(args.output, "w", source.samplerate, channels) as sink:
+        with AudioFile(args.output, "w", sample_rate, channels, bit_depth=bit_depth) as sink:
             while source.tell() < source.frames:
                 sink.write(chain.process(source.read(args.chunk_samples)))
             sink.write(chain.flush())  # what the latency still held back

@@ -4,41 +4,102 @@ Each kernel is small, takes its constants as arguments (numba freezes globals at
 compile time), and writes into a buffer that the caller owns, so the streaming hot
 path allocates nothing. No global ``fastmath``: it changes NaN/Inf semantics.
 
-Kernels are cached on disk (``cache=_CACHE``) in the first folder numba can write:
-``NUMBA_CACHE_DIR``, ``__pycache__`` beside this file, or ``~/.cache/numba``. On a
-read-only install with no writable home (containers, serverless) none is writable and
-numba's ``cache=True`` would fail at import ("cannot cache function", librosa issue
-1156); the kernels then compile in memory at every start instead. Set
+Kernels are cached on disk in a per-user folder, never inside the installed package
+(numba's default, ``__pycache__`` beside this file, left a folder in site-packages that
+outlived ``pip uninstall`` and shadowed a later editable install as an empty namespace
+package): ``NUMBA_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/seproc/numba``
+(``~/.cache/seproc/numba``; ``~/Library/Caches/seproc/numba`` on macOS,
+under ``%LOCALAPPDATA%`` on Windows). When that folder cannot be written
+(read-only containers, serverless) the kernels compile in memory at every start instead
+of failing at import ("cannot cache function", librosa issue 1156); set
 ``NUMBA_CACHE_DIR`` to a writable folder to pay the compile time once.
+
+seproc sets ``numba.config.CACHE_DIR`` only while it decorates its own kernels and puts
+the user's value back, so other packages' numba caching is left as it was.
 """
 
 from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numba as nb
 import numpy as np
 
 
-def _cache_is_possible() -> bool:
-    """Return whether numba finds a writable cache folder for this module's kernels."""
+def cache_dir() -> Path:
+    """Return the folder for seproc's numba cache: ``NUMBA_CACHE_DIR`` or a per-user one.
 
-    def probe() -> int:  # never compiled: numba picks the cache folder at decoration
-        return 0
+    Returns
+    -------
+    Path
+        ``NUMBA_CACHE_DIR`` when set; otherwise the platform's per-user cache folder
+        (``$XDG_CACHE_HOME`` or ``~/.cache`` on Linux, ``~/Library/Caches`` on macOS,
+        ``%LOCALAPPDATA%`` on Windows) with ``seproc/numba`` below it.
+    """
+    if nb.config.CACHE_DIR:
+        return Path(nb.config.CACHE_DIR)
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+        return base / "seproc" / "Cache" / "numba"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "seproc" / "numba"
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "seproc" / "numba"
 
+
+def _writable(folder: Path) -> bool:
+    """Return whether ``folder`` exists or can be made, and takes a new file."""
     try:
-        nb.njit(cache=True)(probe)
-    except RuntimeError:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError:
         return False
     return True
 
 
-_CACHE = _cache_is_possible()
+_CACHE_DIR = cache_dir()
+_CACHE = _writable(_CACHE_DIR)
+
+
+@contextlib.contextmanager
+def _numba_cache_dir(folder: Path) -> Iterator[None]:
+    """Point numba's cache at ``folder`` while a kernel is decorated, then put it back.
+
+    numba picks a kernel's cache folder once, when ``njit(cache=True)`` decorates it,
+    from ``numba.config.CACHE_DIR`` first; what it picked is kept by the kernel.
+    """
+    previous = nb.config.CACHE_DIR
+    nb.config.CACHE_DIR = str(folder)
+    try:
+        yield
+    finally:
+        nb.config.CACHE_DIR = previous
+
+
+def _njit(**options: object) -> Callable[[Callable], Callable]:
+    """``numba.njit`` cached in :func:`cache_dir` (in memory when it is not writable)."""
+
+    def decorate(function: Callable) -> Callable:
+        if not _CACHE:
+            return nb.njit(cache=False, **options)(function)
+        with _numba_cache_dir(_CACHE_DIR):
+            return nb.njit(cache=True, **options)(function)
+
+    return decorate
+
 
 # ---------------------------------------------------------------------------
 # Framing, windowing and overlap-add (used by seproc.stft)
 # ---------------------------------------------------------------------------
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def frame_windowed(source, first_start, n_frames, hop, window, pad_left, win_length, rows):
     """Cut ``n_frames`` windowed frames of every channel of ``source`` into ``rows``.
 
@@ -66,7 +127,7 @@ def frame_windowed(source, first_start, n_frames, hop, window, pad_left, win_len
                 row[k] = 0.0
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def analysis_push(history, filled, block, hop, window, pad_left, win_length, rows):
     """Append a block to the analysis history and frame every frame it completes.
 
@@ -99,7 +160,7 @@ def analysis_push(history, filled, block, hop, window, pad_left, win_length, row
     return n_frames, remaining
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def rows_to_spec(rows, n_frames, n_bins, out, first_frame):
     """Copy FFT output rows (frame-major, channel-minor) into ``out[c, first_frame + j, :]``."""
     channels = out.shape[0]
@@ -111,7 +172,7 @@ def rows_to_spec(rows, n_frames, n_bins, out, first_frame):
                 dst[f] = src[f]
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def spec_to_rows(spec, first_frame, n_frames, n_bins, rows):
     """Copy ``spec[c, first_frame + j, :]`` into row ``j * channels + c`` of ``rows``."""
     channels = spec.shape[0]
@@ -123,7 +184,7 @@ def spec_to_rows(spec, first_frame, n_frames, n_bins, rows):
                 dst[f] = src[f]
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def overlap_add(rows, n_frames, hop, synthesis_window, pad_left, win_length, acc, first_sample):
     """Overlap-add ``n_frames`` inverse-FFT rows, weighted by the synthesis window.
 
@@ -142,7 +203,7 @@ def overlap_add(rows, n_frames, hop, synthesis_window, pad_left, win_length, acc
                 dst[i] += src[i] * support[i]
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def synthesis_push(rows, n_frames, hop, synthesis_window, pad_left, win_length, acc, out, mute):
     """Overlap-add ``n_frames`` rows into the accumulator and emit the finished samples.
 
@@ -173,14 +234,14 @@ def synthesis_push(rows, n_frames, hop, synthesis_window, pad_left, win_length, 
 # ---------------------------------------------------------------------------
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def power_to_db_flat(power, amin, out):
     """``out[i] = 10 * log10(max(power[i], amin))`` over 1-D arrays."""
     for i in range(power.shape[0]):
         out[i] = 10.0 * np.log10(max(power[i], amin))
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def amplitude_to_db_flat(amplitude, amin, out):
     """``out[i] = 10 * log10(max(|amplitude[i]| ** 2, amin ** 2))`` over 1-D arrays."""
     floor = amin * amin
@@ -189,21 +250,21 @@ def amplitude_to_db_flat(amplitude, amin, out):
         out[i] = 10.0 * np.log10(max(magnitude * magnitude, floor))
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def db_to_power_flat(db, out):
     """``out[i] = 10 ** (db[i] / 10)`` over 1-D arrays."""
     for i in range(db.shape[0]):
         out[i] = 10.0 ** (0.1 * db[i])
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def db_to_amplitude_flat(db, out):
     """``out[i] = sqrt(10 ** (db[i] / 10))`` over 1-D arrays."""
     for i in range(db.shape[0]):
         out[i] = np.sqrt(10.0 ** (0.1 * db[i]))
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def log_power_features(spec, amin, mean_db, std_db, out, db_out, write_db):
     """Normalised log-power features of a complex ``(frames, n_bins)`` spectrum.
 
@@ -234,7 +295,7 @@ def log_power_features(spec, amin, mean_db, std_db, out, db_out, write_db):
 _DOT_FLAGS = {"reassoc", "contract"}
 
 
-@nb.njit(cache=_CACHE, fastmath=_DOT_FLAGS)
+@_njit(fastmath=_DOT_FLAGS)
 def polyphase_resample(history, block, n, taps, up, down, position, out):
     """Resample ``block[:, :n]`` by ``up / down`` with a polyphase filter; return the state.
 
@@ -328,7 +389,7 @@ def polyphase_resample(history, block, n, taps, up, down, position, out):
 # ---------------------------------------------------------------------------
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def apply_mask_gain(spec, model_out, min_gain, band_start, band_stop, activity):
     """Apply a mask model's gain to a spectrum in place and measure speech activity.
 
@@ -356,7 +417,7 @@ def apply_mask_gain(spec, model_out, min_gain, band_start, band_stop, activity):
         activity[t] = kept / total if total > 0.0 else 1.0
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def apply_noise_subtraction(spec, noise_db, min_gain, band_start, band_stop, activity):
     """Subtract a predicted noise magnitude from a spectrum in place (seed formulation).
 
@@ -387,7 +448,7 @@ def apply_noise_subtraction(spec, noise_db, min_gain, band_start, band_stop, act
         activity[t] = kept / total if total > 0.0 else 1.0
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def all_within(block, limit):
     """Return True when every value of a 2-D array is finite and ``abs(value) <= limit``.
 
@@ -403,7 +464,7 @@ def all_within(block, limit):
     return True
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def copy_flushing_tiny(source, target, threshold):
     """Copy ``source`` into ``target`` (same shape), writing 0 where ``abs(value) < threshold``.
 
@@ -421,7 +482,7 @@ def copy_flushing_tiny(source, target, threshold):
                 target[c, i] = value
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def all_finite(block):
     """Return True when every value of a 2-D array is finite."""
     channels, samples = block.shape
@@ -432,7 +493,7 @@ def all_finite(block):
     return True
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def ring_write(ring, write_pos, source, n):
     """Append ``source[:, :n]`` to a ring buffer at ``write_pos``; return the new position."""
     channels, capacity = ring.shape
@@ -446,7 +507,7 @@ def ring_write(ring, write_pos, source, n):
     return pos
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def ring_read(ring, read_pos, target, n):
     """Move ``n`` samples from a ring buffer at ``read_pos`` into ``target[:, :n]``."""
     channels, capacity = ring.shape

@@ -6,6 +6,8 @@ argument, says what arrived, the rule, and the fix.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from seproc import _kernels
@@ -14,11 +16,16 @@ from seproc.errors import ParameterError
 __all__ = [
     "as_audio_block",
     "as_signal",
+    "check_channels_first",
     "check_finite",
     "check_float_dtype",
     "check_int",
     "check_positive_int",
+    "check_sample_rate",
 ]
+
+#: More channels than this in one array is taken for a ``(samples, channels)`` array.
+MAX_CHANNELS = 64
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -44,6 +51,78 @@ def check_int(name: str, value: object, minimum: int) -> int:
 def check_positive_int(name: str, value: object) -> int:
     """Return ``value`` as an ``int`` if it is an integer ``>= 1`` (see :func:`check_int`)."""
     return check_int(name, value, 1)
+
+
+def check_sample_rate(name: str, value: object, minimum: int = 1) -> int:
+    """Return a sample rate in Hz as an ``int``; integral floats are accepted.
+
+    pedalboard's ``AudioFile.samplerate`` is a float (``44100.0``) and numpy hands
+    out scalars (``np.float64(48000)``): both are taken as the whole number they hold.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for error messages.
+    value : int, float, numpy integer or numpy floating
+        The rate in Hz.
+    minimum : int
+        The lowest rate accepted.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ParameterError
+        If ``value`` is not a number (bools are not), is not a whole number of Hz
+        (``44100.5``, NaN, Inf), or is below ``minimum``.
+    """
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value) or not float(value).is_integer():
+            raise ParameterError(
+                f"Parameter {name}={value!r} must be a whole number of Hz (44100 or 44100.0), "
+                "got a fractional or non-finite rate; pass the file's nominal rate, for "
+                f"example round({name}), and resample first if the audio really runs at "
+                "another rate."
+            )
+        if value < minimum:
+            raise ParameterError(
+                f"Parameter {name}={value!r} must be a whole number of Hz >= {minimum}."
+            )
+        return int(value)
+    return check_int(name, value, minimum)
+
+
+def check_channels_first(array: np.ndarray, name: str) -> None:
+    """Refuse a 2-D array that looks like ``(samples, channels)``, before any allocation.
+
+    A ``(channels, samples)`` array has few channels: more than :data:`MAX_CHANNELS`,
+    or more channels than samples (an empty signal aside), means the axes are swapped,
+    as in soundfile's ``sf.read`` output.
+
+    Parameters
+    ----------
+    array : np.ndarray
+        The audio; only 2-D arrays are checked.
+    name : str
+        The argument's name, for error messages.
+
+    Raises
+    ------
+    ParameterError
+        With the ``.T`` fix in the message.
+    """
+    if array.ndim != 2:
+        return
+    channels, samples = array.shape
+    if channels > MAX_CHANNELS or 0 < samples < channels:
+        raise ParameterError(
+            f"Parameter {name} has shape {array.shape}, read as {channels} channels of "
+            f"{samples} samples; seproc takes (channels, samples) with at most {MAX_CHANNELS} "
+            f"channels and no more channels than samples. Pass {name}.T if it is "
+            "(samples, channels), as soundfile's sf.read returns."
+        )
 
 
 def check_float_dtype(name: str, dtype: object) -> np.dtype:

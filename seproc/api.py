@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from seproc._validation import check_channels_first
 from seproc.denoiser import Denoiser, samples_are_valid
 from seproc.errors import ParameterError, SeprocError
 
@@ -26,7 +27,7 @@ DEFAULT_FILE_BLOCK_SAMPLES = 65536
 
 def denoise(
     audio: np.ndarray,
-    sample_rate: int,
+    sample_rate: int | float,
     *,
     model: str | Path | None = None,
     attenuation_limit_db: float | None = None,
@@ -37,14 +38,15 @@ def denoise(
     Parameters
     ----------
     audio : np.ndarray [shape=(channels, samples) or (samples,)], float32 or float64
-        The noisy signal. Arrays of shape ``(samples, channels)`` must be
-        transposed first (``audio.T``).
-    sample_rate : int
-        Its rate in Hz, 8000 to 96000.
+        The noisy signal, at most 64 channels and no more channels than samples.
+        Arrays of shape ``(samples, channels)``, as ``soundfile.read`` returns,
+        must be transposed first (``audio.T``); they are refused, not misread.
+    sample_rate : int or float
+        Its rate in Hz, 8000 to 96000; a whole number (``44100.0`` is fine).
     model : str or Path or None
         An ONNX model in seproc's format; ``None`` uses the bundled default.
     attenuation_limit_db : float or None
-        The most any bin is attenuated, in dB; ``None`` for no limit, 0 for a bypass.
+        The most any bin is attenuated, in dB; ``None`` for no limit.
     num_threads : int
         onnxruntime threads for one run.
 
@@ -52,6 +54,12 @@ def denoise(
     -------
     np.ndarray [shape like ``audio``], float32
         The denoised signal, sample ``i`` aligned with input sample ``i``.
+
+    Raises
+    ------
+    ParameterError
+        If ``audio`` is not 1-D or 2-D, looks like ``(samples, channels)``, or
+        ``sample_rate`` is not a whole number of Hz in range.
 
     Examples
     --------
@@ -67,6 +75,7 @@ def denoise(
             f"Parameter audio must be 1-D (samples,) or 2-D (channels, samples), got shape "
             f"{array.shape}."
         )
+    check_channels_first(array, "audio")
     denoiser = Denoiser(
         model,
         sample_rate=sample_rate,

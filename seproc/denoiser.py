@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from seproc import _kernels
-from seproc._validation import as_audio_block
+from seproc._validation import as_audio_block, check_sample_rate
 from seproc.errors import ModelError, ParameterError
 from seproc.features import LogPowerFeatures
 from seproc.highband import HighBandGain, host_features_offset_db, host_framing
@@ -120,7 +120,7 @@ class Denoiser:
         num_threads: int = 1,
         warm_up: bool = True,
     ) -> None:
-        self._sample_rate = _check_int("sample_rate", sample_rate, MIN_SAMPLE_RATE_HZ)
+        self._sample_rate = check_sample_rate("sample_rate", sample_rate, MIN_SAMPLE_RATE_HZ)
         if self._sample_rate > MAX_SAMPLE_RATE_HZ:
             raise ParameterError(
                 f"Parameter sample_rate={sample_rate} is above {MAX_SAMPLE_RATE_HZ} Hz; seproc "
@@ -377,7 +377,7 @@ class Denoiser:
         -------
         np.ndarray [shape like ``audio``], float32
         """
-        if sample_rate != self._sample_rate:
+        if check_sample_rate("sample_rate", sample_rate) != self._sample_rate:
             raise ParameterError(
                 f"Parameter sample_rate={sample_rate} differs from this Denoiser's "
                 f"{self._sample_rate} Hz; make a Denoiser(sample_rate={sample_rate}) instead."

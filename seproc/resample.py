@@ -38,6 +38,7 @@ from fractions import Fraction
 import numpy as np
 
 from seproc import _kernels
+from seproc._validation import check_int, check_sample_rate
 from seproc.errors import ParameterError
 
 __all__ = ["QUALITIES", "RateBridge", "StreamResampler", "resample"]
@@ -47,12 +48,6 @@ QUALITIES: dict[str, float] = {"high": 80.0, "low": 65.0}
 _PASSBAND_EDGE = 0.45  # times the lower sample rate
 _STOPBAND_EDGE = 0.5  # times the lower sample rate
 _TAP_MULTIPLE = 8  # branches are padded to a multiple of 8 taps: no scalar SIMD remainder
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ParameterError(f"Parameter {name}={value!r} must be an integer >= {minimum}.")
-    return int(value)
 
 
 def _check_quality(quality: object) -> float:
@@ -161,10 +156,10 @@ class StreamResampler:
         quality: str = "high",
         extra_delay_samples: int | Fraction = 0,
     ) -> None:
-        self._in_rate_hz = _check_int("in_rate_hz", in_rate_hz, 1)
-        self._out_rate_hz = _check_int("out_rate_hz", out_rate_hz, 1)
-        self._channels = _check_int("channels", channels, 1)
-        self._max_block_samples = _check_int("max_block_samples", max_block_samples, 1)
+        self._in_rate_hz = check_sample_rate("in_rate_hz", in_rate_hz, 1)
+        self._out_rate_hz = check_sample_rate("out_rate_hz", out_rate_hz, 1)
+        self._channels = check_int("channels", channels, 1)
+        self._max_block_samples = check_int("max_block_samples", max_block_samples, 1)
         self._dtype = np.dtype(dtype)
         if self._dtype not in (np.float32, np.float64):
             raise ParameterError(f"Parameter dtype={dtype!r} must be np.float32 or np.float64.")
@@ -393,8 +388,8 @@ def resample(
         )
     was_1d = audio.ndim == 1
     audio2d = audio[np.newaxis] if was_1d else audio
-    in_rate_hz = _check_int("in_rate_hz", in_rate_hz, 1)
-    out_rate_hz = _check_int("out_rate_hz", out_rate_hz, 1)
+    in_rate_hz = check_sample_rate("in_rate_hz", in_rate_hz, 1)
+    out_rate_hz = check_sample_rate("out_rate_hz", out_rate_hz, 1)
     _check_quality(quality)
     channels, n = audio2d.shape
     n_out = (2 * n * out_rate_hz + in_rate_hz) // (2 * in_rate_hz)  # round half up
@@ -520,12 +515,12 @@ class RateBridge:
         inner_delay_samples: int,
         inner_block_samples: int,
     ) -> None:
-        self._host_rate_hz = _check_int("host_rate_hz", host_rate_hz, 1)
-        self._model_rate_hz = _check_int("model_rate_hz", model_rate_hz, 1)
-        self._channels = _check_int("channels", channels, 1)
-        self._max_block_samples = _check_int("max_block_samples", max_block_samples, 1)
-        delay = _check_int("inner_delay_samples", inner_delay_samples, 0)
-        hop = _check_int("inner_block_samples", inner_block_samples, 1)
+        self._host_rate_hz = check_sample_rate("host_rate_hz", host_rate_hz, 1)
+        self._model_rate_hz = check_sample_rate("model_rate_hz", model_rate_hz, 1)
+        self._channels = check_int("channels", channels, 1)
+        self._max_block_samples = check_int("max_block_samples", max_block_samples, 1)
+        delay = check_int("inner_delay_samples", inner_delay_samples, 0)
+        hop = check_int("inner_block_samples", inner_block_samples, 1)
         self._inner_delay_samples = delay
         self._inner_block_samples = hop
         up, down = _ratio(self._host_rate_hz, self._model_rate_hz)

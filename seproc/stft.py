@@ -201,7 +201,7 @@ class STFT:
     Bit-exactness between the streaming and offline paths rests on FFTW giving every
     plan of one size the same algorithm, which its in-process wisdom guarantees; calling
     ``pyfftw.forget_wisdom()`` between creating an STFT's streaming objects voids that.
-    The numba kernels are cached on disk; on a read-only install set ``NUMBA_CACHE_DIR``.
+    The numba kernels are cached per user (see :mod:`seproc._kernels`), never in the package.
 
     The offline methods of one object share a workspace under a lock, so they are safe to
     call from several threads (they then run one at a time). Streaming objects are one

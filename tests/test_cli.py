@@ -293,11 +293,16 @@ def test_info_reports_versions_model_latency_and_speed(models):
         assert report["latency"][f"{rate // 1000} kHz"]["samples"] == latency
         speed = report["speed"][f"{rate // 1000} kHz"]
         assert speed["real_time_factor"] > 0 and speed["audio_s"] > 0
+        assert (speed["sample_rate_hz"], speed["block_samples"]) == (rate, rate // 100)
+        assert (speed["channels"], speed["onnxruntime_threads"]) == (1, 1)
+    assert report["speed"]["machine"]["cpus"] == os.cpu_count()
 
     text = run_seproc("info", "--model", models["test"])
     assert text.returncode == 0, text.stderr
     for heading in ["versions", "model", "latency", "real-time factor", "48 kHz"]:
         assert heading in text.stdout
+    assert "48 kHz   block 480 samples (10 ms), mono, 1 onnxruntime thread" in text.stdout
+    assert f"{os.cpu_count()} CPUs, load average" in text.stdout
 
 
 def test_info_without_a_model_says_why(tmp_path):

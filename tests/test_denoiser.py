@@ -246,7 +246,7 @@ def test_a_bad_block_leaves_the_stream_state_clean(models):
     [
         ({"sample_rate": 4000}, "sample_rate=4000"),
         ({"sample_rate": 192000}, "sample_rate=192000"),
-        ({"sample_rate": 44100.0}, "sample_rate=44100.0"),
+        ({"sample_rate": 44100.5}, r"sample_rate=44100.5 must be a whole number of Hz"),
         ({"channels": 0}, "channels=0"),
         ({"attenuation_limit_db": -3}, "attenuation_limit_db=-3"),
         ({"attenuation_limit_db": float("nan")}, "attenuation_limit_db=nan"),

@@ -49,7 +49,10 @@ def test_bundled_example_is_small_real_pcm_audio():
 
 def test_readme_first_command_uses_the_bundled_example():
     readme = (REPO / "README.md").read_text()
-    assert "pip install . && seproc denoise examples/noisy_speech.wav clean.wav" in readme
+    command = "pip install . && seproc denoise examples/noisy_speech.wav out/clean.wav"
+    assert command in readme
+    assert f"\n{command}\n" in (REPO / ".ci" / "run").read_text()  # CI runs it verbatim
+    assert "/out/" in (REPO / ".gitignore").read_text().splitlines()
     assert "docs/images/before_after.png" in readme
     assert (REPO / "docs" / "images" / "before_after.png").is_file()
 

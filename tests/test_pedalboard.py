@@ -1,5 +1,7 @@
 """seproc.integrations.pedalboard against the real pedalboard package."""
 
+import time
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -220,3 +222,58 @@ def test_chain_reads_its_settings_back(denoisers):
     assert isinstance(chain.before, Pedalboard) and len(chain.before) == 1
     assert len(chain.after) == 2
     assert DenoisingChain(denoiser, before=[]).before is None
+
+
+@pytest.mark.parametrize("shape", [(2205, 2), (44100, 2)])
+def test_chain_refuses_samples_by_channels_quickly(denoisers, shape):
+    chain = DenoisingChain(denoisers("test", 2))
+    audio = np.zeros(shape, np.float32)
+    started = time.perf_counter()
+    with pytest.raises(ParameterError, match=r"pass audio\.T if it is \(samples, channels\)"):
+        chain(audio, 16000)
+    with pytest.raises(ParameterError, match=r"pass chunk\.T if it is \(samples, channels\)"):
+        chain.process(audio)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_chain_takes_pedalboards_float_rates(denoisers):
+    chain = DenoisingChain(denoisers("test", 1))
+    signal = noisy(3000, 1)
+    expected = chain(signal, 16000)
+    np.testing.assert_array_equal(chain(signal, 16000.0), expected)
+    np.testing.assert_array_equal(chain(signal, np.float64(16000)), expected)
+    with pytest.raises(ParameterError, match=r"sample_rate=16000\.5 must be a whole number"):
+        chain(signal, 16000.5)
+
+
+@pytest.mark.parametrize(
+    ("extension", "subtype"),
+    [(".wav", s) for s in ["PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"]]
+    + [(".flac", "PCM_16"), (".flac", "PCM_24")],
+)
+def test_process_file_with_chain_keeps_the_subtype(tmp_path, models, extension, subtype):
+    src, dst = tmp_path / f"in{extension}", tmp_path / f"out{extension}"
+    sf.write(src, noisy(4000, 2).T, 16000, subtype=subtype)
+    process_file_with_chain(src, dst, after=[Gain(1)], model=models["test"])
+    info = sf.info(str(dst))
+    assert (info.subtype, info.samplerate, info.channels, info.frames) == (subtype, 16000, 2, 4000)
+
+
+@pytest.mark.parametrize(("bit_depth", "subtype"), [(16, "PCM_16"), (24, "PCM_24"), (32, "FLOAT")])
+def test_process_file_with_chain_bit_depth_as_audiofile_takes_it(
+    tmp_path, models, bit_depth, subtype
+):
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    sf.write(src, noisy(4000, 1).T, 16000, subtype="PCM_32")
+    process_file_with_chain(src, dst, model=models["test"], bit_depth=bit_depth)
+    assert sf.info(str(dst)).subtype == subtype
+
+
+def test_process_file_with_chain_refuses_bad_bit_depth_and_format(tmp_path, models):
+    src = tmp_path / "in.wav"
+    sf.write(src, np.zeros(100), 16000)
+    with pytest.raises(ParameterError, match=r"bit_depth=12 must be 16, 24, 32 \(float\) or None"):
+        process_file_with_chain(src, tmp_path / "out.wav", model=models["test"], bit_depth=12)
+    with pytest.raises(ParameterError, match=r"extension '\.xyz', which soundfile cannot write"):
+        process_file_with_chain(src, tmp_path / "out.xyz", model=models["test"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]

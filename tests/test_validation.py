@@ -8,10 +8,12 @@ import pytest
 from seproc._validation import (
     as_audio_block,
     as_signal,
+    check_channels_first,
     check_finite,
     check_float_dtype,
     check_int,
     check_positive_int,
+    check_sample_rate,
 )
 from seproc.errors import ParameterError
 
@@ -94,3 +96,42 @@ def test_int_and_dtype_checks():
         check_float_dtype("dtype", "nope")
     with pytest.raises(ParameterError, match=r"Parameter dtype=None must be np.float32"):
         check_float_dtype("dtype", None)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(44100, 44100), (44100.0, 44100), (np.float64(48000), 48000), (np.int32(16000), 16000)],
+)
+def test_sample_rate_takes_whole_numbers_of_any_numeric_type(value, expected):
+    result = check_sample_rate("sample_rate", value)
+    assert result == expected and type(result) is int
+
+
+@pytest.mark.parametrize("value", [44100.5, np.float32(22050.25), float("nan"), float("inf")])
+def test_sample_rate_refuses_fractions_and_non_finite(value):
+    with pytest.raises(ParameterError, match=r"Parameter sample_rate=.* must be a whole number"):
+        check_sample_rate("sample_rate", value)
+
+
+def test_sample_rate_refuses_non_numbers_and_low_rates():
+    with pytest.raises(ParameterError, match=r"Parameter sample_rate=True must be an integer"):
+        check_sample_rate("sample_rate", True)
+    with pytest.raises(ParameterError, match=r"Parameter sample_rate='44100' must be an integer"):
+        check_sample_rate("sample_rate", "44100")
+    with pytest.raises(
+        ParameterError, match=r"sample_rate=4000.0 must be a whole number of Hz >= 8000"
+    ):
+        check_sample_rate("sample_rate", 4000.0, 8000)
+
+
+@pytest.mark.parametrize("shape", [(2205, 2), (65, 100_000), (3, 2), (44100, 1)])
+def test_channels_first_refuses_sample_major_arrays(shape):
+    with pytest.raises(ParameterError, match=r"Pass audio\.T if it is \(samples, channels\)"):
+        check_channels_first(np.zeros(shape, np.float32), "audio")
+
+
+@pytest.mark.parametrize("shape", [(2, 2205), (64, 64), (1, 1), (2, 0), (1, 0), (5,), (0, 0)])
+def test_channels_first_accepts_channel_major_and_empty_arrays(shape):
+    array = np.zeros(shape, np.float32)
+    check_channels_first(array, "audio")  # raises on failure
+    assert array.shape == shape

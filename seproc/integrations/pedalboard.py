@@ -17,7 +17,7 @@ pedalboard has no plugin base class that Python code can subclass, so a seproc
         "clean.wav", "w", f.samplerate, f.num_channels
     ) as out:
         chain = DenoisingChain(
-            Denoiser(sample_rate=round(f.samplerate), channels=f.num_channels),
+            Denoiser(sample_rate=f.samplerate, channels=f.num_channels),
             before=[HighpassFilter(80)],
             after=[Compressor(threshold_db=-20), Gain(6)],
         )
@@ -49,8 +49,17 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
-from seproc.api import FileResult, _new_file_mode, sha256_file
+from seproc._validation import check_sample_rate
+from seproc.api import (
+    FileResult,
+    _format_for,
+    _new_file_mode,
+    _omit_peak_chunk,
+    _output_subtype,
+    sha256_file,
+)
 from seproc.denoiser import Denoiser
 from seproc.errors import ParameterError, SeprocError
 
@@ -74,6 +83,17 @@ DEFAULT_CHUNK_SAMPLES = 65536
 DEFAULT_PLUGIN_BLOCK_SAMPLES = 1024
 #: How much silence (in seconds of audio) a plugin chain may need to release its tail.
 _MAX_TAIL_S = 30.0
+#: soundfile subtypes of ``bit_depth`` as ``pedalboard.io.AudioFile`` takes it (32 is float).
+_SUBTYPE_OF_BIT_DEPTH = {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
+#: soundfile subtypes of ``AudioFile.file_dtype``, for inputs that soundfile cannot read.
+_SUBTYPE_OF_FILE_DTYPE = {
+    "int8": "PCM_S8",
+    "int16": "PCM_16",
+    "int24": "PCM_24",
+    "int32": "PCM_32",
+    "float32": "FLOAT",
+    "float64": "DOUBLE",
+}
 
 
 class DenoisingChain:
@@ -220,21 +240,23 @@ class DenoisingChain:
         ----------
         audio : np.ndarray [shape=(channels, samples) or (samples,)], float
             The signal.
-        sample_rate : int
-            Its rate in Hz; must equal the chain's ``sample_rate``.
+        sample_rate : int or float
+            Its rate in Hz, a whole number (``44100.0`` as pedalboard gives it is
+            fine); must equal the chain's ``sample_rate``.
 
         Returns
         -------
         np.ndarray [shape=(channels, samples)], float32
             The output, sample ``i`` aligned with input sample ``i``.
         """
-        if sample_rate != self.sample_rate:
+        if check_sample_rate("sample_rate", sample_rate) != self.sample_rate:
             raise ParameterError(
                 f"Parameter sample_rate={sample_rate} differs from the chain's "
                 f"{self.sample_rate} Hz; make the Denoiser with sample_rate={sample_rate}."
             )
+        block = self._check(audio, "audio")  # names the argument in the error
         self.reset()
-        return np.concatenate([self.process(audio), self.flush()], axis=1)
+        return np.concatenate([self.process(block), self.flush()], axis=1)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -391,16 +413,20 @@ def process_file_with_chain(
 
     ``before`` plugins, a denoiser, then ``after`` plugins, chunk by chunk with
     their state carried over, latency compensated; the output has the input's
-    sample rate, channel count and length. It is written to a temporary file
-    beside ``dst`` and renamed into place when complete.
+    sample rate, channel count, length and (where ``dst``'s format has it) subtype:
+    16-, 24- and 32-bit PCM and float files stay what they were, as with the
+    ``seproc`` command. It is written with soundfile (``AudioFile`` writes 32-bit
+    PCM as float and defaults to 16 bits) to a temporary file beside ``dst`` and
+    renamed into place when complete.
 
     Parameters
     ----------
     src : str or Path
         Any file ``pedalboard.io.AudioFile`` reads.
     dst : str or Path
-        The output; its extension picks the format. Its folder must exist, and it
-        must not be ``src``.
+        The output; its extension picks the format (any that soundfile writes:
+        .wav, .flac, .ogg, .aiff, ...). Its folder must exist, and it must not be
+        ``src``.
     before, after : pedalboard.Plugin or list of pedalboard.Plugin or None
         As for :class:`DenoisingChain`.
     model, attenuation_limit_db
@@ -408,8 +434,8 @@ def process_file_with_chain(
     chunk_samples : int
         Samples read per chunk.
     bit_depth : int or None
-        Bits per sample of the output (16, 24 or 32, as ``AudioFile`` takes it);
-        ``None`` keeps the input's (32-bit float stays 32-bit float).
+        Bits per sample of the output, as ``AudioFile`` takes it: 16 or 24 (PCM)
+        or 32 (float). ``None`` keeps the input's subtype.
     denoiser : seproc.Denoiser or None
         A denoiser to reuse when its rate and channel count match the file's.
 
@@ -431,6 +457,12 @@ def process_file_with_chain(
         raise ParameterError(f"Output {dst_path} is the input file; seproc never overwrites input.")
     if isinstance(chunk_samples, bool) or not isinstance(chunk_samples, int) or chunk_samples < 1:
         raise ParameterError(f"Parameter chunk_samples={chunk_samples!r} must be an integer >= 1.")
+    if bit_depth is not None and bit_depth not in _SUBTYPE_OF_BIT_DEPTH:
+        raise ParameterError(
+            f"Parameter bit_depth={bit_depth!r} must be 16, 24, 32 (float) or None (keep the "
+            "input's)."
+        )
+    out_format = _format_for(dst_path)
     started = time.perf_counter()
     try:
         reader = AudioFile(str(src_path))
@@ -439,6 +471,8 @@ def process_file_with_chain(
     with reader:
         sample_rate = round(reader.samplerate)
         channels = reader.num_channels
+        requested = None if bit_depth is None else _SUBTYPE_OF_BIT_DEPTH[bit_depth]
+        subtype = _output_subtype(dst_path, _input_subtype(src_path, reader.file_dtype), requested)
         if denoiser is None or (denoiser.sample_rate, denoiser.channels) != (sample_rate, channels):
             denoiser = Denoiser(
                 model,
@@ -459,23 +493,23 @@ def process_file_with_chain(
         os.close(handle)
         temporary = Path(name)
         frames = 0
-        depth = bit_depth or _bit_depth_of(reader.file_dtype)
         try:
-            try:
-                writer = AudioFile(str(temporary), "w", reader.samplerate, channels, depth)
-            except (OSError, RuntimeError, ValueError) as error:
-                raise ParameterError(
-                    f"Cannot write {dst_path} with bit_depth={depth}: {_first_line(error)}; "
-                    "pass another bit_depth."
-                ) from None
-            with writer:
+            with sf.SoundFile(
+                str(temporary),
+                mode="w",
+                samplerate=sample_rate,
+                channels=channels,
+                subtype=subtype,
+                format=out_format,
+            ) as writer:
+                _omit_peak_chunk(writer)
                 while reader.tell() < reader.frames:
                     chunk = reader.read(chunk_samples)
                     if chunk.shape[-1] == 0:
                         break
                     frames += chunk.shape[-1]
-                    writer.write(chain.process(chunk))
-                writer.write(chain.flush())
+                    writer.write(chain.process(chunk).T)
+                writer.write(chain.flush().T)
             os.chmod(temporary, _new_file_mode())
             os.replace(temporary, dst_path)
         except BaseException:
@@ -493,9 +527,12 @@ def process_file_with_chain(
     )
 
 
-def _bit_depth_of(file_dtype: str) -> int:
-    digits = "".join(ch for ch in file_dtype if ch.isdigit())
-    return min(int(digits), 32) if digits else 16
+def _input_subtype(src: Path, file_dtype: str) -> str:
+    """Return ``src``'s soundfile subtype, or the nearest one to pedalboard's ``file_dtype``."""
+    try:
+        return sf.info(str(src)).subtype
+    except (sf.LibsndfileError, RuntimeError):
+        return _SUBTYPE_OF_FILE_DTYPE.get(file_dtype, "PCM_16")
 
 
 def _first_line(error: BaseException) -> str:

@@ -611,3 +611,25 @@ def apply_fullband_gain(
             gain = min(gain, 1.0)
             for f in range(lo, hi):
                 spec[t, f] = spec[t, f] * gain
+
+
+@nb.njit(cache=_CACHE)
+def delay_line(history, block, n, out):
+    """Write ``block[:, :n]`` delayed by ``history.shape[1]`` samples into ``out[:, :n]``.
+
+    ``history`` holds the last ``k`` samples of the stream (zeros at the start) and is
+    updated, so consecutive calls delay a stream by exactly ``k`` samples whatever the
+    partition.
+    """
+    channels, k = history.shape
+    for c in range(channels):
+        for i in range(n):
+            out[c, i] = history[c, i] if i < k else block[c, i - k]
+        if n >= k:
+            for j in range(k):
+                history[c, j] = block[c, n - k + j]
+        else:
+            for j in range(k - n):
+                history[c, j] = history[c, j + n]
+            for j in range(n):
+                history[c, k - n + j] = block[c, j]

@@ -26,7 +26,7 @@ from seproc import _kernels
 from seproc._validation import as_audio_block, check_sample_rate
 from seproc.errors import ModelError, ParameterError
 from seproc.features import LogPowerFeatures
-from seproc.highband import HighBandGain, host_features_offset_db, host_framing
+from seproc.highband import HighBandGain, ModelRateFrames, host_framing
 from seproc.model import OnnxModel
 from seproc.resample import RateBridge
 from seproc.stft import STFT
@@ -148,30 +148,47 @@ class Denoiser:
         # The STFT runs at the host rate when the model's framing scales to whole host
         # samples (seproc.highband), else at the model's rate between two resamplers.
         stft_rate_hz = self._sample_rate if self._full_band else info.sample_rate_hz
+        # FFTW_MEASURE times candidate algorithms, so two processes may pick different
+        # ones and disagree in the last bit; ESTIMATE picks the same one every time, so
+        # one input gives the same output bytes in every process (the Ray engine and
+        # the local one, a rerun and the first run).
         self._stft = STFT(
             n_fft=n_fft,
             hop_length=hop_length,
             win_length=win_length,
             window=info.window,
             dtype=np.float32,
-            # FFTW_MEASURE times candidate algorithms, so two processes may pick different
-            # ones and disagree in the last bit; ESTIMATE picks the same one every time, so
-            # one input gives the same output bytes in every process (the Ray engine and
-            # the local one, a rerun and the first run).
             planner_effort="FFTW_ESTIMATE",
         )
-        offset_db = host_features_offset_db(stft_rate_hz, info.sample_rate_hz)
         self._features = LogPowerFeatures(
-            info.feature_mean_db + offset_db,
-            info.feature_std_db,
-            amin=info.feature_amin * 10.0 ** (offset_db / 10.0),
+            info.feature_mean_db, info.feature_std_db, amin=info.feature_amin
         )
+        self._model_frames = None
+        host_delay_samples = 0
+        if self._full_band:
+            model_stft = STFT(
+                n_fft=info.n_fft,
+                hop_length=info.hop_length,
+                win_length=info.win_length,
+                window=info.window,
+                dtype=np.float32,
+                planner_effort="FFTW_ESTIMATE",
+            )
+            self._model_frames = ModelRateFrames(
+                self._sample_rate,
+                info.sample_rate_hz,
+                model_stft,
+                hop_length,
+                self._channels,
+                self._max_block_samples,
+            )
+            host_delay_samples = self._model_frames.host_delay_samples
         self._bridge = RateBridge(
             self._sample_rate,
             stft_rate_hz,
             channels=self._channels,
             max_block_samples=self._max_block_samples,
-            inner_delay_samples=self._stft.latency_samples,
+            inner_delay_samples=host_delay_samples + self._stft.latency_samples,
             inner_block_samples=hop_length,
         )
         bin_hz = info.sample_rate_hz / info.n_fft
@@ -347,8 +364,11 @@ class Denoiser:
     def reset(self) -> None:
         """Start a new stream: clear every piece of stream state, in one place."""
         self._bridge.reset()
-        if self._high_band is not None:
+        if self._model_frames is not None:
+            self._model_frames.reset()
             self._high_band.reset()
+            self._delay_history.fill(0.0)
+        self._pending_frames = 0
         self._analyzer.reset()
         self._synthesizer.reset()
         for state in self._states:
@@ -403,8 +423,19 @@ class Denoiser:
         self._synthesizer = self._stft.synthesizer(channels=channels, max_frames=max_frames)
         self._input = np.zeros((channels, self._max_block_samples), np.float32)
         self._spec = np.zeros((channels, max_frames, self._stft.n_bins), np.complex64)
-        self._feature_buffer = np.zeros((channels, max_frames, info.n_bins), np.float32)
-        self._model_out = np.zeros((channels, max_frames, info.n_bins), np.float32)
+        model_frames = max_frames
+        if self._model_frames is not None:
+            # Model-rate frames may run one ahead of the host's: room for one pending.
+            model_frames = self._model_frames.max_frames + 1
+            self._model_spec = np.zeros(
+                (channels, self._model_frames.max_frames, info.n_bins), np.complex64
+            )
+            self._delayed = np.zeros((channels, self._max_block_samples), np.float32)
+            self._delay_history = np.zeros(
+                (channels, self._model_frames.host_delay_samples), np.float32
+            )
+        self._feature_buffer = np.zeros((channels, model_frames, info.n_bins), np.float32)
+        self._model_out = np.zeros((channels, model_frames, info.n_bins), np.float32)
         self._activity = np.zeros((channels, max_frames), np.float32)
         self._synthesized = np.zeros((channels, max_frames * self._stft.hop_length), np.float32)
         self._output = np.zeros((channels, self._max_block_samples), np.float32)
@@ -429,28 +460,64 @@ class Denoiser:
         return target
 
     def _process_chunk(self, size: int) -> None:
+        if self._model_frames is not None:
+            n_frames = self._full_band_frames(size)
+        else:
+            n_frames = self._model_rate_frames(size)
+        self._frames_last_call = n_frames
+        n_samples = n_frames * self._stft.hop_length
+        self._synthesizer.process(self._spec, n_frames, self._synthesized)
+        outer = self._bridge.to_outer(self._synthesized[:, :n_samples])
+        self._write_pos = _kernels.ring_write(self._fifo, self._write_pos, outer, outer.shape[1])
+
+    def _model_rate_frames(self, size: int) -> int:
+        """Resample to the model's rate, analyse, run the model, apply its gains."""
         inner = self._bridge.to_inner(self._input[:, :size])
         n_frames = self._analyzer.process(inner, self._spec)
-        hop = self._stft.hop_length
         low, high = self._activity_bins
-        n_model_bins = self._model.info.n_bins
         for c in range(self._channels):
             if n_frames == 0:
                 break
             spec = self._spec[c, :n_frames]
             features = self._feature_buffer[c, :n_frames]
             model_out = self._model_out[c, :n_frames]
-            self._features.compute(spec[:, :n_model_bins], features)
+            self._features.compute(spec, features)
             self._model.run(features, model_out, self._states[c])
-            if self._high_band is not None:
-                self._high_band.apply(c, spec, model_out, self._min_gain, self._activity[c])
-            else:
-                self._apply_gain(spec, model_out, self._min_gain, low, high, self._activity[c])
-        self._frames_last_call = n_frames
-        n_samples = n_frames * hop
-        self._synthesizer.process(self._spec, n_frames, self._synthesized)
-        outer = self._bridge.to_outer(self._synthesized[:, :n_samples])
-        self._write_pos = _kernels.ring_write(self._fifo, self._write_pos, outer, outer.shape[1])
+            self._apply_gain(spec, model_out, self._min_gain, low, high, self._activity[c])
+        return n_frames
+
+    def _full_band_frames(self, size: int) -> int:
+        """Run the model on model-rate frames; apply its gains to the host-rate frames."""
+        block = self._input[:, :size]
+        n_model = self._model_frames.process(block, self._model_spec)
+        pending = self._pending_frames
+        for c in range(self._channels):
+            if n_model == 0:
+                break
+            features = self._feature_buffer[c, :n_model]
+            self._features.compute(self._model_spec[c, :n_model], features)
+            self._model.run(
+                features, self._model_out[c, pending : pending + n_model], self._states[c]
+            )
+        _kernels.delay_line(self._delay_history, block, size, self._delayed)
+        inner = self._bridge.to_inner(self._delayed[:, :size])
+        n_frames = self._analyzer.process(inner, self._spec)
+        for c in range(self._channels):
+            if n_frames == 0:
+                break
+            self._high_band.apply(
+                c,
+                self._spec[c, :n_frames],
+                self._model_out[c, :n_frames],
+                self._min_gain,
+                self._activity[c],
+            )
+        left = pending + n_model - n_frames  # 0 or 1 (ModelRateFrames checks)
+        if left and n_frames:
+            for c in range(self._channels):
+                self._model_out[c, 0] = self._model_out[c, n_frames]
+        self._pending_frames = left
+        return n_frames
 
     def _warm_up(self) -> None:
         """Compile every kernel the hot path calls: float32 and float64 blocks and ``out``."""

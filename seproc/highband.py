@@ -1,23 +1,22 @@
 """Full-band processing: the host-rate framing and the gains above the model's band.
 
-At a host rate above the model's (44.1 and 48 kHz for the 16 kHz model), the
-Denoiser does not resample. It frames the host signal with the model's frame
-*duration* (20 ms windows, 10 ms hops): ``n_fft``, ``hop_length`` and ``win_length``
-scaled by ``host_rate / model_rate``. The bins are then spaced exactly as the
-model's (``host_rate / n_fft_host = model_rate / n_fft``, 50 Hz), so host bin ``k``
-*is* model bin ``k`` for every ``k`` below the model's Nyquist frequency:
+At a host rate above the model's (32, 44.1, 48, 88.2, 96 kHz for the 16 kHz model),
+the Denoiser keeps the whole band. It frames the host signal with the model's frame
+*durations* (20 ms windows, 10 ms hops): ``n_fft``, ``hop_length`` and ``win_length``
+scaled by ``host_rate / model_rate``. The bins are then spaced exactly as the model's
+(``host_rate / n_fft_host = model_rate / n_fft``, 50 Hz), so host bin ``k`` *is* model
+bin ``k`` for every ``k`` up to the model's Nyquist frequency:
 
-* the model's features are those bins, scaled back by ``model_rate / host_rate``
-  in amplitude (the same window, sampled ``host / model`` times more densely, sums
-  that many times larger); :func:`host_features_offset_db` gives the dB shift;
-* the model's gains apply to those bins unchanged;
+* the model still hears what it was trained on: :class:`ModelRateFrames` resamples
+  the host stream to the model's rate and frames it with the model's STFT, and the
+  host stream is delayed to line its frames up with those;
+* the model's gains apply to host bins ``0 .. F - 1`` unchanged;
 * the bins above get a gain per band (:class:`HighBandGain`): the model's own
-  decision about the top octave of its band, lowered further where a band holds
-  only noise.
+  decision about the top octave of its band.
 
-No resampler means no resampling delay and no band cut: with every gain at 1
-(``attenuation_limit_db=0``) the STFT/ISTFT pair returns the input exactly,
-delayed by ``win_length_host - 1`` samples, over the whole band.
+The output is the inverse host-rate STFT: no resampler on the output side, so no band
+cut. With every gain at 1 (``attenuation_limit_db=0``) the output is the input
+delayed by ``host_delay_samples + win_length_host - 1`` samples over the whole band.
 
 Host rates whose scaled framing is not whole samples (8, 11.025, 22.05 kHz for the
 16 kHz model) and rates at or below the model's keep the resampling path.
@@ -30,8 +29,10 @@ from fractions import Fraction
 import numpy as np
 
 from seproc import _kernels
+from seproc.resample import StreamResampler
+from seproc.stft import STFT
 
-__all__ = ["HIGH_BAND_EDGES_HZ", "HighBandGain", "host_features_offset_db", "host_framing"]
+__all__ = ["HIGH_BAND_EDGES_HZ", "HighBandGain", "ModelRateFrames", "host_framing"]
 
 HIGH_BAND_EDGES_HZ = (9500.0, 11000.0, 13000.0, 15500.0, 18500.0)
 """Edges between the high bands, in Hz (the first band starts at the model's Nyquist
@@ -40,9 +41,10 @@ as PercepNet and RNNoise group the top of the spectrum."""
 _REFERENCE_BAND_HZ = (4000.0, 8000.0)
 """Model bins whose kept share sets the high bands' reference gain."""
 _WIENER_WEIGHT = 0.0
-"""Measured on the val split (LSD 8-12 / 12-20 kHz): 0 -> 11.86 / 11.81 dB, 0.5 -> 11.85 /
-11.77, 1 -> 13.80 / 13.67, 2 -> 50.3 / 53.8: a per-band Wiener gain over-suppresses (the
-noise estimate against one frame's power), so the high bands follow the model alone."""
+"""Measured on the validation words (LSD 8-12 / 12-20 kHz, ``models/FORMAT.md``): 0 ->
+11.21 / 11.61 dB, 0.5 -> 11.20 / 11.56, 1 -> 12.66 / 13.09: a per-band Wiener gain adds
+nothing worth its state and over-suppresses above 0.5, so the high bands follow the
+model alone."""
 _NOISE_SMOOTHING = 0.9
 """Per frame (10 ms): a noise estimate with a time constant of about 0.1 s."""
 _NOISE_GATE = 0.3
@@ -79,14 +81,84 @@ def host_framing(
     return int(scaled[0]), int(scaled[1]), int(scaled[2])
 
 
-def host_features_offset_db(host_rate_hz: int, model_rate_hz: int) -> float:
-    """Return how many dB a host-rate bin's power lies above the model-rate bin's.
+class ModelRateFrames:
+    """The model-rate STFT frames of a host stream, aligned with the host-rate frames.
 
-    The same window sampled ``host / model`` times more densely sums that many
-    times more samples: amplitude times ``host / model``, power in dB
-    ``20 log10(host / model)`` higher (9.54 dB at 48 kHz for a 16 kHz model).
+    The model's features come from the signal it was trained on: the host stream
+    resampled to the model's rate (anti-aliased, so no noise above the model's band
+    leaks into its bins through the window's sidelobes; at 48 kHz that leak cost 0.1
+    PESQ-wb), framed like the model's STFT. The resampler's delay is made a whole
+    number of host samples, :attr:`host_delay_samples`; delaying the host signal by as
+    much before its own STFT lines frame ``t`` at both rates up on the same audio.
+    After any number of host samples the model-rate frames are never behind the
+    host-rate frames and at most one ahead (enumerated at construction).
+
+    Parameters
+    ----------
+    host_rate_hz, model_rate_hz : int
+        The rates in Hz.
+    stft : seproc.stft.STFT
+        The model's STFT settings.
+    host_hop_samples : int
+        The host-rate STFT's hop.
+    channels, max_block_samples : int
+        As the Denoiser's.
     """
-    return float(20.0 * np.log10(host_rate_hz / model_rate_hz))
+
+    def __init__(
+        self,
+        host_rate_hz: int,
+        model_rate_hz: int,
+        stft: STFT,
+        host_hop_samples: int,
+        channels: int,
+        max_block_samples: int,
+    ) -> None:
+        probe = StreamResampler(host_rate_hz, model_rate_hz, channels=1, max_block_samples=1)
+        up, down = probe.ratio
+        # Round the filter's delay up to whole host samples (``up`` fine samples each).
+        extra_fine = -(probe.filter_length - 1) // 2 % up
+        self._resampler = StreamResampler(
+            host_rate_hz,
+            model_rate_hz,
+            channels=channels,
+            max_block_samples=max_block_samples,
+            extra_delay_samples=Fraction(extra_fine, down),
+        )
+        delay = self._resampler.delay_samples * Fraction(host_rate_hz, model_rate_hz)
+        assert delay.denominator == 1
+        self._host_delay_samples = int(delay)
+        self._inner = np.zeros(
+            (channels, self._resampler.max_output_samples(max_block_samples)), np.float32
+        )
+        self._analyzer = stft.analyzer(channels=channels, max_block_samples=self._inner.shape[1])
+        hop = stft.hop_length
+        n = np.arange(down * hop * 2 + 1, dtype=np.int64)
+        lead = self._resampler.total_output_samples(n) // hop - n // host_hop_samples
+        if lead.min() < 0 or lead.max() > 1:
+            raise AssertionError(
+                f"model-rate frames lead host frames by {lead.min()}..{lead.max()}"
+            )
+
+    @property
+    def host_delay_samples(self) -> int:
+        """How many host samples the host signal must be delayed to line the frames up."""
+        return self._host_delay_samples
+
+    @property
+    def max_frames(self) -> int:
+        """The most model-rate frames one :meth:`process` call completes."""
+        return self._analyzer.max_frames
+
+    def reset(self) -> None:
+        """Start a new stream."""
+        self._resampler.reset()
+        self._analyzer.reset()
+
+    def process(self, block: np.ndarray, spec: np.ndarray) -> int:
+        """Resample a host block and write the model-rate frames it completes into ``spec``."""
+        count = self._resampler.process_into(block, self._inner)
+        return self._analyzer.process(self._inner[:, :count], spec)
 
 
 class HighBandGain:

@@ -9,7 +9,7 @@ import soxr
 from scipy import signal as sps
 
 from seproc import Denoiser
-from seproc.highband import HighBandGain, host_features_offset_db, host_framing
+from seproc.highband import HighBandGain, host_framing
 from tests.model_factory import bypass_model, make_model
 
 FULL_BAND_RATES = [32000, 44100, 48000, 88200, 96000]
@@ -75,7 +75,8 @@ def test_bypass_is_an_exact_delay_over_the_whole_band(rate):
 @pytest.mark.parametrize("rate", FULL_BAND_RATES)
 def test_latency_is_one_window_and_within_the_budget(rate):
     denoiser = Denoiser(sample_rate=rate, warm_up=False)
-    assert denoiser.latency_samples == 2 * rate // 100 - 1  # win_length - 1: 20 ms
+    # win_length - 1 (20 ms) + the model-rate resampler's delay (about 3.2 ms)
+    assert 2 * rate // 100 - 1 < denoiser.latency_samples < 2 * rate // 100 + rate // 250
     assert denoiser.latency_ms <= 32.0
 
 
@@ -104,9 +105,8 @@ def test_high_bands_take_the_models_top_octave_gain(models):
 
 
 def test_the_model_hears_the_same_at_48k_as_at_16k():
-    """Features from the host spectrum, shifted by 20 log10(3) dB, match the 16 kHz ones:
+    """The model's features come from the resampled stream, framed in step with the host:
     the speech activity per frame of a band-limited signal agrees at both rates."""
-    assert host_features_offset_db(48000, 16000) == pytest.approx(9.542, abs=1e-3)
     rng = np.random.default_rng(3)
     t = np.arange(3 * 16000) / 16000
     voiced = 0.2 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 2 * t) > 0)

@@ -216,7 +216,13 @@ def bandwidth_hz(audio: np.ndarray, floor_db: float = 60.0) -> float:
 class _Systems:
     """Each system as ``name -> function(noisy_48k) -> output_48k``, built once per worker."""
 
-    def __init__(self, names: Sequence[str], wiener_weight: float | None = None) -> None:
+    def __init__(
+        self,
+        names: Sequence[str],
+        wiener_weight: float | None = None,
+        attenuation_limit_db: float | None = None,
+        model: str | None = None,
+    ) -> None:
         import soxr
 
         from seproc import Denoiser
@@ -228,12 +234,16 @@ class _Systems:
             if name == "noisy":
                 self.run[name] = lambda x: x.copy()
             elif name == "seproc":
-                denoiser = Denoiser(sample_rate=RATE_HZ)
+                denoiser = Denoiser(
+                    model, sample_rate=RATE_HZ, attenuation_limit_db=attenuation_limit_db
+                )
                 if wiener_weight is not None:
                     denoiser._high_band._wiener_weight = float(wiener_weight)
                 self.run[name] = lambda x, d=denoiser: d(x, RATE_HZ)
             elif name == "seproc-16k":
-                denoiser16 = Denoiser(sample_rate=16000)
+                denoiser16 = Denoiser(
+                    model, sample_rate=16000, attenuation_limit_db=attenuation_limit_db
+                )
                 self.run[name] = lambda x, d=denoiser16: self._at_16k(lambda y: d(y, 16000), x)
             elif name in ("rnnoise", "deepfilternet3"):
                 peer = peers.make_peer(name)
@@ -255,11 +265,16 @@ _WORKER: dict[str, object] = {}
 
 
 def _init(
-    names: Sequence[str], wiener_weight: float | None, with_dnsmos: bool, with_visqol: bool
+    names: Sequence[str],
+    wiener_weight: float | None,
+    with_dnsmos: bool,
+    with_visqol: bool,
+    attenuation_limit_db: float | None,
+    model: str | None,
 ) -> None:
     from training import metrics
 
-    _WORKER["systems"] = _Systems(names, wiener_weight)
+    _WORKER["systems"] = _Systems(names, wiener_weight, attenuation_limit_db, model)
     _WORKER["dnsmos"] = metrics.Dnsmos() if with_dnsmos else None
     _WORKER["visqol"] = None
     if with_visqol:
@@ -309,6 +324,8 @@ def run(
     wiener_weight: float | None = None,
     with_dnsmos: bool = True,
     with_visqol: bool = False,
+    attenuation_limit_db: float | None = None,
+    model: str | None = None,
 ) -> list[dict[str, object]]:
     """Score every system on every mixture, in ``workers`` processes."""
     try:
@@ -319,7 +336,11 @@ def run(
             return iterable
 
     rows: list[dict[str, object]] = []
-    with Pool(workers, _init, (tuple(names), wiener_weight, with_dnsmos, with_visqol)) as pool:
+    with Pool(
+        workers,
+        _init,
+        (tuple(names), wiener_weight, with_dnsmos, with_visqol, attenuation_limit_db, model),
+    ) as pool:
         for part in tqdm(
             pool.imap(_score_mixture, mixes), total=len(mixes), desc="mixtures", unit="mix"
         ):
@@ -455,6 +476,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="override seproc's high-band noise weight (the val experiment)",
     )
     parser.add_argument("--no-dnsmos", action="store_true", help="LSD only (fast)")
+    parser.add_argument("--model", default=None, help="seproc ONNX model (default: bundled)")
+    parser.add_argument(
+        "--attenuation-limit-db", type=float, default=None, help="seproc's attenuation limit"
+    )
     parser.add_argument(
         "--visqol",
         action="store_true",
@@ -477,6 +502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         wiener_weight=args.wiener_weight,
         with_dnsmos=not args.no_dnsmos,
         with_visqol=args.visqol,
+        attenuation_limit_db=args.attenuation_limit_db,
+        model=args.model,
     )
     reference: dict[str, object] = {
         "clips": f"{len(clips)} ({', '.join(c for c, _ in clips)})",
@@ -504,6 +531,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" --clips-per-talker {args.clips_per_talker}"
         + (f" --wiener-weight {args.wiener_weight}" if args.wiener_weight is not None else "")
         + (" --visqol" if args.visqol else "")
+        + (f" --model {args.model}" if args.model else "")
+        + (
+            f" --attenuation-limit-db {args.attenuation_limit_db:g}"
+            if args.attenuation_limit_db is not None
+            else ""
+        )
         + "`"
         + f"; {time.time() - start:.0f} s on this machine.",
     ]

@@ -44,6 +44,9 @@ class BatchConfig:
     """Share of items whose speech is a real voice (a source not named ``tts-*``)."""
     recorded_noise_share: float = 0.67
     """Share of noises drawn from recordings (a source other than ``synthetic``)."""
+    speech_sources_excluded: tuple[str, ...] = ()
+    """Speech sources never drawn as clean targets (e.g. those whose references DNSMOS
+    rates below 2.7: ``python -m training.score_sources``)."""
 
     @property
     def segment_samples(self) -> int:
@@ -181,15 +184,22 @@ class Mixer:
         self, speech: ClipPool, noise: ClipPool, config: BatchConfig, rng: np.random.Generator
     ) -> None:
         self.speech, self.noise, self.config, self.rng = speech, noise, config, rng
-        speech.subset("real", ~np.char.startswith(speech.source, "tts-"))
-        speech.subset("tts", np.char.startswith(speech.source, "tts-"))
+        allowed = ~np.isin(speech.source, list(config.speech_sources_excluded))
+        if not allowed.any():
+            raise ValueError(
+                f"speech_sources_excluded={list(config.speech_sources_excluded)} leaves no "
+                "speech to train on"
+            )
+        tts = np.char.startswith(speech.source, "tts-")
+        speech.subset("real", allowed & ~tts)
+        speech.subset("tts", allowed & tts)
         noise.subset("recorded", noise.source != "synthetic")
         noise.subset("synthetic", noise.source == "synthetic")
 
     def _speech_subset(self) -> str | None:
         both = "real" in self.speech.subsets and "tts" in self.speech.subsets
         if not both:
-            return None
+            return "real" if "real" in self.speech.subsets else "tts"
         return "real" if self.rng.random() < self.config.real_speech_share else "tts"
 
     def _noise_subset(self) -> str | None:

@@ -20,7 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from seproc import _kernels
-from seproc._validation import as_audio_block
+from seproc._validation import (
+    MAX_SAMPLE_RATE_HZ,
+    MIN_SAMPLE_RATE_HZ,
+    as_audio_block,
+    as_output_block,
+)
 from seproc.errors import ModelError, ParameterError
 from seproc.features import LogPowerFeatures
 from seproc.model import OnnxModel
@@ -29,8 +34,6 @@ from seproc.stft import STFT
 
 __all__ = ["MAX_SAMPLE_RATE_HZ", "MIN_SAMPLE_RATE_HZ", "Denoiser"]
 
-MIN_SAMPLE_RATE_HZ = 8000
-MAX_SAMPLE_RATE_HZ = 96000
 _ACTIVITY_BAND_HZ = (300.0, 4000.0)
 _MAX_ABS_SAMPLE = 1e15
 """Larger samples (+300 dBFS) are refused: their power would overflow float32 spectra."""
@@ -243,8 +246,9 @@ class Denoiser:
             The next samples of the stream, any number including 0; 1-D only
             when ``channels == 1``.
         out : np.ndarray [shape=(channels, samples)] or None
-            Where to write the output (float32 or float64). ``None`` returns a
-            view of an internal buffer that the next call overwrites.
+            Where to write the output: a writeable float32 or float64 array that
+            does not overlap ``block``, or ``block`` itself (in place). ``None``
+            returns a view of an internal buffer that the next call overwrites.
 
         Returns
         -------
@@ -255,8 +259,9 @@ class Denoiser:
         ------
         ParameterError
             If the block has the wrong shape, channel count or dtype (integer PCM),
-            or holds NaN, Inf or samples beyond +-1e15; the stream state is then
-            unchanged.
+            or holds NaN, Inf or samples beyond +-1e15, or if ``out`` is not a
+            numpy array, is read-only, has the wrong shape or dtype, or overlaps
+            the block; the stream state is then unchanged.
 
         Notes
         -----
@@ -266,7 +271,7 @@ class Denoiser:
         """
         block2d, was_1d = as_audio_block(block, self._channels, name="block")
         n = block2d.shape[1]
-        target = self._output_target(out, n, was_1d)
+        target = self._output_target(out, block2d, was_1d)
         _check_samples(block2d, "block")
         done = 0
         while done < n:
@@ -373,18 +378,19 @@ class Denoiser:
         self._fifo = np.zeros((channels, fifo_capacity), np.float32)
         self._states = [self._model.new_state() for _ in range(channels)]
 
-    def _output_target(self, out: np.ndarray | None, n: int, was_1d: bool) -> np.ndarray:
+    def _output_target(
+        self, out: np.ndarray | None, block2d: np.ndarray, was_1d: bool
+    ) -> np.ndarray:
+        """Return where this call writes: ``out`` once validated, else an internal buffer.
+
+        Runs before any state changes, so a refused ``out`` leaves the stream as it was.
+        """
         if out is None:
+            n = block2d.shape[1]
             if n <= self._max_block_samples:
                 return self._output[:, :n]
             return np.empty((self._channels, n), np.float32)
-        target = out[np.newaxis] if (was_1d and out.ndim == 1) else out
-        if target.shape != (self._channels, n) or target.dtype not in (np.float32, np.float64):
-            raise ParameterError(
-                f"Parameter out must be a float32 or float64 array of shape "
-                f"({self._channels}, {n}) to match the block, got {out.dtype} {out.shape}."
-            )
-        return target
+        return as_output_block(out, block2d, self._channels, was_1d)
 
     def _process_chunk(self, size: int) -> None:
         inner = self._bridge.to_inner(self._input[:, :size])

@@ -497,3 +497,51 @@ def test_host_layouts_and_in_place_processing_give_the_same_output(pool):
         block = in_place[:, start : start + 480]
         assert denoiser.process(block, out=block) is block
     np.testing.assert_array_equal(in_place, expected)
+
+
+# ---------------------------------------------------------------------------
+# out= is validated before any state changes (issue 23, item 1)
+# ---------------------------------------------------------------------------
+
+
+def read_only_zeros(shape):
+    array = np.zeros(shape, np.float32)
+    array.flags.writeable = False
+    return array
+
+
+@pytest.mark.parametrize(
+    ("make_out", "match"),
+    [
+        (lambda block: read_only_zeros(block.shape), "out is read-only"),
+        (lambda block: np.zeros(block.shape, np.float32).tolist(), "got list"),
+        (lambda block: block[:, ::-1], "overlaps the block"),
+    ],
+    ids=["read-only", "list", "overlapping"],
+)
+def test_a_refused_out_raises_parameter_error_and_leaves_the_stream_clean(pool, make_out, match):
+    """A read-only out used to raise numba's TypingError after the block had gone into the
+    stream: three such calls made the output lag by 3 x 480 extra samples until reset()."""
+    rng = np.random.default_rng(23)
+    blocks = [(0.1 * rng.standard_normal((2, 480))).astype(np.float32) for _ in range(6)]
+    expected = feed(pool.get(48000, 2), np.concatenate(blocks, axis=1), [480])
+    denoiser = pool.get(48000, 2)
+    got = [denoiser.process(blocks[0]).copy()]
+    for _ in range(3):
+        bad_block = blocks[1].copy()
+        with pytest.raises(ParameterError, match=match):
+            denoiser.process(bad_block, out=make_out(bad_block))
+    got += [denoiser.process(block).copy() for block in blocks[1:]]
+    np.testing.assert_array_equal(np.concatenate(got, axis=1), expected)
+
+
+def test_out_may_be_the_block_itself_even_when_one_dimensional(pool):
+    rng = np.random.default_rng(5)
+    signal = (0.1 * rng.standard_normal(960)).astype(np.float32)
+    expected = feed(pool.get(16000, 1), signal[np.newaxis], [160])[0]
+    denoiser = pool.get(16000, 1)
+    in_place = signal.copy()
+    for start in range(0, 960, 160):
+        block = in_place[start : start + 160]
+        assert np.shares_memory(denoiser.process(block, out=block), block)
+    np.testing.assert_array_equal(in_place, expected)

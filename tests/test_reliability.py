@@ -545,3 +545,81 @@ def test_out_may_be_the_block_itself_even_when_one_dimensional(pool):
         block = in_place[start : start + 160]
         assert np.shares_memory(denoiser.process(block, out=block), block)
     np.testing.assert_array_equal(in_place, expected)
+
+
+# ---------------------------------------------------------------------------
+# num_threads is bounded (issue 23, item 3)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [1, 5000, 10**6])
+def test_num_threads_beyond_the_cpu_count_is_refused(models, extra):
+    """5000 threads hung onnxruntime for minutes and 10**6 crashed the process."""
+    too_many = (os.cpu_count() or 1) + extra
+    with pytest.raises(ParameterError, match=rf"num_threads={too_many} must be an integer <= "):
+        Denoiser(models["stateful"], num_threads=too_many, warm_up=False)
+    assert Denoiser(models["stateful"], num_threads=os.cpu_count(), warm_up=False).channels == 1
+
+
+# ---------------------------------------------------------------------------
+# Model metadata is checked for consistency (issue 23, item 4)
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bundled_model_proto():
+    onnx = pytest.importorskip("onnx")
+    from seproc.model import default_model_path
+
+    return onnx.load(str(default_model_path()))
+
+
+def bundled_model_saying(proto, folder: Path, **metadata: str) -> Path:
+    """Write a copy of the bundled model whose metadata says ``metadata`` instead."""
+    import onnx
+
+    edited = onnx.ModelProto()
+    edited.CopyFrom(proto)
+    bins = int(metadata.get("n_fft", 320)) // 2 + 1
+    for entry in edited.metadata_props:
+        if entry.key in metadata:
+            entry.value = metadata[entry.key]
+            if entry.key.startswith("feature_") and entry.key.endswith("_db"):
+                entry.value = json.dumps(json.loads(entry.value) * bins)
+    path = folder / ("lie-" + "-".join(f"{k}{v}" for k, v in metadata.items())[:80] + ".onnx")
+    onnx.save(edited, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("metadata", "match"),
+    [
+        ({"sample_rate_hz": "48000"}, r"6\.67 ms window.*Is sample_rate_hz the rate"),
+        ({"sample_rate_hz": "44100"}, r"7\.26 ms window"),
+        ({"sample_rate_hz": "1"}, r"sample_rate_hz=1 is outside 8000 to 96000 Hz"),
+        ({"sample_rate_hz": "1000000000"}, r"sample_rate_hz=1000000000 is outside"),
+        ({"sample_rate_hz": "8000", "n_fft": "4000"}, r"n_fft=4000 .* 500 ms FFT"),
+        ({"n_fft": "512"}, r"feature_mean_db must hold 257 finite numbers"),
+        (
+            {"n_fft": "512", "feature_mean_db": "[0]", "feature_std_db": "[1]"},
+            r"input 'features' must be float32 of shape \[1, frames, 257\]",
+        ),
+    ],
+    ids=["48k", "44.1k", "1Hz", "1GHz", "500ms-fft", "n_fft-vs-vectors", "n_fft-vs-graph"],
+)
+def test_bundled_model_with_lying_metadata_is_refused(
+    bundled_model_proto, tmp_path, metadata, match
+):
+    """sample_rate_hz=48000 written into the 16 kHz model used to be accepted and run at
+    the wrong rate; =1 took 28 s to construct and =1e9 aborted the process."""
+    from seproc.errors import ModelError
+
+    path = bundled_model_saying(bundled_model_proto, tmp_path, **metadata)
+    with pytest.raises(ModelError, match=match):
+        Denoiser(path, warm_up=False)
+
+
+def test_the_bundled_model_saved_unchanged_still_loads(bundled_model_proto, tmp_path):
+    """The control for the test above: the copy-and-edit path itself breaks nothing."""
+    path = bundled_model_saying(bundled_model_proto, tmp_path, sample_rate_hz="16000")
+    assert Denoiser(path, sample_rate=48000, warm_up=False).model_sample_rate == 16000

@@ -413,12 +413,38 @@ class Denoiser:
         self._write_pos = _kernels.ring_write(self._fifo, self._write_pos, outer, outer.shape[1])
 
     def _warm_up(self) -> None:
-        """Compile every kernel the hot path calls: float32 and float64 blocks and ``out``."""
+        """Compile every kernel signature the hot path can reach, then reset.
+
+        numba compiles one version of a kernel per argument type: dtype, layout (C, F or
+        any) and read-only flag, of the block and ``out`` and of the internal slices
+        whose layout a block's size selects (shorter than a hop, exactly one buffer,
+        several buffers). One call of each kind, on silence, compiles them all, so no
+        first call compiles (a 48 kHz stereo host with blocks shorter than a hop used
+        to compile for hundreds of ms in its first callback).
+        """
+        channels, largest = self._channels, self._max_block_samples
+        hop = max(1, self._stft.hop_length * self._sample_rate // self.model_sample_rate)
+        for size in sorted({0, 1, 2, hop - 1, hop, hop + 1, largest - 1, largest, largest + 1}):
+            self.process(np.zeros((channels, size), np.float32))
         for dtype in (np.float32, np.float64):
-            silence = np.zeros((self._channels, 4 * self._stft.hop_length), dtype)
-            self.process(silence)
-            self.process(silence, out=np.empty_like(silence))
+            for size in sorted({0, 2, largest, largest + 1}):  # 2: a size-1 axis is C and F
+                for block in _layouts(np.zeros((channels, size), dtype), read_only=True):
+                    self.process(block)
+                for out in _layouts(np.zeros((channels, size), dtype), read_only=False):
+                    self.process(np.zeros((channels, size), np.float32), out=out)
         self.reset()
+
+
+def _layouts(array: np.ndarray, *, read_only: bool) -> list[np.ndarray]:
+    """Return ``array`` as C-contiguous, F-contiguous and strided copies (and read-only ones)."""
+    channels, samples = array.shape
+    variants = []
+    for frozen in (False, True) if read_only else (False,):
+        wide = np.zeros((channels, 2 * samples), array.dtype)
+        for variant in (array.copy(), np.asfortranarray(array), wide[:, ::2]):
+            variant.flags.writeable = not frozen
+            variants.append(variant)
+    return variants
 
 
 def samples_are_valid(block: np.ndarray) -> bool:

@@ -177,6 +177,89 @@ def test_warm_up_compiles_every_kernel_the_first_blocks_need(models):
     assert json.loads(completed.stdout.strip().splitlines()[-1]) == {}
 
 
+SWEEP_PROBE = """
+import json
+import sys
+
+import numba
+import numpy as np
+from seproc import _kernels
+from seproc.denoiser import Denoiser
+
+
+def compiled():
+    return {name: set(map(str, f.signatures)) for name, f in vars(_kernels).items()
+            if isinstance(f, numba.core.registry.CPUDispatcher)}
+
+
+rate, channels, largest = (int(arg) for arg in sys.argv[2:5])
+denoiser = Denoiser(sys.argv[1], sample_rate=rate, channels=channels, max_block_samples=largest)
+before = compiled()
+hop = denoiser.hop_length * rate // denoiser.model_sample_rate
+sizes = sorted({0, 1, 2, 63, hop - 1, hop, hop + 1, 480, largest - 1, largest, largest + 1,
+                2 * largest + 7})
+grew = {}
+for dtype in (np.float32, np.float64):
+    for n in sizes:
+        base = (0.1 * np.random.default_rng(n).standard_normal((channels, n))).astype(dtype)
+        wide = np.zeros((channels, 2 * n), dtype)
+        wide[:, ::2] = base
+        frozen = base.copy()
+        frozen.flags.writeable = False
+        blocks = [base, np.asfortranarray(base), wide[:, ::2], frozen]
+        blocks += [base[0]] if channels == 1 else []
+        for block in blocks:
+            denoiser.process(block)
+            for out_dtype in (np.float32, np.float64):
+                out = np.empty(block.shape, out_dtype)
+                denoiser.process(block, out=out)
+                denoiser.process(block, out=np.asfortranarray(out))
+                wide_out = np.empty((*block.shape[:-1], 2 * n), out_dtype)
+                denoiser.process(block, out=wide_out[..., ::2])
+            if block.flags.writeable:
+                denoiser.process(block.copy(), out=block.copy())
+            after = compiled()
+            for name in after:
+                if after[name] - before[name]:
+                    grew.setdefault(name, f"{dtype.__name__} block of {n} samples")
+            before = after
+denoiser.flush()
+print(json.dumps(grew))
+"""
+
+
+@pytest.mark.parametrize(
+    ("sample_rate", "channels", "max_block_samples"),
+    [(48000, 2, 128), (44100, 2, 480), (16000, 1, 8192)],
+    ids=["48k-stereo-blocks-below-a-hop", "44.1k-stereo-480", "16k-mono-default"],
+)
+def test_after_warm_up_no_block_layout_or_size_compiles_anything(
+    models, sample_rate, channels, max_block_samples
+):
+    """Every block size path (0, below a hop, a hop, one buffer, several buffers) and host
+    layout (C, F, strided, read-only, 1-D; float32/float64 blocks and out) after warm-up:
+    numba's dispatchers gain no signature. Before, a 48 kHz stereo stream of blocks shorter
+    than a hop compiled ring_read, copy_flushing_tiny and more on its first calls."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SWEEP_PROBE,
+            str(models["stateful"]),
+            str(sample_rate),
+            str(channels),
+            str(max_block_samples),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == {}
+
+
 # ---------------------------------------------------------------------------
 # Property tests of Denoiser.process
 # ---------------------------------------------------------------------------

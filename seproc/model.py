@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+# onnxruntime 1.32 writes ~/.cache/Microsoft/DeveloperTools/.onnxruntime/{deviceid,
+# onnxruntime.db} for its telemetry when it loads, and prints a warning into the host's
+# stderr where HOME is not writable. ORT_DISABLE_TELEMETRY=1, read once when the library
+# loads (setting it later, or calling ort.disable_telemetry_events(), still writes the
+# files), stops both. setdefault: a value the user set is kept. See docs/RELIABILITY.md.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import onnxruntime as ort
 
 from seproc._validation import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, check_int, max_threads

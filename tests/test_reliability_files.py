@@ -312,3 +312,31 @@ def test_the_ray_engine_skips_a_fifo_and_handles_odd_and_long_names(tmp_path, mo
     assert sorted(os.listdir(os.fsencode(out))) == sorted(
         [os.fsencode(n) for n in (odd, "good.wav", long_name, MANIFEST_NAME)]
     )
+
+
+# -- item 13: onnxruntime's telemetry files and warnings --------------------------------------
+
+
+@pytest.mark.parametrize("home_kind", ["writable", "unwritable"])
+def test_onnxruntime_writes_nothing_into_home_and_the_cli_stderr_stays_clean(
+    tmp_path, model, home_kind
+):
+    """onnxruntime 1.32 wrote ~/.cache/Microsoft/DeveloperTools/.onnxruntime/* on every
+    session, and printed a yellow warning into the CLI's stderr with an unwritable HOME."""
+    home = tmp_path / "home"
+    if home_kind == "writable":
+        home.mkdir()
+    else:
+        (tmp_path / "file").write_text("a regular file: nothing can be created below it\n")
+        home = tmp_path / "file" / "home"
+    write_tone(tmp_path / "in.wav")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORT_", "XDG_"))}
+    env.update(HOME=str(home), NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    result = subprocess.run(
+        [sys.executable, "-m", "seproc.cli", "denoise", str(tmp_path / "in.wav"),
+         str(tmp_path / "out.wav"), "-q"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert (result.returncode, result.stderr) == (0, "")
+    if home_kind == "writable":
+        assert list(home.rglob("*")) == []

@@ -247,9 +247,9 @@ def remove_stale_temporaries(outputs: Iterable[Path]) -> list[Path]:
     """Remove the temporary files that a killed run left beside any of ``outputs``.
 
     Only names of seproc's own pattern for these outputs are removed:
-    ``temporary_prefix(dst)`` followed by 8 ``mkstemp`` characters or ``tryN``, then
-    ``.partial``. Run one seproc per output folder at a time: a concurrent run's
-    temporary files look stale to this one.
+    ``temporary_prefix(dst)`` followed by ``mkstemp``'s random letters, digits and
+    underscores (or ``tryN``), then ``.partial``. Run one seproc per output folder at
+    a time: a concurrent run's temporary files look stale to this one.
 
     Returns
     -------
@@ -268,7 +268,7 @@ def remove_stale_temporaries(outputs: Iterable[Path]) -> list[Path]:
         patterns = [
             re.compile(
                 re.escape(temporary_prefix(dst))
-                + rf"(try\d+|[a-z0-9_]{{{_RANDOM_PART}}}){re.escape(_TEMPORARY_SUFFIX)}"
+                + rf"(try\d+|[A-Za-z0-9_]+){re.escape(_TEMPORARY_SUFFIX)}"
             )
             for dst in dsts
         ]

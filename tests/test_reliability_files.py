@@ -171,7 +171,7 @@ def test_a_run_removes_stale_temporary_files_of_its_outputs_only(tmp_path, model
     out = tmp_path / "out"
     out.mkdir()
     stale = [".a.wav.k3x9_q2z.partial", ".a.wav.try1.partial"]
-    kept = [".other.wav.k3x9_q2z.partial", ".a.wav.notours.partial", "notes.partial"]
+    kept = [".ab.wav.k3x9_q2z.partial", ".a.wav.partial", ".a.wav.x-y.partial", "notes.partial"]
     for name in stale + kept:
         (out / name).write_bytes(b"x" * 100)
     status, lines = run_cli("denoise", tmp_path / "in", out, "--model", model, "-q")

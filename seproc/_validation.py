@@ -7,6 +7,7 @@ argument, says what arrived, the rule, and the fix.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -14,7 +15,10 @@ from seproc import _kernels
 from seproc.errors import ParameterError
 
 __all__ = [
+    "MAX_SAMPLE_RATE_HZ",
+    "MIN_SAMPLE_RATE_HZ",
     "as_audio_block",
+    "as_output_block",
     "as_signal",
     "check_channels_first",
     "check_finite",
@@ -22,21 +26,42 @@ __all__ = [
     "check_int",
     "check_positive_int",
     "check_sample_rate",
+    "max_threads",
 ]
 
 #: More channels than this in one array is taken for a ``(samples, channels)`` array.
 MAX_CHANNELS = 64
+MIN_SAMPLE_RATE_HZ = 8000
+"""The lowest sample rate, host or model, that seproc runs at."""
+MAX_SAMPLE_RATE_HZ = 96000
+"""The highest sample rate, host or model, that seproc runs at."""
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def check_int(name: str, value: object, minimum: int) -> int:
-    """Return ``value`` as an ``int`` if it is an integer ``>= minimum``.
+def check_int(
+    name: str, value: object, minimum: int, maximum: int | None = None, why: str = ""
+) -> int:
+    """Return ``value`` as an ``int`` if it is an integer in ``[minimum, maximum]``.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    value : object
+        What arrived.
+    minimum : int
+        The smallest value allowed.
+    maximum : int or None
+        The largest value allowed; ``None`` for no upper bound.
+    why : str
+        Appended to the message when ``value`` is above ``maximum`` (the reason
+        for the bound, and the fix).
 
     Raises
     ------
     ParameterError
-        If ``value`` is not an integer (bools are not) or is below ``minimum``.
+        If ``value`` is not an integer (bools are not) or is out of range.
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise ParameterError(
@@ -45,7 +70,18 @@ def check_int(name: str, value: object, minimum: int) -> int:
         )
     if value < minimum:
         raise ParameterError(f"Parameter {name}={value!r} must be an integer >= {minimum}.")
+    if maximum is not None and value > maximum:
+        raise ParameterError(f"Parameter {name}={value!r} must be an integer <= {maximum}{why}.")
     return int(value)
+
+
+def max_threads() -> int:
+    """Return the most threads one onnxruntime run may use: this machine's CPU count.
+
+    More threads than CPUs only adds contention; far more (thousands) hangs or crashes
+    onnxruntime's thread pool.
+    """
+    return os.cpu_count() or 1
 
 
 def check_positive_int(name: str, value: object) -> int:
@@ -270,3 +306,71 @@ def check_finite(arr: np.ndarray) -> bool:
     if arr.flags.c_contiguous:
         return bool(_kernels.all_finite(arr.reshape(1, -1)))
     return bool(np.isfinite(arr).all())
+
+
+def as_output_block(
+    out: object, block: np.ndarray, channels: int, was_1d: bool, *, name: str = "out"
+) -> np.ndarray:
+    """Return ``out`` as a 2-D ``(channels, samples)`` array that a call may write into.
+
+    Checked before the caller changes any state, so a refused ``out`` leaves the
+    stream as it was.
+
+    Parameters
+    ----------
+    out : object
+        What the caller passed as the output array.
+    block : np.ndarray [shape=(channels, samples)]
+        The input block (already validated by :func:`as_audio_block`).
+    channels : int
+        The channel count.
+    was_1d : bool
+        Whether the caller's block was 1-D; a 1-D ``out`` is then accepted.
+    name : str
+        The argument's name, for error messages.
+
+    Returns
+    -------
+    np.ndarray [shape=(channels, samples)], float32 or float64, writeable
+
+    Raises
+    ------
+    ParameterError
+        If ``out`` is not a numpy array (a list, say), has the wrong shape or dtype,
+        is read-only, or overlaps ``block`` without being ``block`` itself (in-place
+        processing, ``out=block``, is allowed).
+    """
+    n = block.shape[1]
+    if not isinstance(out, np.ndarray):
+        raise ParameterError(
+            f"Parameter {name} must be a writeable numpy array of shape ({channels}, {n}), "
+            f"got {type(out).__name__}; pass np.empty(({channels}, {n}), np.float32) or None."
+        )
+    target = out[np.newaxis] if (was_1d and out.ndim == 1) else out
+    if target.shape != (channels, n) or target.dtype not in _FLOAT_DTYPES:
+        raise ParameterError(
+            f"Parameter {name} must be a float32 or float64 array of shape "
+            f"({channels}, {n}) to match the block, got {out.dtype} {out.shape}."
+        )
+    if not target.flags.writeable:
+        raise ParameterError(
+            f"Parameter {name} is read-only (out.flags.writeable is False); pass a writeable "
+            f"array, e.g. {name}.copy(), or None. The stream state is unchanged."
+        )
+    if np.may_share_memory(target, block) and not _same_view(target, block):
+        raise ParameterError(
+            f"Parameter {name} overlaps the block without being the block itself; writing it "
+            "would overwrite input not yet read. Pass out=block (in place) or a separate "
+            "array. The stream state is unchanged."
+        )
+    return target
+
+
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays are the same elements in the same order (in-place processing)."""
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.shape == b.shape
+        and a.strides == b.strides
+        and a.dtype == b.dtype
+    )

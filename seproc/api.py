@@ -6,10 +6,14 @@ and both share their defaults with ``Denoiser`` (a test keeps them identical).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import re
+import stat
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,8 +181,9 @@ def process_file(
     if isinstance(block_samples, bool) or not isinstance(block_samples, int) or block_samples < 1:
         raise ParameterError(f"Parameter block_samples={block_samples!r} must be an integer >= 1.")
     started = time.perf_counter()
+    check_readable(src_path)
     try:
-        reader = sf.SoundFile(str(src_path))
+        reader = sf.SoundFile(native_path(src_path))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
         raise SeprocError(f"Cannot read {src_path}: {_first_line(error)}") from None
     with reader:
@@ -211,13 +216,90 @@ def process_file(
     )
 
 
+_TEMPORARY_SUFFIX = ".partial"
+_RANDOM_PART = 8
+"""Characters ``tempfile.mkstemp`` puts between prefix and suffix (also ``tryN``'s room)."""
+
+
+def native_path(path: str | Path) -> str | bytes:
+    """Return ``path`` as soundfile should get it: bytes on POSIX, where names are bytes.
+
+    soundfile encodes a ``str`` path strictly, so a file name that is not valid UTF-8
+    (decoded by Python with surrogate escapes) raised ``UnicodeEncodeError``;
+    ``os.fsencode`` gives back the name's own bytes.
+    """
+    return str(path) if os.name == "nt" else os.fsencode(path)
+
+
+def temporary_prefix(dst: Path) -> str:
+    """Return the prefix of ``dst``'s temporary files: ``.NAME.``, shortened if need be.
+
+    A temporary name is the prefix, 8 random characters (or ``tryN``) and ``.partial``.
+    When that would exceed the folder's longest file name (255 bytes on most file
+    systems), the prefix keeps the start of ``NAME`` and adds a hash of all of it, so
+    the name stays unique and within the limit.
+    """
+    try:
+        name_max = os.pathconf(dst.parent if str(dst.parent) else ".", "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max = 255
+    room = name_max - _RANDOM_PART - len(_TEMPORARY_SUFFIX)
+    name = os.fsencode(dst.name)
+    if len(name) + 2 <= room:
+        return f".{dst.name}."
+    digest = hashlib.sha256(name).hexdigest()[:12]
+    kept = name[: room - len(digest) - 3]
+    return os.fsdecode(b"." + kept + b"~" + digest.encode() + b".")
+
+
+def remove_stale_temporaries(outputs: Iterable[Path]) -> list[Path]:
+    """Remove the temporary files that a killed run left beside any of ``outputs``.
+
+    Only names of seproc's own pattern for these outputs are removed:
+    ``temporary_prefix(dst)`` followed by ``mkstemp``'s random letters, digits and
+    underscores (or ``tryN``), then ``.partial``. Run one seproc per output folder at
+    a time: a concurrent run's temporary files look stale to this one.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    by_folder: dict[Path, list[Path]] = {}
+    for dst in outputs:
+        by_folder.setdefault(dst.parent, []).append(dst)
+    removed = []
+    for folder, dsts in by_folder.items():
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue  # not there yet (nothing to remove) or unreadable (the run will say)
+        patterns = [
+            re.compile(
+                re.escape(temporary_prefix(dst))
+                + rf"(try\d+|[A-Za-z0-9_]+){re.escape(_TEMPORARY_SUFFIX)}"
+            )
+            for dst in dsts
+        ]
+        for name in names:
+            if any(pattern.fullmatch(name) for pattern in patterns):
+                path = folder / name
+                try:
+                    if path.is_symlink() or path.is_file():
+                        path.unlink()
+                        removed.append(path)
+                except OSError:
+                    pass
+    return removed
+
+
 def _stream_to_temporary(
     reader: sf.SoundFile, denoiser: Denoiser, dst: Path, subtype: str | None, block_samples: int
 ) -> int:
     """Denoise ``reader`` into a temporary file beside ``dst``, then rename it into place."""
     try:
         handle, temporary_name = tempfile.mkstemp(
-            prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent
+            prefix=temporary_prefix(dst), suffix=_TEMPORARY_SUFFIX, dir=dst.parent
         )
     except OSError as error:
         raise SeprocError(f"Cannot write {dst}: {error.strerror or _first_line(error)}") from None
@@ -227,7 +309,7 @@ def _stream_to_temporary(
     frames_total = 0
     try:
         with sf.SoundFile(
-            str(temporary),
+            native_path(temporary),
             mode="w",
             samplerate=reader.samplerate,
             channels=reader.channels,
@@ -240,7 +322,7 @@ def _stream_to_temporary(
                     block = reader.read(block_samples, dtype="float32", always_2d=True)
                 except (sf.LibsndfileError, RuntimeError) as error:
                     raise SeprocError(
-                        f"Cannot read {reader.name} past {frames_total} frames: "
+                        f"Cannot read {os.fsdecode(reader.name)} past {frames_total} frames: "
                         f"{_first_line(error)}"
                     ) from None
                 if block.shape[0] == 0:
@@ -248,8 +330,8 @@ def _stream_to_temporary(
                 block = np.ascontiguousarray(block.T)
                 if not samples_are_valid(block):
                     raise SeprocError(
-                        f"{reader.name} holds NaN or Inf samples (or values beyond +-1e15) "
-                        f"after frame {frames_total}; repair the file or replace them with "
+                        f"{os.fsdecode(reader.name)} holds NaN or Inf samples (or values beyond "
+                        f"+-1e15) after frame {frames_total}; repair the file or replace them with "
                         "numpy.nan_to_num before denoising."
                     )
                 frames_total += block.shape[1]
@@ -325,6 +407,54 @@ def _output_subtype(dst: Path, input_subtype: str, requested: str | None) -> str
     if sf.check_format(out_format, input_subtype):
         return input_subtype
     return None  # soundfile's default subtype for the format
+
+
+def check_readable(path: Path) -> None:
+    """Raise a one-line SeprocError naming ``path`` and the cause unless it is a readable file.
+
+    libsndfile says only "System error." for a missing target or a permission
+    problem; this says which. A FIFO is never opened (opening one blocks).
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise SeprocError(
+                f"Cannot read {path}: broken symbolic link (its target "
+                f"{os.readlink(path)} does not exist)."
+            ) from None
+        raise SeprocError(f"Cannot read {path}: no such file.") from None
+    except OSError as error:
+        raise SeprocError(f"Cannot read {path}: {os_error_reason(error)}.") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise SeprocError(f"Cannot read {path}: {file_kind(info.st_mode)}, not a regular file.")
+    try:
+        os.close(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))
+    except OSError as error:
+        raise SeprocError(f"Cannot read {path}: {os_error_reason(error)}.") from None
+
+
+def file_kind(mode: int) -> str:
+    """Name the kind of a file that is not a regular one, from its ``st_mode``."""
+    for test, kind in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return "a special file"
+
+
+def os_error_reason(error: OSError) -> str:
+    """Say in a few words why an ``OSError`` happened (permission denied, link loop...)."""
+    if error.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return (error.strerror or _first_line(error)).lower()
 
 
 def sha256_file(path: str | Path) -> str:

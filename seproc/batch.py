@@ -30,16 +30,24 @@ from __future__ import annotations
 import csv
 import os
 import socket
+import sys
+import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from seproc.api import DEFAULT_FILE_BLOCK_SAMPLES
+from seproc.api import (
+    DEFAULT_FILE_BLOCK_SAMPLES,
+    native_path,
+    os_error_reason,
+    remove_stale_temporaries,
+    temporary_prefix,
+)
 from seproc.errors import ParameterError, SeprocError
 
 __all__ = [
@@ -161,6 +169,7 @@ def denoise_folder_ray(
         block_samples=block_samples,
         subtype=subtype,
         overwrite=overwrite,
+        on_skip=lambda line: print(f"seproc: {line}", file=sys.stderr, flush=True),
     )
     print(summary.line(), flush=True)
     return summary.exit_code
@@ -177,6 +186,7 @@ def denoise_corpus(
     block_samples: int = DEFAULT_FILE_BLOCK_SAMPLES,
     subtype: str | None = None,
     overwrite: bool = False,
+    on_skip: Callable[[str], object] | None = None,
     _stop_after_files: int | None = None,
 ) -> BatchSummary:
     """Denoise every audio file under ``in_dir`` into ``out_dir`` on Ray Data.
@@ -213,6 +223,10 @@ def denoise_corpus(
         ``False`` resumes: a file whose output exists, whose manifest row says
         ``ok`` (or ``skipped``) and whose input and output checksums still match
         that row is skipped; every other file is (re)done. ``True`` redoes all.
+    on_skip : callable or None
+        Called with one line for each entry of ``in_dir`` left out although its name
+        looks like audio (a FIFO, a broken link, a link loop, an unreadable folder);
+        see :func:`seproc.cli.plan_outputs`.
 
     Returns
     -------
@@ -259,7 +273,7 @@ def denoise_corpus(
     workers = _check_settings(in_root, out_root, num_workers, block_samples)
     out_root.mkdir(parents=True, exist_ok=True)
     manifest = out_root / MANIFEST_NAME
-    pairs = _plan_outputs(in_root, out_root)
+    pairs = _plan_outputs(in_root, out_root, on_skip)
     previous = {} if overwrite or not manifest.exists() else _rows_by_input(manifest)
     _remove_partials(out_root, pairs)
     tasks = [
@@ -323,7 +337,7 @@ def read_manifest(path: str | Path) -> list[dict[str, str]]:
         After a finished run there is one row per input; after a killed run,
         later rows for an input supersede earlier ones.
     """
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
         return [
             {column: row.get(column) or "" for column in MANIFEST_COLUMNS}
             for row in csv.DictReader(handle)
@@ -355,12 +369,14 @@ def _check_settings(
     return num_workers
 
 
-def _plan_outputs(in_root: Path, out_root: Path) -> list[tuple[Path, Path]]:
+def _plan_outputs(
+    in_root: Path, out_root: Path, on_skip: Callable[[str], object] | None
+) -> list[tuple[Path, Path]]:
     """List the (input, output) pairs exactly as ``seproc denoise IN OUT`` does."""
     from seproc.cli import plan_outputs
 
     # Existing outputs are allowed: this engine decides from the manifest what to redo.
-    return plan_outputs(in_root, out_root, overwrite=True)
+    return plan_outputs(in_root, out_root, overwrite=True, on_skip=on_skip)
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -396,13 +412,8 @@ def _task(
 
 
 def _remove_partials(out_root: Path, pairs: list[tuple[Path, Path]]) -> None:
-    """Remove the temporary files (``.NAME.XXXX.partial``) of planned outputs."""
-    planned = {(dst.parent.resolve(), dst.name) for _, dst in pairs}
-    for partial in out_root.rglob(".*.partial"):
-        stem = partial.name[1 : -len(".partial")]
-        name = stem.rsplit(".", 1)[0] if "." in stem else stem
-        if (partial.parent.resolve(), name) in planned:
-            partial.unlink(missing_ok=True)
+    """Remove planned outputs' temporary files (see ``api.remove_stale_temporaries``)."""
+    remove_stale_temporaries(dst for _, dst in pairs)
 
 
 # -- Ray -----------------------------------------------------------------------------------
@@ -456,7 +467,8 @@ def _run_on_ray(
     # it failed instead of aborting the whole run.
     context.max_errored_blocks = -1
     try:
-        dataset = ray.data.from_items(tasks, override_num_blocks=len(tasks))
+        wired = [{key: _to_wire(value) for key, value in task.items()} for task in tasks]
+        dataset = ray.data.from_items(wired, override_num_blocks=len(tasks))
         with warnings.catch_warnings():
             # Ray 2.60 has no named parameter for actor task retries yet; its warning
             # about passing them as ray_remote_args would only confuse a user.
@@ -477,9 +489,24 @@ def _run_on_ray(
                 **_retry_args(),
             )
         for row in dataset.iter_rows():
-            yield {key: str(value) for key, value in row.items()}
+            yield {key: _from_wire(str(value)) for key, value in row.items()}
     finally:
         context.max_errored_blocks = saved
+
+
+def _to_wire(text: str) -> str:
+    """Make a path Arrow can carry: names are bytes on POSIX and need not be UTF-8.
+
+    Python decodes such a name with surrogate escapes, which Arrow refuses (a
+    non-UTF-8 file name aborted the whole run). The name's bytes, read as Latin-1,
+    are a valid string that :func:`_from_wire` turns back into exactly the same path.
+    """
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
+def _from_wire(text: str) -> str:
+    """Undo :func:`_to_wire`."""
+    return text.encode("latin-1").decode("utf-8", "surrogateescape")
 
 
 def _retry_args() -> dict[str, int]:
@@ -518,10 +545,12 @@ class _FileWorker:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         names = list(batch)
         rows = [
-            self._one(dict(zip(names, values, strict=True)))
+            self._one({n: _from_wire(str(v)) for n, v in zip(names, values, strict=True)})
             for values in zip(*batch.values(), strict=True)
         ]
-        return {column: [row[column] for row in rows] for column in (*MANIFEST_COLUMNS, "dst")}
+        return {
+            column: [_to_wire(row[column]) for row in rows] for column in (*MANIFEST_COLUMNS, "dst")
+        }
 
     def _one(self, task: dict[str, Any]) -> dict[str, str]:
         process_file, sha256_file = self._api.process_file, self._api.sha256_file
@@ -586,7 +615,7 @@ class _FileWorker:
         from seproc.denoiser import Denoiser
 
         try:
-            info = sf.info(str(src))
+            info = sf.info(native_path(src))
         except (sf.LibsndfileError, RuntimeError, OSError):
             return None  # process_file reports the file with its usual message
         key = (int(info.samplerate), int(info.channels))
@@ -615,7 +644,7 @@ def _claim_attempt(dst: Path) -> tuple[bool, Path | None]:
     them like the temporary outputs, which the driver removes before and after a run.
     """
     for number in range(1, _FILE_TRIES + 1):
-        path = dst.with_name(f".{dst.name}.try{number}.partial")
+        path = dst.with_name(f"{temporary_prefix(dst)}try{number}.partial")
         try:
             os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
         except FileExistsError:
@@ -695,8 +724,20 @@ class _Journal:
         self._path = path
 
     def __enter__(self) -> _Journal:
-        new = not self._path.exists() or self._path.stat().st_size == 0
-        self._handle = open(self._path, "a", newline="", encoding="utf-8")
+        try:
+            # O_NOFOLLOW: a link planted at the manifest's name is refused, never followed
+            fd = os.open(
+                self._path,
+                os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                0o644,
+            )
+        except OSError as error:
+            raise SeprocError(
+                f"Cannot write the manifest {self._path}: {os_error_reason(error)}; remove it "
+                "if it is a symbolic link."
+            ) from None
+        new = os.fstat(fd).st_size == 0
+        self._handle = open(fd, "a", newline="", encoding="utf-8", errors="surrogateescape")
         self._writer = csv.DictWriter(self._handle, fieldnames=MANIFEST_COLUMNS)
         if new:
             self._writer.writeheader()
@@ -711,13 +752,26 @@ class _Journal:
 
 
 def _write_manifest(path: Path, rows: Iterable[dict[str, str]]) -> None:
-    """Rewrite the manifest atomically: a temporary file, then a rename."""
-    temporary = path.with_name(f".{path.name}.partial")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)
+    """Rewrite the manifest atomically: a new temporary file, then a rename.
+
+    The temporary file is created by ``mkstemp`` (``O_CREAT | O_EXCL``, a random
+    name), so a file or link planted beside the manifest is never written through;
+    the rename replaces a link at the manifest's own name instead of following it.
+    """
+    handle_fd, temporary_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".partial", dir=path.parent
+    )
+    temporary = Path(temporary_name)
+    try:
+        with open(handle_fd, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+            writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _first_line(error: BaseException) -> str:

@@ -15,9 +15,13 @@ import argparse
 import json
 import os
 import platform
+import signal
+import stat
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,13 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from seproc.api import (
+    check_readable,
+    file_kind,
+    native_path,
+    os_error_reason,
+    remove_stale_temporaries,
+)
 from seproc.errors import ParameterError, SeprocError
 
 __all__ = ["AUDIO_EXTENSIONS", "main", "plan_outputs"]
@@ -61,7 +72,11 @@ exit status: 0 all files denoised, 1 some file failed (each reported on one line
 
 
 def plan_outputs(
-    in_path: str | Path, out_path: str | Path, *, overwrite: bool = False
+    in_path: str | Path,
+    out_path: str | Path,
+    *,
+    overwrite: bool = False,
+    on_skip: Callable[[str], object] | None = None,
 ) -> list[tuple[Path, Path]]:
     """List the (input, output) file pairs that ``seproc denoise IN OUT`` processes.
 
@@ -79,6 +94,11 @@ def plan_outputs(
     overwrite : bool
         Allow outputs that already exist. An output is never an input, whatever
         this says.
+    on_skip : callable or None
+        Called with one line (``"PATH: why"``) for each entry of the folder that is
+        left out although its name looks like audio: a FIFO, socket or device (never
+        opened), a broken symbolic link, a symbolic link loop, something that cannot
+        be read; and for each subfolder that cannot be read.
 
     Returns
     -------
@@ -88,10 +108,12 @@ def plan_outputs(
     Raises
     ------
     ParameterError
-        If ``in_path`` does not exist, a folder goes to a file, an output would
-        replace an input, or an output exists and ``overwrite`` is false.
+        If ``in_path`` does not exist, is not a regular file or folder, or cannot be
+        read; a folder goes to a file; an output would replace an input; or an
+        output exists and ``overwrite`` is false.
     """
     source, target = Path(in_path), Path(out_path)
+    _check_input(source)
     if source.is_dir():
         if target.exists() and not target.is_dir():
             raise ParameterError(
@@ -102,7 +124,8 @@ def plan_outputs(
                 f"Output folder {target} is the input folder; seproc never writes over its "
                 "input. Give another output folder."
             )
-        pairs = [(src, target / src.relative_to(source)) for src in _walk(source, target)]
+        found = _walk(source, target, on_skip or (lambda line: None))
+        pairs = [(src, target / src.relative_to(source)) for src in found]
     elif source.is_file():
         as_folder = target.is_dir() or str(out_path).endswith(("/", os.sep))
         dst = target / source.name if as_folder else target
@@ -133,22 +156,80 @@ def plan_outputs(
     return pairs
 
 
-def _walk(root: Path, exclude: Path) -> list[Path]:
-    """Audio files under ``root``, sorted, skipping hidden entries and ``exclude``."""
+def _check_input(source: Path) -> None:
+    """Refuse an input that is not a readable regular file or folder, saying why."""
+    try:
+        mode = os.stat(source).st_mode
+    except FileNotFoundError:
+        if os.path.islink(source):
+            raise ParameterError(
+                f"Input {source} is a broken symbolic link (its target {os.readlink(source)} "
+                "does not exist)."
+            ) from None
+        raise ParameterError(
+            f"Input {source} does not exist; give an audio file or a folder."
+        ) from None
+    except OSError as error:
+        raise ParameterError(f"Cannot read input {source}: {os_error_reason(error)}.") from None
+    if stat.S_ISDIR(mode):
+        try:
+            with os.scandir(source):
+                pass
+        except OSError as error:
+            raise ParameterError(
+                f"Cannot read input folder {source}: {os_error_reason(error)}."
+            ) from None
+    elif not stat.S_ISREG(mode):
+        raise ParameterError(
+            f"Input {source} is {file_kind(mode)}, not a regular file; seproc reads audio "
+            "files (it never opens a FIFO, which would wait forever for a writer)."
+        )
+
+
+def _walk(root: Path, exclude: Path, on_skip: Callable[[str], object]) -> list[Path]:
+    """Regular audio files under ``root``, sorted, skipping hidden entries and ``exclude``.
+
+    Symbolic links to files are followed once (``os.stat``, which detects loops);
+    links to folders are not walked. Anything else whose name looks like audio is
+    reported to ``on_skip`` and left out, as is a subfolder that cannot be read.
+    """
     excluded = exclude.resolve()
     found = []
-    for folder, subfolders, files in os.walk(root):
+
+    def unreadable(error: OSError) -> None:
+        on_skip(f"{error.filename}: skipped, cannot read folder: {os_error_reason(error)}")
+
+    for folder, subfolders, files in os.walk(root, onerror=unreadable):
         here = Path(folder)
         subfolders[:] = sorted(
             name
             for name in subfolders
-            if not name.startswith(".") and (here / name).resolve() != excluded
+            if not name.startswith(".") and not _same_path(here / name, excluded)
         )
         for name in sorted(files):
             path = here / name
-            if not name.startswith(".") and path.suffix.lower() in AUDIO_EXTENSIONS:
-                found.append(path)
+            if name.startswith(".") or path.suffix.lower() not in AUDIO_EXTENSIONS:
+                continue
+            try:
+                mode = os.stat(path).st_mode
+            except FileNotFoundError:
+                on_skip(f"{path}: skipped, broken symbolic link (its target does not exist)")
+                continue
+            except OSError as error:
+                on_skip(f"{path}: skipped, {os_error_reason(error)}")
+                continue
+            if not stat.S_ISREG(mode):
+                on_skip(f"{path}: skipped, {file_kind(mode)}, not a regular file")
+                continue
+            found.append(path)
     return found
+
+
+def _same_path(path: Path, resolved: Path) -> bool:
+    try:
+        return path.resolve() == resolved
+    except (OSError, RuntimeError):  # a link loop is not the output folder
+        return False
 
 
 # -- argument parsing ---------------------------------------------------------------------
@@ -314,11 +395,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    with _signals_interrupt() as received:
+        try:
+            return args.run(args)
+        except KeyboardInterrupt:
+            if received:
+                name = signal.Signals(received[-1]).name
+                print(f"seproc: interrupted by {name}", file=sys.stderr)
+                return 128 + received[-1]
+            print("seproc: interrupted", file=sys.stderr)
+            return 130
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[list[int]]:
+    """Make SIGTERM and SIGHUP interrupt like Ctrl-C, so temporary files are removed.
+
+    Yields the list of signals received; the previous handlers are restored on exit.
+    Only the main thread can set handlers; elsewhere nothing changes.
+    """
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {signum: signal.signal(signum, interrupt) for signum in wanted}
     try:
-        return args.run(args)
-    except KeyboardInterrupt:
-        print("seproc: interrupted", file=sys.stderr)
-        return 130
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _error(message: str) -> None:
@@ -332,22 +442,31 @@ def _run_denoise(args: argparse.Namespace) -> int:
     if args.engine == "local" and (args.address is not None or args.num_workers is not None):
         _error("--address and --num-workers need --engine ray.")
         return EXIT_USAGE
+    skipped: list[str] = []
+
+    def report_skip(line: str) -> None:
+        skipped.append(line)
+        print(f"seproc: {line}", file=sys.stderr)
+
     try:
         pairs = plan_outputs(
-            args.input, args.output, overwrite=args.overwrite or args.skip_existing
+            args.input,
+            args.output,
+            overwrite=args.overwrite or args.skip_existing,
+            on_skip=report_skip,
         )
     except ParameterError as error:
         _error(str(error))
         return EXIT_USAGE
-    if args.skip_existing:
-        kept = [(src, dst) for src, dst in pairs if not dst.exists()]
-        if not args.quiet and len(kept) < len(pairs):
-            print(f"seproc: skipping {len(pairs) - len(kept)} existing outputs.", file=sys.stderr)
-        if not kept:
+    if pairs and args.engine == "local":
+        remove_stale_temporaries(dst for _, dst in pairs)  # a killed run's leftovers
+    if args.skip_existing and args.engine == "local":
+        pairs = _skip_verified_outputs(pairs, quiet=args.quiet)
+        if not pairs:
             return EXIT_OK
-        pairs = kept
     if not pairs:
-        _error(f"Found no audio file in {args.input} (extensions: {_extension_list()}).")
+        also = f"; {len(skipped)} entries skipped (see above)" if skipped else ""
+        _error(f"Found no audio file in {args.input} (extensions: {_extension_list()}){also}.")
         return EXIT_USAGE
     if args.engine == "ray":
         return _run_ray(args)
@@ -359,6 +478,47 @@ def _run_denoise(args: argparse.Namespace) -> int:
         _error(str(error))
         return EXIT_USAGE
     return _denoise_locally(pairs, args)
+
+
+def _skip_verified_outputs(
+    pairs: list[tuple[Path, Path]], *, quiet: bool
+) -> list[tuple[Path, Path]]:
+    """Keep only the pairs whose output is missing or fails verification.
+
+    An existing output is skipped only when soundfile opens it and it has the input's
+    sample rate, channel count and number of frames; a truncated or unreadable one
+    is denoised again (the local engine keeps no manifest of checksums).
+    """
+    todo, verified, redo = [], 0, 0
+    for src, dst in pairs:
+        if not dst.exists():
+            todo.append((src, dst))
+        elif _output_matches(src, dst):
+            verified += 1
+        else:
+            redo += 1
+            todo.append((src, dst))
+    if not quiet and (verified or redo):
+        again = f"; {redo} existing outputs failed the check and are redone" if redo else ""
+        print(
+            f"seproc: skipping {verified} existing outputs, verified (readable, same rate, "
+            f"channels and length as the input){again}.",
+            file=sys.stderr,
+        )
+    return todo
+
+
+def _output_matches(src: Path, dst: Path) -> bool:
+    try:
+        check_readable(dst)
+        wanted, got = sf.info(native_path(src)), sf.info(native_path(dst))
+    except (SeprocError, sf.LibsndfileError, RuntimeError, OSError):
+        return False
+    return (got.samplerate, got.channels, got.frames) == (
+        wanted.samplerate,
+        wanted.channels,
+        wanted.frames,
+    )
 
 
 def _run_ray(args: argparse.Namespace) -> int:
@@ -502,8 +662,9 @@ def _denoise_locally(pairs: list[tuple[Path, Path]], args: argparse.Namespace) -
 
 def _read_info(src: Path) -> tuple[int, int, int]:
     """Return a file's (sample_rate, channels, frames), or raise a one-line SeprocError."""
+    check_readable(src)
     try:
-        info = sf.info(str(src))
+        info = sf.info(native_path(src))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
         reason = getattr(error, "error_string", None) or _one_line(error)
         raise SeprocError(f"Cannot read {src}: {reason}") from None

@@ -23,7 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from seproc import _kernels
-from seproc._validation import as_audio_block, check_sample_rate
+from seproc._validation import (
+    MAX_SAMPLE_RATE_HZ,
+    MIN_SAMPLE_RATE_HZ,
+    as_audio_block,
+    as_output_block,
+    check_sample_rate,
+)
 from seproc.errors import ModelError, ParameterError
 from seproc.features import LogPowerFeatures
 from seproc.highband import HighBandGain, ModelRateFrames, host_framing
@@ -33,8 +39,6 @@ from seproc.stft import STFT
 
 __all__ = ["MAX_SAMPLE_RATE_HZ", "MIN_SAMPLE_RATE_HZ", "Denoiser"]
 
-MIN_SAMPLE_RATE_HZ = 8000
-MAX_SAMPLE_RATE_HZ = 96000
 _ACTIVITY_BAND_HZ = (300.0, 4000.0)
 _MAX_ABS_SAMPLE = 1e15
 """Larger samples (+300 dBFS) are refused: their power would overflow float32 spectra."""
@@ -299,8 +303,9 @@ class Denoiser:
             The next samples of the stream, any number including 0; 1-D only
             when ``channels == 1``.
         out : np.ndarray [shape=(channels, samples)] or None
-            Where to write the output (float32 or float64). ``None`` returns a
-            view of an internal buffer that the next call overwrites.
+            Where to write the output: a writeable float32 or float64 array that
+            does not overlap ``block``, or ``block`` itself (in place). ``None``
+            returns a view of an internal buffer that the next call overwrites.
 
         Returns
         -------
@@ -311,8 +316,9 @@ class Denoiser:
         ------
         ParameterError
             If the block has the wrong shape, channel count or dtype (integer PCM),
-            or holds NaN, Inf or samples beyond +-1e15; the stream state is then
-            unchanged.
+            or holds NaN, Inf or samples beyond +-1e15, or if ``out`` is not a
+            numpy array, is read-only, has the wrong shape or dtype, or overlaps
+            the block; the stream state is then unchanged.
 
         Notes
         -----
@@ -322,7 +328,7 @@ class Denoiser:
         """
         block2d, was_1d = as_audio_block(block, self._channels, name="block")
         n = block2d.shape[1]
-        target = self._output_target(out, n, was_1d)
+        target = self._output_target(out, block2d, was_1d)
         _check_samples(block2d, "block")
         done = 0
         while done < n:
@@ -446,18 +452,19 @@ class Denoiser:
         self._fifo = np.zeros((channels, fifo_capacity), np.float32)
         self._states = [self._model.new_state() for _ in range(channels)]
 
-    def _output_target(self, out: np.ndarray | None, n: int, was_1d: bool) -> np.ndarray:
+    def _output_target(
+        self, out: np.ndarray | None, block2d: np.ndarray, was_1d: bool
+    ) -> np.ndarray:
+        """Return where this call writes: ``out`` once validated, else an internal buffer.
+
+        Runs before any state changes, so a refused ``out`` leaves the stream as it was.
+        """
         if out is None:
+            n = block2d.shape[1]
             if n <= self._max_block_samples:
                 return self._output[:, :n]
             return np.empty((self._channels, n), np.float32)
-        target = out[np.newaxis] if (was_1d and out.ndim == 1) else out
-        if target.shape != (self._channels, n) or target.dtype not in (np.float32, np.float64):
-            raise ParameterError(
-                f"Parameter out must be a float32 or float64 array of shape "
-                f"({self._channels}, {n}) to match the block, got {out.dtype} {out.shape}."
-            )
-        return target
+        return as_output_block(out, block2d, self._channels, was_1d)
 
     def _process_chunk(self, size: int) -> None:
         if self._model_frames is not None:
@@ -520,15 +527,38 @@ class Denoiser:
         return n_frames
 
     def _warm_up(self) -> None:
-        """Compile every kernel the hot path calls: float32 and float64 blocks and ``out``."""
-        # One frame and several: at host rates the model's bins are a slice of the host
-        # spectrum, contiguous for one frame only, and numba compiles each layout.
-        for n_hops in (1, 4):
-            for dtype in (np.float32, np.float64):
-                silence = np.zeros((self._channels, n_hops * self._stft.hop_length), dtype)
-                self.process(silence)
-                self.process(silence, out=np.empty_like(silence))
+        """Compile every kernel signature the hot path can reach, then reset.
+
+        numba compiles one version of a kernel per argument type: dtype, layout (C, F or
+        any) and read-only flag, of the block and ``out`` and of the internal slices
+        whose layout a block's size selects (shorter than a hop, exactly one buffer,
+        several buffers). One call of each kind, on silence, compiles them all, so no
+        first call compiles (a 48 kHz stereo host with blocks shorter than a hop used
+        to compile for hundreds of ms in its first callback).
+        """
+        channels, largest = self._channels, self._max_block_samples
+        hop = max(1, self.hop_length * self._sample_rate // self.model_sample_rate)  # host
+        for size in sorted({0, 1, 2, hop - 1, hop, hop + 1, largest - 1, largest, largest + 1}):
+            self.process(np.zeros((channels, size), np.float32))
+        for dtype in (np.float32, np.float64):
+            for size in sorted({0, 2, largest, largest + 1}):  # 2: a size-1 axis is C and F
+                for block in _layouts(np.zeros((channels, size), dtype), read_only=True):
+                    self.process(block)
+                for out in _layouts(np.zeros((channels, size), dtype), read_only=False):
+                    self.process(np.zeros((channels, size), np.float32), out=out)
         self.reset()
+
+
+def _layouts(array: np.ndarray, *, read_only: bool) -> list[np.ndarray]:
+    """Return ``array`` as C-contiguous, F-contiguous and strided copies (and read-only ones)."""
+    channels, samples = array.shape
+    variants = []
+    for frozen in (False, True) if read_only else (False,):
+        wide = np.zeros((channels, 2 * samples), array.dtype)
+        for variant in (array.copy(), np.asfortranarray(array), wide[:, ::2]):
+            variant.flags.writeable = not frozen
+            variants.append(variant)
+    return variants
 
 
 def samples_are_valid(block: np.ndarray) -> bool:

@@ -12,14 +12,23 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+# onnxruntime 1.32 writes ~/.cache/Microsoft/DeveloperTools/.onnxruntime/{deviceid,
+# onnxruntime.db} for its telemetry when it loads, and prints a warning into the host's
+# stderr where HOME is not writable. ORT_DISABLE_TELEMETRY=1, read once when the library
+# loads (setting it later, or calling ort.disable_telemetry_events(), still writes the
+# files), stops both. setdefault: a value the user set is kept. See docs/RELIABILITY.md.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import onnxruntime as ort
 
-from seproc.errors import ModelError, ParameterError
+from seproc._validation import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, check_int, max_threads
+from seproc.errors import ModelError
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
@@ -49,6 +58,11 @@ _REQUIRED_KEYS = (
     "formulation",
 )
 _SUPPORTED_FORMAT = "1"
+_WINDOW_MS = (8.0, 128.0)
+"""The shortest and longest STFT window (``win_length``, and ``n_fft`` at most the
+longer bound) a model may declare, in ms at its ``sample_rate_hz``: speech models use
+10 to 64 ms. The bound catches a wrong ``sample_rate_hz`` (320 samples at a claimed
+48 kHz would be 6.7 ms) and bounds the latency the STFT adds."""
 
 
 def default_model_path() -> Path:
@@ -174,9 +188,9 @@ class OnnxModel:
     path : str or Path or None
         The ONNX file; ``None`` loads the bundled default model.
     num_threads : int
-        Threads onnxruntime may use inside one run (``intra_op_num_threads``).
-        One by default: a real-time host usually runs many streams, one per core.
-        Global thread settings are never changed.
+        Threads onnxruntime may use inside one run (``intra_op_num_threads``), 1 to
+        ``os.cpu_count()``. One by default: a real-time host usually runs many
+        streams, one per core. Global thread settings are never changed.
 
     Raises
     ------
@@ -184,12 +198,18 @@ class OnnxModel:
         If the file is missing, is not a valid ONNX model, or does not follow
         seproc's model format (metadata keys, input and output names and shapes).
     ParameterError
-        If ``num_threads`` is not a positive integer.
+        If ``num_threads`` is not an integer from 1 to ``os.cpu_count()``.
     """
 
     def __init__(self, path: str | Path | None = None, *, num_threads: int = 1) -> None:
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-            raise ParameterError(f"Parameter num_threads={num_threads!r} must be an integer >= 1.")
+        cpus = max_threads()
+        num_threads = check_int(
+            "num_threads",
+            num_threads,
+            1,
+            cpus,
+            f", this machine's {cpus} CPUs (more threads only contend for them)",
+        )
         self._path = default_model_path() if path is None else Path(path)
         self._session = _open_session(self._path, num_threads)
         self._info = _read_info(self._path, self._session)
@@ -317,6 +337,21 @@ def _metadata_vector(path: Path, meta: dict[str, str], key: str, n_bins: int) ->
     return vector
 
 
+def _check_window_duration(path: Path, sample_rate_hz: int, win_length: int, n_fft: int) -> None:
+    """Refuse STFT sizes that make no sense at the model's rate (see ``_WINDOW_MS``)."""
+    low_ms, high_ms = _WINDOW_MS
+    win_ms = 1000.0 * win_length / sample_rate_hz
+    fft_ms = 1000.0 * n_fft / sample_rate_hz
+    if not low_ms <= win_ms <= high_ms or fft_ms > high_ms:
+        raise ModelError(
+            f"Model {path}: metadata win_length={win_length} and n_fft={n_fft} at "
+            f"sample_rate_hz={sample_rate_hz} make a {win_ms:.3g} ms window and a "
+            f"{fft_ms:.3g} ms FFT; seproc needs a window of {low_ms:g} to {high_ms:g} ms and "
+            f"an FFT of at most {high_ms:g} ms. Is sample_rate_hz the rate the model was "
+            "trained at?"
+        )
+
+
 def _read_info(path: Path, session: ort.InferenceSession) -> ModelInfo:
     meta = dict(session.get_modelmeta().custom_metadata_map)
     missing = [key for key in _REQUIRED_KEYS if key not in meta]
@@ -331,6 +366,12 @@ def _read_info(path: Path, session: ort.InferenceSession) -> ModelInfo:
             f"seproc reads format {_SUPPORTED_FORMAT}. Upgrade seproc or re-export the model."
         )
     sample_rate_hz = _metadata_int(path, meta, "sample_rate_hz", 1)
+    if not MIN_SAMPLE_RATE_HZ <= sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
+        raise ModelError(
+            f"Model {path}: metadata sample_rate_hz={sample_rate_hz} is outside "
+            f"{MIN_SAMPLE_RATE_HZ} to {MAX_SAMPLE_RATE_HZ} Hz, the rates seproc runs at; "
+            "the file's metadata is wrong or the model is not for speech."
+        )
     n_fft = _metadata_int(path, meta, "n_fft", 2)
     hop_length = _metadata_int(path, meta, "hop_length", 1)
     win_length = _metadata_int(path, meta, "win_length", 1)
@@ -339,6 +380,7 @@ def _read_info(path: Path, session: ort.InferenceSession) -> ModelInfo:
             f"Model {path}: metadata needs hop_length <= win_length <= n_fft, got "
             f"hop_length={hop_length}, win_length={win_length}, n_fft={n_fft}."
         )
+    _check_window_duration(path, sample_rate_hz, win_length, n_fft)
     for key, allowed in (
         ("window", {"sqrt_hann"}),
         ("feature", {"log_power_db"}),

@@ -251,15 +251,16 @@ def test_existing_output_needs_overwrite(tmp_path, models):
     assert_clean_failure(refused, 2)
     assert "already exists; pass --overwrite" in refused.stderr
     assert (tmp_path / "out.wav").read_bytes() == b"precious"
-    kept = run_seproc("denoise", tmp_path / "in.wav", tmp_path / "out.wav",
-                      "--model", models["test"], "--skip-existing")  # fmt: skip
-    assert kept.returncode == 0, kept.stderr
-    assert "skipping 1 existing outputs" in kept.stderr
-    assert (tmp_path / "out.wav").read_bytes() == b"precious"
     replaced = run_seproc("denoise", tmp_path / "in.wav", tmp_path / "out.wav",
                           "--model", models["test"], "--overwrite")  # fmt: skip
     assert replaced.returncode == 0, replaced.stderr
     assert sf.info(str(tmp_path / "out.wav")).frames == 8000
+    output = (tmp_path / "out.wav").read_bytes()
+    kept = run_seproc("denoise", tmp_path / "in.wav", tmp_path / "out.wav",
+                      "--model", models["test"], "--skip-existing")  # fmt: skip
+    assert kept.returncode == 0, kept.stderr
+    assert "skipping 1 existing outputs, verified" in kept.stderr
+    assert (tmp_path / "out.wav").read_bytes() == output
 
 
 def test_file_into_existing_folder_keeps_its_name(tmp_path, models):

@@ -177,6 +177,89 @@ def test_warm_up_compiles_every_kernel_the_first_blocks_need(models):
     assert json.loads(completed.stdout.strip().splitlines()[-1]) == {}
 
 
+SWEEP_PROBE = """
+import json
+import sys
+
+import numba
+import numpy as np
+from seproc import _kernels
+from seproc.denoiser import Denoiser
+
+
+def compiled():
+    return {name: set(map(str, f.signatures)) for name, f in vars(_kernels).items()
+            if isinstance(f, numba.core.registry.CPUDispatcher)}
+
+
+rate, channels, largest = (int(arg) for arg in sys.argv[2:5])
+denoiser = Denoiser(sys.argv[1], sample_rate=rate, channels=channels, max_block_samples=largest)
+before = compiled()
+hop = denoiser.hop_length * rate // denoiser.model_sample_rate
+sizes = sorted({0, 1, 2, 63, hop - 1, hop, hop + 1, 480, largest - 1, largest, largest + 1,
+                2 * largest + 7})
+grew = {}
+for dtype in (np.float32, np.float64):
+    for n in sizes:
+        base = (0.1 * np.random.default_rng(n).standard_normal((channels, n))).astype(dtype)
+        wide = np.zeros((channels, 2 * n), dtype)
+        wide[:, ::2] = base
+        frozen = base.copy()
+        frozen.flags.writeable = False
+        blocks = [base, np.asfortranarray(base), wide[:, ::2], frozen]
+        blocks += [base[0]] if channels == 1 else []
+        for block in blocks:
+            denoiser.process(block)
+            for out_dtype in (np.float32, np.float64):
+                out = np.empty(block.shape, out_dtype)
+                denoiser.process(block, out=out)
+                denoiser.process(block, out=np.asfortranarray(out))
+                wide_out = np.empty((*block.shape[:-1], 2 * n), out_dtype)
+                denoiser.process(block, out=wide_out[..., ::2])
+            if block.flags.writeable:
+                denoiser.process(block.copy(), out=block.copy())
+            after = compiled()
+            for name in after:
+                if after[name] - before[name]:
+                    grew.setdefault(name, f"{dtype.__name__} block of {n} samples")
+            before = after
+denoiser.flush()
+print(json.dumps(grew))
+"""
+
+
+@pytest.mark.parametrize(
+    ("sample_rate", "channels", "max_block_samples"),
+    [(48000, 2, 128), (44100, 2, 480), (16000, 1, 8192)],
+    ids=["48k-stereo-blocks-below-a-hop", "44.1k-stereo-480", "16k-mono-default"],
+)
+def test_after_warm_up_no_block_layout_or_size_compiles_anything(
+    models, sample_rate, channels, max_block_samples
+):
+    """Every block size path (0, below a hop, a hop, one buffer, several buffers) and host
+    layout (C, F, strided, read-only, 1-D; float32/float64 blocks and out) after warm-up:
+    numba's dispatchers gain no signature. Before, a 48 kHz stereo stream of blocks shorter
+    than a hop compiled ring_read, copy_flushing_tiny and more on its first calls."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SWEEP_PROBE,
+            str(models["stateful"]),
+            str(sample_rate),
+            str(channels),
+            str(max_block_samples),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == {}
+
+
 # ---------------------------------------------------------------------------
 # Property tests of Denoiser.process
 # ---------------------------------------------------------------------------
@@ -497,3 +580,129 @@ def test_host_layouts_and_in_place_processing_give_the_same_output(pool):
         block = in_place[:, start : start + 480]
         assert denoiser.process(block, out=block) is block
     np.testing.assert_array_equal(in_place, expected)
+
+
+# ---------------------------------------------------------------------------
+# out= is validated before any state changes (issue 23, item 1)
+# ---------------------------------------------------------------------------
+
+
+def read_only_zeros(shape):
+    array = np.zeros(shape, np.float32)
+    array.flags.writeable = False
+    return array
+
+
+@pytest.mark.parametrize(
+    ("make_out", "match"),
+    [
+        (lambda block: read_only_zeros(block.shape), "out is read-only"),
+        (lambda block: np.zeros(block.shape, np.float32).tolist(), "got list"),
+        (lambda block: block[:, ::-1], "overlaps the block"),
+    ],
+    ids=["read-only", "list", "overlapping"],
+)
+def test_a_refused_out_raises_parameter_error_and_leaves_the_stream_clean(pool, make_out, match):
+    """A read-only out used to raise numba's TypingError after the block had gone into the
+    stream: three such calls made the output lag by 3 x 480 extra samples until reset()."""
+    rng = np.random.default_rng(23)
+    blocks = [(0.1 * rng.standard_normal((2, 480))).astype(np.float32) for _ in range(6)]
+    expected = feed(pool.get(48000, 2), np.concatenate(blocks, axis=1), [480])
+    denoiser = pool.get(48000, 2)
+    got = [denoiser.process(blocks[0]).copy()]
+    for _ in range(3):
+        bad_block = blocks[1].copy()
+        with pytest.raises(ParameterError, match=match):
+            denoiser.process(bad_block, out=make_out(bad_block))
+    got += [denoiser.process(block).copy() for block in blocks[1:]]
+    np.testing.assert_array_equal(np.concatenate(got, axis=1), expected)
+
+
+def test_out_may_be_the_block_itself_even_when_one_dimensional(pool):
+    rng = np.random.default_rng(5)
+    signal = (0.1 * rng.standard_normal(960)).astype(np.float32)
+    expected = feed(pool.get(16000, 1), signal[np.newaxis], [160])[0]
+    denoiser = pool.get(16000, 1)
+    in_place = signal.copy()
+    for start in range(0, 960, 160):
+        block = in_place[start : start + 160]
+        assert np.shares_memory(denoiser.process(block, out=block), block)
+    np.testing.assert_array_equal(in_place, expected)
+
+
+# ---------------------------------------------------------------------------
+# num_threads is bounded (issue 23, item 3)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [1, 5000, 10**6])
+def test_num_threads_beyond_the_cpu_count_is_refused(models, extra):
+    """5000 threads hung onnxruntime for minutes and 10**6 crashed the process."""
+    too_many = (os.cpu_count() or 1) + extra
+    with pytest.raises(ParameterError, match=rf"num_threads={too_many} must be an integer <= "):
+        Denoiser(models["stateful"], num_threads=too_many, warm_up=False)
+    assert Denoiser(models["stateful"], num_threads=os.cpu_count(), warm_up=False).channels == 1
+
+
+# ---------------------------------------------------------------------------
+# Model metadata is checked for consistency (issue 23, item 4)
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bundled_model_proto():
+    onnx = pytest.importorskip("onnx")
+    from seproc.model import default_model_path
+
+    return onnx.load(str(default_model_path()))
+
+
+def bundled_model_saying(proto, folder: Path, **metadata: str) -> Path:
+    """Write a copy of the bundled model whose metadata says ``metadata`` instead."""
+    import onnx
+
+    edited = onnx.ModelProto()
+    edited.CopyFrom(proto)
+    bins = int(metadata.get("n_fft", 320)) // 2 + 1
+    for entry in edited.metadata_props:
+        if entry.key in metadata:
+            entry.value = metadata[entry.key]
+            if entry.key.startswith("feature_") and entry.key.endswith("_db"):
+                entry.value = json.dumps(json.loads(entry.value) * bins)
+    path = folder / ("lie-" + "-".join(f"{k}{v}" for k, v in metadata.items())[:80] + ".onnx")
+    onnx.save(edited, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("metadata", "match"),
+    [
+        ({"sample_rate_hz": "48000"}, r"6\.67 ms window.*Is sample_rate_hz the rate"),
+        ({"sample_rate_hz": "44100"}, r"7\.26 ms window"),
+        ({"sample_rate_hz": "1"}, r"sample_rate_hz=1 is outside 8000 to 96000 Hz"),
+        ({"sample_rate_hz": "1000000000"}, r"sample_rate_hz=1000000000 is outside"),
+        ({"sample_rate_hz": "8000", "n_fft": "4000"}, r"n_fft=4000 .* 500 ms FFT"),
+        ({"n_fft": "512"}, r"feature_mean_db must hold 257 finite numbers"),
+        (
+            {"n_fft": "512", "feature_mean_db": "[0]", "feature_std_db": "[1]"},
+            r"input 'features' must be float32 of shape \[1, frames, 257\]",
+        ),
+    ],
+    ids=["48k", "44.1k", "1Hz", "1GHz", "500ms-fft", "n_fft-vs-vectors", "n_fft-vs-graph"],
+)
+def test_bundled_model_with_lying_metadata_is_refused(
+    bundled_model_proto, tmp_path, metadata, match
+):
+    """sample_rate_hz=48000 written into the 16 kHz model used to be accepted and run at
+    the wrong rate; =1 took 28 s to construct and =1e9 aborted the process."""
+    from seproc.errors import ModelError
+
+    path = bundled_model_saying(bundled_model_proto, tmp_path, **metadata)
+    with pytest.raises(ModelError, match=match):
+        Denoiser(path, warm_up=False)
+
+
+def test_the_bundled_model_saved_unchanged_still_loads(bundled_model_proto, tmp_path):
+    """The control for the test above: the copy-and-edit path itself breaks nothing."""
+    path = bundled_model_saying(bundled_model_proto, tmp_path, sample_rate_hz="16000")
+    assert Denoiser(path, sample_rate=48000, warm_up=False).model_sample_rate == 16000

@@ -335,7 +335,7 @@ def _stream_to_temporary(
                         "numpy.nan_to_num before denoising."
                     )
                 frames_total += block.shape[1]
-                output = denoiser.process(block)
+                output = denoiser.process(block, out=block)  # in place: no allocation
                 to_skip = _write_after_skip(writer, output, to_skip)
             _write_after_skip(writer, denoiser.flush(), to_skip)
         os.chmod(temporary, _new_file_mode())

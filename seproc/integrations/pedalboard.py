@@ -287,7 +287,7 @@ class DenoisingChain:
         output = self._denoiser.process(block)
         skip = min(self._to_skip, output.shape[1])
         self._to_skip -= skip
-        return output[:, skip:].copy()
+        return output[:, skip:]
 
 
 class _PluginStage:

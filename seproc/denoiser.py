@@ -91,11 +91,11 @@ class Denoiser:
 
     Thread safety: one object is one stream. Its methods must not run in two
     threads at once (``process``, ``flush`` and ``reset``, and reading
-    ``speech_activity`` while ``process`` runs, share its buffers): lock around it, or hand it from thread to thread one at a time. The
-    settings properties never change and are safe from any thread. Separate
-    objects share nothing and give in threads exactly what they give one after
-    another; onnxruntime releases the GIL while the model runs, the numba kernels
-    do not. See docs/RELIABILITY.md.
+    ``speech_activity`` while ``process`` runs, share its buffers): lock around
+    it, or hand it from thread to thread one at a time. The settings properties
+    never change and are safe from any thread. Separate objects share nothing
+    and give in threads exactly what they give one after another; onnxruntime
+    releases the GIL while the model runs, the numba kernels do not. See docs/RELIABILITY.md.
 
     Examples
     --------

@@ -1,4 +1,5 @@
 import inspect
+import itertools
 import threading
 import tracemalloc
 
@@ -210,7 +211,7 @@ def test_process_without_out_returns_an_array_the_caller_owns(models):
     outs = [denoiser.process(signal[:, i : i + 8000]) for i in range(0, signal.shape[1], 8000)]
     np.testing.assert_allclose(np.concatenate(outs, axis=1), whole, atol=1e-6)
     assert all(out.flags.owndata and out.flags.writeable for out in outs)
-    assert not any(np.shares_memory(a, b) for a, b in zip(outs, outs[1:], strict=False))
+    assert not any(np.shares_memory(a, b) for a, b in itertools.pairwise(outs))
 
 
 def test_process_with_out_returns_out_itself(models):

@@ -3,22 +3,15 @@ workers import only this, not Ray)."""
 
 from __future__ import annotations
 
-import soundfile as sf
+from seproc._files import DenoiserPool, DenoiseSettings, denoise_file
 
-from seproc import api
-from seproc.denoiser import Denoiser
-
-_DENOISERS: dict = {}
+_POOLS: dict[str | None, DenoiserPool] = {}
 
 
 def denoise_one(job: tuple[str, str, str | None]) -> tuple[float, float]:
     """Denoise one file with this process's cached Denoiser; return audio and busy seconds."""
     src, dst, model = job
-    info = sf.info(src)
-    key = (info.samplerate, info.channels)
-    if key not in _DENOISERS:
-        _DENOISERS[key] = Denoiser(
-            model, sample_rate=key[0], channels=key[1], max_block_samples=65536
-        )
-    result = api.process_file(src, dst, model=model, denoiser=_DENOISERS[key])
+    if model not in _POOLS:
+        _POOLS[model] = DenoiserPool(DenoiseSettings(model=model))
+    result = denoise_file(src, dst, _POOLS[model].settings, pool=_POOLS[model])
     return result.duration_s, result.processing_s

@@ -10,6 +10,7 @@ and librosa; mono may also be passed as a 1-D array.
 
 from __future__ import annotations
 
+from seproc._version import __version__
 from seproc.api import FileResult, denoise, process_file
 from seproc.denoiser import Denoiser
 from seproc.errors import ModelError, ParameterError, SeprocError
@@ -24,5 +25,3 @@ __all__ = [
     "denoise",
     "process_file",
 ]
-
-__version__ = "0.1.0"

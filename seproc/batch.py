@@ -41,14 +41,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from seproc.api import (
+from seproc._files import (
     DEFAULT_FILE_BLOCK_SAMPLES,
-    native_path,
+    DenoiseSettings,
     os_error_reason,
+    plan_outputs,
     remove_stale_temporaries,
     temporary_prefix,
 )
-from seproc.errors import ParameterError, SeprocError
+from seproc.errors import ParameterError, SeprocError, one_line
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -286,10 +287,13 @@ def denoise_corpus(
 
         OnnxModel(model_path)  # a bad model fails here, once, not once per file on the workers
     worker_settings = {
-        "model": model_path,
-        "attenuation_limit_db": attenuation_limit_db,
-        "block_samples": block_samples,
-        "subtype": subtype,
+        "settings": DenoiseSettings(
+            model=model_path,
+            attenuation_limit_db=attenuation_limit_db,
+            num_threads=1,
+            block_samples=block_samples,
+            subtype=subtype,
+        ),
         "kill_on": os.environ.get(_KILL_ENV),
     }
 
@@ -373,8 +377,6 @@ def _plan_outputs(
     in_root: Path, out_root: Path, on_skip: Callable[[str], object] | None
 ) -> list[tuple[Path, Path]]:
     """List the (input, output) pairs exactly as ``seproc denoise IN OUT`` does."""
-    from seproc.cli import plan_outputs
-
     # Existing outputs are allowed: this engine decides from the manifest what to redo.
     return plan_outputs(in_root, out_root, overwrite=True, on_skip=on_skip)
 
@@ -443,7 +445,7 @@ def _ray_session(address: str | None, num_workers: int | None) -> Iterator[int]:
         except (ConnectionError, RuntimeError, ValueError) as error:
             where = "a local Ray instance" if address is None else f"address={address!r}"
             raise SeprocError(
-                f"Cannot start or join Ray at {where}: {_first_line(error)}. Without --address "
+                f"Cannot start or join Ray at {where}: {one_line(error)}. Without --address "
                 "seproc starts a local instance; --address auto needs `ray start --head` on "
                 "the head node (and `ray start --address HEAD:6379` on the others)."
             ) from None
@@ -517,29 +519,20 @@ def _retry_args() -> dict[str, int]:
 class _FileWorker:
     """A Ray Data actor: denoises one file per call with cached Denoisers.
 
-    One :class:`~seproc.Denoiser` per (sample rate, channels), built on first use,
-    model loaded once, onnxruntime on one thread; every file goes through
-    :func:`seproc.api.process_file`, which resets the reused Denoiser first.
+    A :class:`~seproc._files.DenoiserPool` keeps one :class:`~seproc.Denoiser` per
+    (sample rate, channels), built on first use, model loaded once, onnxruntime on
+    one thread; every file goes through :func:`seproc._files.denoise_file`, the
+    local engine's code path, which resets the reused Denoiser first.
     """
 
-    def __init__(
-        self,
-        model: str | None,
-        attenuation_limit_db: float | None,
-        block_samples: int,
-        subtype: str | None,
-        kill_on: str | None = None,
-    ) -> None:
-        self._model = model
-        self._attenuation_limit_db = attenuation_limit_db
-        self._block_samples = block_samples
-        self._subtype = subtype
-        self._kill_on = kill_on
-        self._denoisers: dict[tuple[int, int], Any] = {}
+    def __init__(self, settings: DenoiseSettings, kill_on: str | None = None) -> None:
         # Import here, not per file: a broken install fails the actor loudly at start.
-        from seproc import api
+        from seproc import _files
 
-        self._api = api
+        self._files = _files
+        self._settings = settings
+        self._pool = _files.DenoiserPool(settings)
+        self._kill_on = kill_on
         self._worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
@@ -553,7 +546,7 @@ class _FileWorker:
         }
 
     def _one(self, task: dict[str, Any]) -> dict[str, str]:
-        process_file, sha256_file = self._api.process_file, self._api.sha256_file
+        sha256_file = self._files.sha256_file
         src, dst = Path(str(task["src"])), Path(str(task["dst"]))
         row = dict.fromkeys(MANIFEST_COLUMNS, "")
         row.update(input=str(task["input"]), dst=str(dst), worker=self._worker)
@@ -575,18 +568,15 @@ class _FileWorker:
                         output_sha256=output_sha256,
                     )
                     return _stamp(row)
-            result = process_file(
+            result = self._files.denoise_file(
                 src,
                 dst,
-                model=self._model,
-                attenuation_limit_db=self._attenuation_limit_db,
-                num_threads=1,
-                block_samples=self._block_samples,
-                subtype=self._subtype,
-                denoiser=self._denoiser_for(src),
+                self._settings,
+                pool=self._pool,
+                on_block=_kill_switch(src, self._kill_on) if self._kill_on else None,
             )
         except Exception as error:  # one bad file must not end the run: report it
-            message = str(error) if isinstance(error, SeprocError) else repr(error)
+            message = one_line(error) if isinstance(error, SeprocError) else repr(error)
             row.update(status=STATUS_FAILED, error=message.splitlines()[0] if message else "")
             try:
                 row["input_sha256"] = sha256_file(src)  # which version of the input failed
@@ -607,31 +597,6 @@ class _FileWorker:
             output_sha256=result.output_sha256,
         )
         return _stamp(row)
-
-    def _denoiser_for(self, src: Path) -> Any:
-        """Return the cached Denoiser for ``src``'s rate and channels; None if unreadable."""
-        import soundfile as sf
-
-        from seproc.denoiser import Denoiser
-
-        try:
-            info = sf.info(native_path(src))
-        except (sf.LibsndfileError, RuntimeError, OSError):
-            return None  # process_file reports the file with its usual message
-        key = (int(info.samplerate), int(info.channels))
-        if key not in self._denoisers:
-            self._denoisers[key] = Denoiser(
-                self._model,
-                sample_rate=key[0],
-                channels=key[1],
-                attenuation_limit_db=self._attenuation_limit_db,
-                max_block_samples=self._block_samples,
-                num_threads=1,
-            )
-        denoiser = self._denoisers[key]
-        if self._kill_on:
-            return _maybe_killing(denoiser, src, self._kill_on)
-        return denoiser
 
 
 def _claim_attempt(dst: Path) -> tuple[bool, Path | None]:
@@ -655,30 +620,25 @@ def _claim_attempt(dst: Path) -> tuple[bool, Path | None]:
     return True, None
 
 
-def _maybe_killing(denoiser: Any, src: Path, kill_on: str) -> Any:
-    """Fault injection for tests: ``SEPROC_BATCH_KILL_WORKER_ON=NAME[=MARKER]``.
+def _kill_switch(src: Path, kill_on: str) -> Callable[[int], object] | None:
+    """Return the ``on_block`` callback of the test seam ``SEPROC_BATCH_KILL_WORKER_ON``.
 
-    The worker that processes the file named ``NAME`` exits mid-file (at its
-    first block, when the temporary output exists). With ``=MARKER`` it does so
-    once: it creates the file ``MARKER`` first, and a retry that finds it runs
-    normally. Without, every try dies.
+    This is the one fault-injection seam left in product code.
+    Ray runs the worker in another process, which a test can reach only through the
+    environment; ``tests/test_batch.py`` sets ``NAME[=MARKER]`` to make the worker that
+    processes the file named ``NAME`` exit mid-file (after its first block, when the
+    temporary output exists), as an out-of-memory kill would. With ``=MARKER`` it does
+    so once: it creates the file ``MARKER`` first, and a retry that finds it runs
+    normally. Without, every try dies. ``None`` when this file is not the one.
     """
     name, _, marker = kill_on.partition("=")
     if src.name != name:
-        return denoiser
+        return None
     if marker:
         if os.path.exists(marker):
-            return denoiser
+            return None
         Path(marker).touch()
-
-    class _Dying:
-        def __getattr__(self, attribute: str) -> Any:
-            return getattr(denoiser, attribute)
-
-        def process(self, block: Any) -> Any:
-            os._exit(1)
-
-    return _Dying()
+    return lambda samples: os._exit(1)
 
 
 def _stamp(row: dict[str, str]) -> dict[str, str]:
@@ -772,8 +732,3 @@ def _write_manifest(path: Path, rows: Iterable[dict[str, str]]) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

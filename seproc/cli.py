@@ -16,12 +16,12 @@ import json
 import os
 import platform
 import signal
-import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -29,23 +29,20 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from seproc.api import (
+from seproc._files import (
+    AUDIO_EXTENSIONS,
+    DEFAULT_FILE_BLOCK_SAMPLES,
+    DenoiserPool,
+    DenoiseSettings,
     check_readable,
-    file_kind,
+    denoise_file,
     native_path,
-    os_error_reason,
+    plan_outputs,
     remove_stale_temporaries,
 )
-from seproc.errors import ParameterError, SeprocError
+from seproc.errors import ParameterError, SeprocError, one_line
 
 __all__ = ["AUDIO_EXTENSIONS", "main", "plan_outputs"]
-
-#: File extensions that ``seproc denoise`` picks up when it walks a folder: every
-#: format soundfile (libsndfile) reads, plus common aliases. Other files are skipped.
-AUDIO_EXTENSIONS = frozenset(
-    {f".{name.lower()}" for name in sf.available_formats()}
-    | {".aif", ".aifc", ".oga", ".opus", ".wave"}
-)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -69,167 +66,6 @@ partial output, and an input is never written to.
 exit status: 0 all files denoised, 1 some file failed (each reported on one line),
 2 usage error.
 """
-
-
-def plan_outputs(
-    in_path: str | Path,
-    out_path: str | Path,
-    *,
-    overwrite: bool = False,
-    on_skip: Callable[[str], object] | None = None,
-) -> list[tuple[Path, Path]]:
-    """List the (input, output) file pairs that ``seproc denoise IN OUT`` processes.
-
-    Parameters
-    ----------
-    in_path : str or Path
-        An audio file, or a folder walked recursively (sorted, hidden files and
-        folders skipped, files whose extension is not in :data:`AUDIO_EXTENSIONS`
-        skipped).
-    out_path : str or Path
-        For a file: the output file, or an existing folder to put it in under the
-        same name. For a folder: the output folder; each input's path relative to
-        ``in_path`` is kept. If ``out_path`` lies inside ``in_path``, files under it
-        are not taken as inputs.
-    overwrite : bool
-        Allow outputs that already exist. An output is never an input, whatever
-        this says.
-    on_skip : callable or None
-        Called with one line (``"PATH: why"``) for each entry of the folder that is
-        left out although its name looks like audio: a FIFO, socket or device (never
-        opened), a broken symbolic link, a symbolic link loop, something that cannot
-        be read; and for each subfolder that cannot be read.
-
-    Returns
-    -------
-    list of (Path, Path)
-        The pairs in processing order; empty if the folder holds no audio file.
-
-    Raises
-    ------
-    ParameterError
-        If ``in_path`` does not exist, is not a regular file or folder, or cannot be
-        read; a folder goes to a file; an output would replace an input; or an
-        output exists and ``overwrite`` is false.
-    """
-    source, target = Path(in_path), Path(out_path)
-    _check_input(source)
-    if source.is_dir():
-        if target.exists() and not target.is_dir():
-            raise ParameterError(
-                f"Input {source} is a folder but output {target} is a file; give an output folder."
-            )
-        if target.resolve() == source.resolve():
-            raise ParameterError(
-                f"Output folder {target} is the input folder; seproc never writes over its "
-                "input. Give another output folder."
-            )
-        found = _walk(source, target, on_skip or (lambda line: None))
-        pairs = [(src, target / src.relative_to(source)) for src in found]
-    elif source.is_file():
-        as_folder = target.is_dir() or str(out_path).endswith(("/", os.sep))
-        dst = target / source.name if as_folder else target
-        from seproc.api import _format_for
-
-        _format_for(dst)  # an unwritable extension is a usage error, found before any work
-        pairs = [(source, dst)]
-    else:
-        raise ParameterError(f"Input {source} does not exist; give an audio file or a folder.")
-
-    inputs = {src.resolve() for src, _ in pairs}
-    existing = []
-    for src, dst in pairs:
-        if dst.resolve() in inputs:
-            raise ParameterError(
-                f"Output {dst} is an input file ({src}); seproc never writes over its input. "
-                "Give another output path."
-            )
-        if dst.exists():
-            existing.append(dst)
-    if existing and not overwrite:
-        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-        raise ParameterError(
-            f"Output {existing[0]}{more} already exists; pass --overwrite to replace "
-            f"{'it' if len(existing) == 1 else 'them'} or --skip-existing to keep "
-            f"{'it' if len(existing) == 1 else 'them'}."
-        )
-    return pairs
-
-
-def _check_input(source: Path) -> None:
-    """Refuse an input that is not a readable regular file or folder, saying why."""
-    try:
-        mode = os.stat(source).st_mode
-    except FileNotFoundError:
-        if os.path.islink(source):
-            raise ParameterError(
-                f"Input {source} is a broken symbolic link (its target {os.readlink(source)} "
-                "does not exist)."
-            ) from None
-        raise ParameterError(
-            f"Input {source} does not exist; give an audio file or a folder."
-        ) from None
-    except OSError as error:
-        raise ParameterError(f"Cannot read input {source}: {os_error_reason(error)}.") from None
-    if stat.S_ISDIR(mode):
-        try:
-            with os.scandir(source):
-                pass
-        except OSError as error:
-            raise ParameterError(
-                f"Cannot read input folder {source}: {os_error_reason(error)}."
-            ) from None
-    elif not stat.S_ISREG(mode):
-        raise ParameterError(
-            f"Input {source} is {file_kind(mode)}, not a regular file; seproc reads audio "
-            "files (it never opens a FIFO, which would wait forever for a writer)."
-        )
-
-
-def _walk(root: Path, exclude: Path, on_skip: Callable[[str], object]) -> list[Path]:
-    """Regular audio files under ``root``, sorted, skipping hidden entries and ``exclude``.
-
-    Symbolic links to files are followed once (``os.stat``, which detects loops);
-    links to folders are not walked. Anything else whose name looks like audio is
-    reported to ``on_skip`` and left out, as is a subfolder that cannot be read.
-    """
-    excluded = exclude.resolve()
-    found = []
-
-    def unreadable(error: OSError) -> None:
-        on_skip(f"{error.filename}: skipped, cannot read folder: {os_error_reason(error)}")
-
-    for folder, subfolders, files in os.walk(root, onerror=unreadable):
-        here = Path(folder)
-        subfolders[:] = sorted(
-            name
-            for name in subfolders
-            if not name.startswith(".") and not _same_path(here / name, excluded)
-        )
-        for name in sorted(files):
-            path = here / name
-            if name.startswith(".") or path.suffix.lower() not in AUDIO_EXTENSIONS:
-                continue
-            try:
-                mode = os.stat(path).st_mode
-            except FileNotFoundError:
-                on_skip(f"{path}: skipped, broken symbolic link (its target does not exist)")
-                continue
-            except OSError as error:
-                on_skip(f"{path}: skipped, {os_error_reason(error)}")
-                continue
-            if not stat.S_ISREG(mode):
-                on_skip(f"{path}: skipped, {file_kind(mode)}, not a regular file")
-                continue
-            found.append(path)
-    return found
-
-
-def _same_path(path: Path, resolved: Path) -> bool:
-    try:
-        return path.resolve() == resolved
-    except (OSError, RuntimeError):  # a link loop is not the output folder
-        return False
 
 
 # -- argument parsing ---------------------------------------------------------------------
@@ -270,7 +106,7 @@ def _subtype(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``seproc`` argument parser."""
-    from seproc import __version__
+    from seproc._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="seproc",
@@ -439,6 +275,7 @@ def _error(message: str) -> None:
 
 
 def _run_denoise(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
     if args.engine == "local" and (args.address is not None or args.num_workers is not None):
         _error("--address and --num-workers need --engine ray.")
         return EXIT_USAGE
@@ -460,9 +297,17 @@ def _run_denoise(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if pairs and args.engine == "local":
         remove_stale_temporaries(dst for _, dst in pairs)  # a killed run's leftovers
+    planned = len(pairs)
     if args.skip_existing and args.engine == "local":
         pairs = _skip_verified_outputs(pairs, quiet=args.quiet)
         if not pairs:
+            if not args.quiet:
+                print(
+                    RunSummary(
+                        planned, 0, 0, 0.0, time.perf_counter() - started, args.output
+                    ).line(),
+                    file=sys.stderr,
+                )
             return EXIT_OK
     if not pairs:
         also = f"; {len(skipped)} entries skipped (see above)" if skipped else ""
@@ -477,7 +322,60 @@ def _run_denoise(args: argparse.Namespace) -> int:
     except SeprocError as error:
         _error(str(error))
         return EXIT_USAGE
-    return _denoise_locally(pairs, args)
+    summary = _denoise_locally(pairs, args, planned=planned, started=started)
+    if summary.failed or not args.quiet:
+        print(summary.line(), file=sys.stderr)
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one ``seproc denoise`` run did, for its one summary line.
+
+    Attributes
+    ----------
+    planned : int
+        Input files found (skipped ones included).
+    done, failed : int
+        Files denoised, files that failed.
+    audio_s : float
+        Seconds of audio denoised.
+    wall_s : float
+        Wall-clock seconds of the run, planning included.
+    output : str
+        Where the outputs went (OUT as given).
+    """
+
+    planned: int
+    done: int
+    failed: int
+    audio_s: float
+    wall_s: float
+    output: str
+
+    @property
+    def skipped(self) -> int:
+        """Files left alone because a verified output existed (``--skip-existing``)."""
+        return self.planned - self.done - self.failed
+
+    def line(self) -> str:
+        """One line: counts, audio duration, wall time, real-time factor, output."""
+        skipped = f", {self.skipped} skipped" if self.skipped else ""
+        factor = f"{self.wall_s / self.audio_s:.3g}" if self.audio_s > 0 else "n/a"
+        return (
+            f"seproc: {self.done} of {self.planned} files denoised, {self.failed} failed"
+            f"{skipped}; {_duration(self.audio_s)} of audio in {_duration(self.wall_s)} "
+            f"(real-time factor {factor}); outputs in {self.output}"
+        )
+
+
+def _duration(seconds: float) -> str:
+    """Format seconds for a summary line: ``2.35 s``, ``4 min 05 s``, ``1 h 02 min``."""
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
 def _skip_verified_outputs(
@@ -525,8 +423,6 @@ def _run_ray(args: argparse.Namespace) -> int:
     if not Path(args.input).is_dir():
         _error("--engine ray denoises folders; give a folder as IN, or use --engine local.")
         return EXIT_USAGE
-    from seproc.api import DEFAULT_FILE_BLOCK_SAMPLES
-
     try:
         from seproc.batch import denoise_folder_ray
     except ImportError as error:
@@ -548,7 +444,7 @@ def _run_ray(args: argparse.Namespace) -> int:
         _error(str(error))
         return EXIT_USAGE
     except Exception as error:  # Ray's own errors, e.g. no cluster at --address
-        _error(f"the ray engine stopped: {type(error).__name__}: {_one_line(error)}")
+        _error(f"the ray engine stopped: {type(error).__name__}: {one_line(error)}")
         return EXIT_FAILED
 
 
@@ -588,15 +484,18 @@ def _progress_bar_class() -> Any:
     return tqdm
 
 
-def _denoise_locally(pairs: list[tuple[Path, Path]], args: argparse.Namespace) -> int:
+def _denoise_locally(
+    pairs: list[tuple[Path, Path]], args: argparse.Namespace, *, planned: int, started: float
+) -> RunSummary:
     tqdm = _progress_bar_class()
-
-    from seproc.api import DEFAULT_FILE_BLOCK_SAMPLES, process_file
-    from seproc.denoiser import Denoiser
-
-    block_samples = args.block_size or DEFAULT_FILE_BLOCK_SAMPLES
-    denoisers: dict[tuple[int, int], Denoiser] = {}
-    failures = 0
+    settings = DenoiseSettings(
+        model=args.model,
+        attenuation_limit_db=args.attenuation_limit,
+        block_samples=args.block_size or DEFAULT_FILE_BLOCK_SAMPLES,
+        subtype=args.subtype,
+    )
+    pool = DenoiserPool(settings)
+    done, failures, audio_s = 0, 0, 0.0
     show = not args.quiet
     files_bar = tqdm(
         pairs, desc="files", unit="file", disable=not show or len(pairs) == 1, leave=False
@@ -604,15 +503,7 @@ def _denoise_locally(pairs: list[tuple[Path, Path]], args: argparse.Namespace) -
     for src, dst in files_bar:
         try:
             sample_rate, channels, frames = _read_info(src)
-            key = (sample_rate, channels)
-            if key not in denoisers:
-                denoisers[key] = Denoiser(
-                    args.model,
-                    sample_rate=sample_rate,
-                    channels=channels,
-                    attenuation_limit_db=args.attenuation_limit,
-                    max_block_samples=block_samples,
-                )
+            denoiser = pool.get(sample_rate, channels)
             dst.parent.mkdir(parents=True, exist_ok=True)
             long_file = show and frames > _LONG_FILE_S * sample_rate
             with tqdm(
@@ -623,41 +514,37 @@ def _denoise_locally(pairs: list[tuple[Path, Path]], args: argparse.Namespace) -
                 disable=not long_file,
                 leave=False,
             ) as file_bar:
-                process_file(
-                    src,
-                    dst,
-                    attenuation_limit_db=args.attenuation_limit,
-                    block_samples=block_samples,
-                    subtype=args.subtype,
-                    denoiser=_ProgressDenoiser(denoisers[key], file_bar.update),
+                result = denoise_file(
+                    src, dst, settings, denoiser=denoiser, on_block=file_bar.update
                 )
+            done += 1
+            audio_s += result.duration_s
         except SeprocError as error:
             failures += 1
-            message = _one_line(error)
+            message = one_line(error)
             if str(src) not in message:
                 message = f"{src}: {message}"
             tqdm.write(f"seproc: failed: {message}", file=sys.stderr)
         except OSError as error:
             failures += 1
-            reason = error.strerror or _one_line(error)
+            reason = error.strerror or one_line(error)
             tqdm.write(f"seproc: failed: {src}: cannot write {dst}: {reason}", file=sys.stderr)
         except Exception as error:  # a bug, not a user mistake: still one line, and go on
             failures += 1
             tqdm.write(
-                f"seproc: failed: {src}: unexpected {type(error).__name__}: {_one_line(error)} "
+                f"seproc: failed: {src}: unexpected {type(error).__name__}: {one_line(error)} "
                 "(please report this)",
                 file=sys.stderr,
             )
     files_bar.close()
-    if failures:
-        print(
-            f"seproc: {len(pairs) - failures} of {len(pairs)} files denoised, {failures} failed.",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
-    if show and len(pairs) > 1:
-        print(f"seproc: {len(pairs)} files denoised into {args.output}.", file=sys.stderr)
-    return EXIT_OK
+    return RunSummary(
+        planned=planned,
+        done=done,
+        failed=failures,
+        audio_s=audio_s,
+        wall_s=time.perf_counter() - started,
+        output=str(args.output),
+    )
 
 
 def _read_info(src: Path) -> tuple[int, int, int]:
@@ -666,34 +553,9 @@ def _read_info(src: Path) -> tuple[int, int, int]:
     try:
         info = sf.info(native_path(src))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
-        reason = getattr(error, "error_string", None) or _one_line(error)
+        reason = getattr(error, "error_string", None) or one_line(error)
         raise SeprocError(f"Cannot read {src}: {reason}") from None
     return info.samplerate, info.channels, info.frames
-
-
-class _ProgressDenoiser:
-    """A reused Denoiser that reports each block it processes to a progress callback.
-
-    ``process_file`` accepts a denoiser to reuse; this wrapper gives it one that
-    also moves the per-file progress bar, without changing what is computed.
-    """
-
-    def __init__(self, denoiser: object, progress: Callable[[int], object]) -> None:
-        self._denoiser = denoiser
-        self._progress = progress
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._denoiser, name)
-
-    def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        result = self._denoiser.process(block, out)
-        self._progress(block.shape[-1])
-        return result
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text or type(error).__name__
 
 
 def _extension_list() -> str:
@@ -712,7 +574,7 @@ def _run_info(args: argparse.Namespace) -> int:
         report["latency"] = _latency_report(args.model)
         report["speed"] = _speed_report(args.model)
     except SeprocError as error:
-        report["error"] = _one_line(error)
+        report["error"] = one_line(error)
         status = EXIT_USAGE
     if args.json:
         print(json.dumps(report, indent=2))
@@ -722,7 +584,7 @@ def _run_info(args: argparse.Namespace) -> int:
 
 
 def _versions() -> dict[str, str]:
-    from seproc import __version__
+    from seproc._version import __version__
 
     versions = {"seproc": __version__, "python": platform.python_version()}
     for name, distribution in [

@@ -91,12 +91,11 @@ class Denoiser:
 
     Thread safety: one object is one stream. Its methods must not run in two
     threads at once (``process``, ``flush`` and ``reset``, and reading
-    ``speech_activity`` or a returned view while ``process`` runs, share its
-    buffers): lock around it, or hand it from thread to thread one at a time. The
-    settings properties never change and are safe from any thread. Separate
-    objects share nothing and give in threads exactly what they give one after
-    another; onnxruntime releases the GIL while the model runs, the numba kernels
-    do not. See docs/RELIABILITY.md.
+    ``speech_activity`` while ``process`` runs, share its buffers): lock around
+    it, or hand it from thread to thread one at a time. The settings properties
+    never change and are safe from any thread. Separate objects share nothing
+    and give in threads exactly what they give one after another; onnxruntime
+    releases the GIL while the model runs, the numba kernels do not. See docs/RELIABILITY.md.
 
     Examples
     --------
@@ -105,7 +104,7 @@ class Denoiser:
     >>> denoiser = Denoiser(sample_rate=48000, channels=2)
     >>> noisy = np.zeros((2, 48000), np.float32)
     >>> clean = np.concatenate(
-    ...     [denoiser.process(noisy[:, i : i + 480]).copy() for i in range(0, 48000, 480)]
+    ...     [denoiser.process(noisy[:, i : i + 480]) for i in range(0, 48000, 480)]
     ...     + [denoiser.flush()],
     ...     axis=1,
     ... )[:, denoiser.latency_samples :]
@@ -304,13 +303,15 @@ class Denoiser:
             when ``channels == 1``.
         out : np.ndarray [shape=(channels, samples)] or None
             Where to write the output: a writeable float32 or float64 array that
-            does not overlap ``block``, or ``block`` itself (in place). ``None``
-            returns a view of an internal buffer that the next call overwrites.
+            does not overlap ``block``, or ``block`` itself (in place): the
+            real-time path, which allocates nothing. ``None`` returns a new array
+            that the caller owns (one allocation per call).
 
         Returns
         -------
         np.ndarray [shape like ``block``], float32 unless ``out`` says otherwise
-            As many samples as ``block`` has, ``latency_samples`` behind the input.
+            As many samples as ``block`` has, ``latency_samples`` behind the input:
+            ``out`` itself, or a new array when ``out`` is ``None``.
 
         Raises
         ------
@@ -444,7 +445,6 @@ class Denoiser:
         self._model_out = np.zeros((channels, model_frames, info.n_bins), np.float32)
         self._activity = np.zeros((channels, max_frames), np.float32)
         self._synthesized = np.zeros((channels, max_frames * self._stft.hop_length), np.float32)
-        self._output = np.zeros((channels, self._max_block_samples), np.float32)
         fifo_capacity = self._bridge.prefill_samples + 2 * (
             self._max_block_samples
             + self._bridge.max_outer_samples(max_frames * self._stft.hop_length)
@@ -455,15 +455,14 @@ class Denoiser:
     def _output_target(
         self, out: np.ndarray | None, block2d: np.ndarray, was_1d: bool
     ) -> np.ndarray:
-        """Return where this call writes: ``out`` once validated, else an internal buffer.
+        """Return where this call writes: ``out`` once validated, else a new array.
 
         Runs before any state changes, so a refused ``out`` leaves the stream as it was.
+        Without ``out`` the caller owns what it gets back (an internal buffer that the
+        next call overwrote made collected blocks silently wrong).
         """
         if out is None:
-            n = block2d.shape[1]
-            if n <= self._max_block_samples:
-                return self._output[:, :n]
-            return np.empty((self._channels, n), np.float32)
+            return np.empty((self._channels, block2d.shape[1]), np.float32)
         return as_output_block(out, block2d, self._channels, was_1d)
 
     def _process_chunk(self, size: int) -> None:

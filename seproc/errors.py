@@ -9,7 +9,7 @@ or invalid model file raises :class:`ModelError`, which is also a
 
 from __future__ import annotations
 
-__all__ = ["ModelError", "ParameterError", "SeprocError"]
+__all__ = ["ModelError", "ParameterError", "SeprocError", "one_line"]
 
 
 class SeprocError(Exception):
@@ -25,3 +25,23 @@ class ParameterError(SeprocError, ValueError):
 
 class ModelError(SeprocError, RuntimeError):
     """A model file is missing, unreadable, or does not match seproc's contract."""
+
+
+def one_line(error: BaseException) -> str:
+    """Return an error's message as one line: its first non-blank line, spaces collapsed.
+
+    For the one-line reports of the command line, the manifest's ``error`` column and
+    messages that wrap another library's error. An error with no message gives its
+    type's name.
+
+    Examples
+    --------
+    >>> one_line(RuntimeError("Cannot read x.wav:   Format not recognised.  "))
+    'Cannot read x.wav: Format not recognised.'
+    >>> one_line(KeyError())
+    'KeyError'
+    """
+    for line in str(error).splitlines():
+        if line.strip():
+            return " ".join(line.split())
+    return type(error).__name__

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -401,3 +402,55 @@ def test_denoise_works_without_tqdm(models, tmp_path, monkeypatch, capsys):
     assert status == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.wav", "b.wav"]
     assert "broken.wav" in capsys.readouterr().err
+
+
+# -- the run's summary line -------------------------------------------------------------------
+
+
+def test_denoise_prints_one_summary_line_unless_quiet(models, tmp_path, capsys):
+    """Files done/skipped/failed, audio duration, wall time, real-time factor, output."""
+    from seproc import cli
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sf.write(folder / "a.wav", tone(16000, 1, 1.5), 16000)
+    sf.write(folder / "b.wav", tone(16000, 2, 0.5), 16000)
+    out = tmp_path / "out"
+    model = ["--model", str(models["bypass"])]
+
+    assert cli.main(["denoise", str(folder), str(out), *model]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = [text for text in captured.err.splitlines() if text.startswith("seproc")]  # no bars
+    match = re.fullmatch(
+        r"seproc: 2 of 2 files denoised, 0 failed; (\S+) s of audio in (\S+) s "
+        r"\(real-time factor (\S+)\); outputs in (.+)",
+        line,
+    )
+    assert match, line
+    audio_s, wall_s, factor = (float(match[i]) for i in (1, 2, 3))
+    assert audio_s == pytest.approx(2.0)
+    assert factor == pytest.approx(wall_s / audio_s, rel=0.01)
+    assert match[4] == str(out)
+
+    (out / "b.wav").unlink()  # resume: a.wav is verified and skipped, b.wav redone
+    assert cli.main(["denoise", str(folder), str(out), *model, "--skip-existing"]) == 0
+    lines = [text for text in capsys.readouterr().err.splitlines() if text.startswith("seproc")]
+    assert len(lines) == 2
+    assert lines[0].startswith("seproc: skipping 1 existing outputs, verified")
+    assert lines[1].startswith("seproc: 1 of 2 files denoised, 0 failed, 1 skipped; 0.5 s of audio")
+
+    assert cli.main(["denoise", str(folder), str(out), *model, "--overwrite", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_summary_line_formats_long_durations():
+    from seproc.cli import RunSummary
+
+    line = RunSummary(
+        planned=3, done=2, failed=0, audio_s=7384.0, wall_s=95.0, output="out/"
+    ).line()
+    assert line == (
+        "seproc: 2 of 3 files denoised, 0 failed, 1 skipped; 2 h 03 min of audio in "
+        "1 min 35 s (real-time factor 0.0129); outputs in out/"
+    )

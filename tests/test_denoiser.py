@@ -1,4 +1,5 @@
 import inspect
+import itertools
 import threading
 import tracemalloc
 
@@ -41,7 +42,7 @@ def stream(denoiser, signal, sizes):
     pieces, start, i = [], 0, 0
     while start < signal.shape[1]:
         size = sizes[i % len(sizes)]
-        pieces.append(denoiser.process(signal[:, start : start + size]).copy())
+        pieces.append(denoiser.process(signal[:, start : start + size]))
         start += size
         i += 1
     return np.concatenate(pieces, axis=1) if pieces else signal[:, :0]
@@ -59,7 +60,7 @@ def test_any_block_size_gives_the_one_shot_output(models, block):
 def test_random_partitions_give_the_one_shot_output(models):
     rng = np.random.default_rng(7)
     signal = noisy_signal(48017)
-    whole = Denoiser(models["stateful"], max_block_samples=65536).process(signal).copy()
+    whole = Denoiser(models["stateful"], max_block_samples=65536).process(signal)
     for _ in range(3):
         sizes = list(rng.integers(1, 8194, size=40))
         np.testing.assert_allclose(
@@ -179,22 +180,45 @@ def test_properties_are_read_only(models):
             setattr(denoiser, name, 1)
 
 
-def test_process_allocates_nothing_after_warm_up(models):
+def test_process_into_out_allocates_nothing_after_warm_up(models):
     denoiser = Denoiser(models["stateful"], sample_rate=48000, channels=2)
     block = noisy_signal(4096, channels=2)
+    out = np.empty_like(block)
     for _ in range(3):
-        denoiser.process(block)
+        denoiser.process(block, out=out)
     tracemalloc.start()
     try:
         baseline = tracemalloc.get_traced_memory()[0]
         tracemalloc.reset_peak()
         for _ in range(20):
-            denoiser.process(block)
+            denoiser.process(block, out=out)
         peak = tracemalloc.get_traced_memory()[1] - baseline
     finally:
         tracemalloc.stop()
     # One new output array would be 2 * 4096 * 4 = 32 KiB; views and bindings are far smaller.
     assert peak < 8 * 1024
+
+
+def test_process_without_out_returns_an_array_the_caller_owns(models):
+    """Collecting ``process(block)`` results the obvious way gives the one-shot output.
+
+    The default used to return a view of an internal buffer that the next call
+    overwrote, so this pattern gave silently wrong audio (errors up to full scale).
+    """
+    signal = noisy_signal(16000 * 2, channels=2)
+    whole = Denoiser(models["stateful"], channels=2, max_block_samples=65536).process(signal)
+    denoiser = Denoiser(models["stateful"], channels=2, max_block_samples=8000)
+    outs = [denoiser.process(signal[:, i : i + 8000]) for i in range(0, signal.shape[1], 8000)]
+    np.testing.assert_allclose(np.concatenate(outs, axis=1), whole, atol=1e-6)
+    assert all(out.flags.owndata and out.flags.writeable for out in outs)
+    assert not any(np.shares_memory(a, b) for a, b in itertools.pairwise(outs))
+
+
+def test_process_with_out_returns_out_itself(models):
+    denoiser = Denoiser(models["stateful"], channels=2)
+    block = noisy_signal(480, channels=2)
+    out = np.empty_like(block)
+    assert denoiser.process(block, out=out) is out
 
 
 def test_independent_objects_in_threads_match_sequential(models):

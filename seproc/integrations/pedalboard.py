@@ -42,8 +42,6 @@ Install with ``pip install 'seproc[pedalboard]'``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -51,17 +49,18 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from seproc._validation import check_sample_rate
-from seproc.api import (
+from seproc._files import (
     FileResult,
-    _format_for,
-    _new_file_mode,
-    _omit_peak_chunk,
-    _output_subtype,
+    atomic_output,
+    format_for,
+    native_path,
+    omit_peak_chunk,
+    output_subtype,
     sha256_file,
 )
+from seproc._validation import check_sample_rate
 from seproc.denoiser import Denoiser
-from seproc.errors import ParameterError, SeprocError
+from seproc.errors import ParameterError, SeprocError, one_line
 
 try:
     import pedalboard
@@ -287,7 +286,7 @@ class DenoisingChain:
         output = self._denoiser.process(block)
         skip = min(self._to_skip, output.shape[1])
         self._to_skip -= skip
-        return output[:, skip:].copy()
+        return output[:, skip:]
 
 
 class _PluginStage:
@@ -462,17 +461,17 @@ def process_file_with_chain(
             f"Parameter bit_depth={bit_depth!r} must be 16, 24, 32 (float) or None (keep the "
             "input's)."
         )
-    out_format = _format_for(dst_path)
+    out_format = format_for(dst_path)
     started = time.perf_counter()
     try:
         reader = AudioFile(str(src_path))
     except (OSError, RuntimeError, ValueError) as error:
-        raise SeprocError(f"Cannot read {src_path}: {_first_line(error)}") from None
+        raise SeprocError(f"Cannot read {src_path}: {one_line(error)}") from None
     with reader:
         sample_rate = round(reader.samplerate)
         channels = reader.num_channels
         requested = None if bit_depth is None else _SUBTYPE_OF_BIT_DEPTH[bit_depth]
-        subtype = _output_subtype(dst_path, _input_subtype(src_path, reader.file_dtype), requested)
+        subtype = output_subtype(dst_path, _input_subtype(src_path, reader.file_dtype), requested)
         if denoiser is None or (denoiser.sample_rate, denoiser.channels) != (sample_rate, channels):
             denoiser = Denoiser(
                 model,
@@ -482,39 +481,26 @@ def process_file_with_chain(
                 max_block_samples=chunk_samples,
             )
         chain = DenoisingChain(denoiser, before=before, after=after)
-        try:
-            handle, name = tempfile.mkstemp(
-                prefix=f".{dst_path.stem}.",
-                suffix=f".partial{dst_path.suffix}",
-                dir=dst_path.parent,
-            )
-        except OSError as error:
-            raise SeprocError(f"Cannot write {dst_path}: {error.strerror}") from None
-        os.close(handle)
-        temporary = Path(name)
         frames = 0
-        try:
-            with sf.SoundFile(
-                str(temporary),
+        with (
+            atomic_output(dst_path) as temporary,
+            sf.SoundFile(
+                native_path(temporary),
                 mode="w",
                 samplerate=sample_rate,
                 channels=channels,
                 subtype=subtype,
                 format=out_format,
-            ) as writer:
-                _omit_peak_chunk(writer)
-                while reader.tell() < reader.frames:
-                    chunk = reader.read(chunk_samples)
-                    if chunk.shape[-1] == 0:
-                        break
-                    frames += chunk.shape[-1]
-                    writer.write(chain.process(chunk).T)
-                writer.write(chain.flush().T)
-            os.chmod(temporary, _new_file_mode())
-            os.replace(temporary, dst_path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+            ) as writer,
+        ):
+            omit_peak_chunk(writer)
+            while reader.tell() < reader.frames:
+                chunk = reader.read(chunk_samples)
+                if chunk.shape[-1] == 0:
+                    break
+                frames += chunk.shape[-1]
+                writer.write(chain.process(chunk).T)
+            writer.write(chain.flush().T)
     return FileResult(
         src=src_path,
         dst=dst_path,
@@ -533,8 +519,3 @@ def _input_subtype(src: Path, file_dtype: str) -> str:
         return sf.info(str(src)).subtype
     except (sf.LibsndfileError, RuntimeError):
         return _SUBTYPE_OF_FILE_DTYPE.get(file_dtype, "PCM_16")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -52,7 +52,7 @@ def main() -> None:
     try:
         from training.peers import DeepFilterNet3
 
-        panels.append(("DeepFilterNet3, 48 kHz, 40 ms", DeepFilterNet3().denoise_48k(noisy)))
+        panels.append(("DeepFilterNet3, 48 kHz, 30 ms", DeepFilterNet3().denoise_48k(noisy)))
     except ImportError:
         pass
     specs = [log_spectrogram(audio) for _, audio in panels]

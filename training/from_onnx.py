@@ -78,6 +78,29 @@ def model_from_onnx(onnx_path: Path, config: dict) -> SeprocNet:
     return model
 
 
+def training_totals(onnx_path: Path) -> dict[str, float]:
+    """Read the training totals that ``training.export`` wrote into the description.
+
+    Returns ``step``, ``audio_seconds`` and ``seconds_trained`` (zeros when the
+    description does not say), so that a fine-tune's totals count the runs before it.
+    """
+    import re
+
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+    found = re.search(
+        r"trained (\d+) steps, ([\d.]+) h of mixtures, (\d+) min", meta.get("description", "")
+    )
+    if not found:
+        return {"step": 0, "audio_seconds": 0.0, "seconds_trained": 0.0}
+    return {
+        "step": int(found.group(1)),
+        "audio_seconds": float(found.group(2)) * 3600.0,
+        "seconds_trained": float(found.group(3)) * 60.0,
+    }
+
+
 def check_against_onnx(model: SeprocNet, onnx_path: Path, frames: int = 50) -> float:
     """Return the largest gain difference between PyTorch and onnxruntime on random features."""
     from seproc.model import OnnxModel
@@ -105,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"PyTorch and onnxruntime differ by {error:.2e}; nothing written")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
-        {"model": model.state_dict(), "model_config": asdict(model.config), "step": 0},
+        {
+            "model": model.state_dict(),
+            "model_config": asdict(model.config),
+            **training_totals(args.onnx),
+        },
         args.out,
     )
     print(f"{args.out}: max |torch - onnxruntime| = {error:.2e}")

@@ -389,7 +389,19 @@ class LiveClient:
                     f"{'output' if outputs else 'input'} port {wanted!r} on the server. "
                     f"Ports there: {', '.join(known) or 'none'} (jack_lsp lists them)."
                 ) from None
+        self._await_latency()
         return self
+
+    def _await_latency(self, timeout_s: float = 2.0) -> None:
+        """Wait until the server has run the latency callback (it does so asynchronously)."""
+        deadline = time.monotonic() + timeout_s
+        port = self.output_ports[0]
+        _jack_latency.recompute_total_latencies(self._client)
+        while time.monotonic() < deadline:
+            low, _ = _jack_latency.port_latency_range(self._client, port, _jack_latency.CAPTURE)
+            if low >= self.latency_samples:
+                return
+            time.sleep(0.01)
 
     def close(self) -> None:
         """Deactivate and close the client; safe to call twice, and after a server shutdown."""
@@ -500,20 +512,15 @@ class LiveClient:
                 for port in self._out_ports:
                     port.get_array().fill(0.0)
             elif chain.mono:
-                block = self._in_ports[0].get_array()
-                out = self._out_ports[0].get_array()
-                if self._bypass:
-                    chain.denoiser.process(block, out=chain.scratch[0, :frames])
-                    _kernels.delay_line(
-                        chain.history, block.reshape(1, frames), frames, out.reshape(1, frames)
-                    )
-                else:
-                    chain.denoiser.process(block, out=out)
-                    _kernels.delay_line(
-                        chain.history, block.reshape(1, frames), frames, chain.scratch
-                    )
+                chain.run_mono(
+                    self._in_ports[0].get_array(), self._out_ports[0].get_array(), self._bypass
+                )
             else:
-                self._process_channels(chain, frames)
+                chain.run_channels(
+                    [port.get_array() for port in self._in_ports],
+                    [port.get_array() for port in self._out_ports],
+                    self._bypass,
+                )
         except ParameterError:  # NaN/Inf input: refused, the stream state is unchanged
             self._rejected += 1
             for port in self._out_ports:
@@ -527,16 +534,6 @@ class LiveClient:
         self._periods += 1
         if share > 1.0:
             self._late += 1
-
-    def _process_channels(self, chain: _Chain, frames: int) -> None:
-        staged, denoised, delayed = chain.staged, chain.denoised, chain.scratch
-        for c, port in enumerate(self._in_ports):
-            staged[c, :frames] = port.get_array()
-        chain.denoiser.process(staged[:, :frames], out=denoised[:, :frames])
-        _kernels.delay_line(chain.history, staged, frames, delayed)
-        result = delayed if self._bypass else denoised
-        for c, port in enumerate(self._out_ports):
-            port.get_array()[:] = result[c, :frames]
 
     def _on_xrun(self, delay_usecs: float) -> None:
         self._xruns += 1
@@ -582,19 +579,69 @@ class LiveClient:
             attenuation_limit_db=self._attenuation_limit_db,
             max_block_samples=block,
         )
-        return _Chain(denoiser, self._channels, block)
+        chain = _Chain(denoiser, self._channels, block)
+        chain.warm_up(period_samples)
+        return chain
 
 
 class _Chain:
-    """The denoiser and every buffer the callback writes, swapped as one reference."""
+    """The denoiser and every buffer the callback writes, swapped as one reference.
+
+    Every array the callback hands to a numba kernel is C-contiguous float32, of the
+    types :meth:`warm_up` compiles for, so no kernel compiles in the audio thread.
+    """
 
     def __init__(self, denoiser: Denoiser, channels: int, block_samples: int) -> None:
         self.denoiser = denoiser
+        self.channels = channels
         self.mono = channels == 1
         self.history = np.zeros((channels, denoiser.latency_samples), np.float32)
         self.scratch = np.zeros((channels, block_samples), np.float32)
-        self.staged = np.zeros((channels, block_samples), np.float32)
-        self.denoised = np.zeros((channels, block_samples), np.float32)
+        # flat, so that (channels, frames) views of them are C-contiguous for any frames
+        self.staged = np.zeros(channels * block_samples, np.float32)
+        self.denoised = np.zeros(channels * block_samples, np.float32)
+        self.delayed = np.zeros(channels * block_samples, np.float32)
+
+    def run_mono(self, block: np.ndarray, out: np.ndarray, bypass: bool) -> None:
+        """Denoise (or delay, in bypass) one port buffer into another."""
+        frames = block.shape[0]
+        if bypass:
+            self.denoiser.process(block, out=self.scratch[0, :frames])
+            _kernels.delay_line(
+                self.history, block.reshape(1, frames), frames, out.reshape(1, frames)
+            )
+        else:
+            self.denoiser.process(block, out=out)
+            _kernels.delay_line(self.history, block.reshape(1, frames), frames, self.scratch)
+
+    def run_channels(
+        self, blocks: Sequence[np.ndarray], outs: Sequence[np.ndarray], bypass: bool
+    ) -> None:
+        """Denoise (or delay) one buffer per channel, staged through (channels, frames) views."""
+        frames = blocks[0].shape[0]
+        size = self.channels * frames
+        staged = self.staged[:size].reshape(self.channels, frames)
+        denoised = self.denoised[:size].reshape(self.channels, frames)
+        delayed = self.delayed[:size].reshape(self.channels, frames)
+        for c, block in enumerate(blocks):
+            staged[c] = block
+        self.denoiser.process(staged, out=denoised)
+        _kernels.delay_line(self.history, staged, frames, delayed)
+        result = delayed if bypass else denoised
+        for c, out in enumerate(outs):
+            out[:] = result[c]
+
+    def warm_up(self, frames: int) -> None:
+        """Run both paths once on silence, then reset: every kernel compiled before JACK runs."""
+        blocks = [np.zeros(frames, np.float32) for _ in range(self.channels)]
+        outs = [np.zeros(frames, np.float32) for _ in range(self.channels)]
+        for bypass in (False, True):
+            if self.mono:
+                self.run_mono(blocks[0], outs[0], bypass)
+            else:
+                self.run_channels(blocks, outs, bypass)
+        self.denoiser.reset()
+        self.history.fill(0.0)
 
 
 def _port_name(port: Any) -> str:

@@ -56,8 +56,10 @@ class JackServer:
         self.log = log_dir / f"{self.name}.log"
         self._log_file = self.log.open("w")
         self.process = subprocess.Popen(
-            ["jackd", "--no-realtime", "-n", self.name, "-d", "dummy"]
-            + ["-r", str(sample_rate), "-p", str(period)],
+            [
+                *("jackd", "--no-realtime", "-n", self.name),
+                *("-d", "dummy", "-r", str(sample_rate), "-p", str(period)),
+            ],
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )

@@ -1,6 +1,9 @@
 """seproc live against a real JACK server (jackd's dummy driver), not a mock.
 
-Each test starts its own ``jackd --no-realtime -d dummy`` under a unique server name. A
+Each test starts its own ``jackd --no-realtime --sync -d dummy`` under a unique server
+name (synchronous mode: the server waits for every client each cycle, as PipeWire's graph
+does, so a late client delays a cycle instead of dropping it; without it, period 64 at
+48 kHz dropped cycles in every attempt on the 2 loaded cores this was written on). A
 source client plays a known noisy speech signal from a known frame, a sink client
 records seproc's output by frame time, and the recording must equal ``seproc.denoise``
 of what seproc heard, shifted by exactly the latency seproc reported to the graph.
@@ -20,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +61,7 @@ class JackServer:
         self._log_file = self.log.open("w")
         self.process = subprocess.Popen(
             [
-                *("jackd", "--no-realtime", "-n", self.name),
+                *("jackd", "--no-realtime", "--sync", "-n", self.name),
                 *("-d", "dummy", "-r", str(sample_rate), "-p", str(period)),
             ],
             stdout=self._log_file,
@@ -246,7 +250,7 @@ def test_latency_binding_reports_the_delay_plus_upstream_latency(jack_server):
 
 
 def run_api(server: JackServer, rate: int, *, bypass: bool = False, channels: int = 1):
-    """One attempt: returns (recording, expected, stats) or None after an xrun."""
+    """One attempt: the recording, what it should be, and whether xruns disturbed it."""
     signal_ = noisy_speech(rate, 1.5)
     rig = Rig(server, signal_, tail_samples=rate // 2)
     try:
@@ -264,38 +268,58 @@ def run_api(server: JackServer, rate: int, *, bypass: bool = False, channels: in
             stats = client.stats()
     finally:
         rig.close()
-    if stats.xruns or rig.xruns or rig.gaps or stats.rejected_periods:
-        return None
+    disturbed = stats.xruns + rig.xruns + rig.gaps + stats.rejected_periods
     n = len(rig.recording)
     if bypass:
         expected = delayed(signal_, reported[0], n)
     else:
         lead = rig.start_frame - stats.first_frame
         expected = expected_denoised(signal_, rate, lead, reported[0], n)
-    return rig.recording, expected, stats
+    return Attempt(rig.recording, expected, reported, disturbed, stats)
 
 
-def retry(attempt):
+@dataclass
+class Attempt:
+    recording: np.ndarray
+    expected: np.ndarray
+    reported: tuple[int, int]
+    disturbed: int  # xruns + gaps in frame time seen by any client, rejected periods
+    stats: object
+
+    def matches(self) -> bool:
+        return bool(np.allclose(self.recording, self.expected, rtol=0, atol=1e-5))
+
+
+def retry(attempt) -> Attempt:
+    """Run ``attempt`` until one ran undisturbed or matched anyway; skip if xruns every time.
+
+    An attempt during which a client saw an xrun may hold corrupted audio: it is not
+    compared unless it matches. One that saw none is returned, match or not.
+    """
+    seen = []
     for _ in range(ATTEMPTS):
         result = attempt()
-        if result is not None:
+        if not result.disturbed or result.matches():
             return result
-    pytest.skip(f"xruns in all {ATTEMPTS} attempts: the machine is too loaded to compare")
+        seen.append(result.disturbed)
+    pytest.skip(f"xruns or gaps in all {ATTEMPTS} attempts ({seen}): the machine is too loaded")
 
 
 @pytest.mark.parametrize("rate, period", [(48000, 256), (44100, 256)])
 def test_api_output_is_denoise_shifted_by_the_reported_latency(jack_server, rate, period):
     server = jack_server(rate, period)
-    recording, expected, stats = retry(lambda: run_api(server, rate))
-    assert stats.latency_samples == Denoiser(sample_rate=rate).latency_samples
-    assert np.abs(expected).max() > 0.01  # the comparison covers speech, not silence
-    np.testing.assert_allclose(recording, expected, rtol=0, atol=1e-5)
+    result = retry(lambda: run_api(server, rate))
+    latency = Denoiser(sample_rate=rate).latency_samples
+    assert result.reported == (latency, latency) == (result.stats.latency_samples,) * 2
+    assert np.abs(result.expected).max() > 0.01  # the comparison covers speech, not silence
+    np.testing.assert_allclose(result.recording, result.expected, rtol=0, atol=1e-5)
 
 
 def test_api_bypass_is_the_input_delayed_by_the_latency(jack_server):
     server = jack_server(48000, 256)
-    recording, expected, _ = retry(lambda: run_api(server, 48000, bypass=True))
-    np.testing.assert_array_equal(recording, expected)
+    result = retry(lambda: run_api(server, 48000, bypass=True))
+    assert np.abs(result.expected).max() > 0.01
+    np.testing.assert_array_equal(result.recording, result.expected)
 
 
 def test_api_two_channels_report_latency_on_each_pair(jack_server):
@@ -396,39 +420,36 @@ def run_cli(server: JackServer, tmp_path: Path, rate: int, *, bypass: bool = Fal
             process.wait(timeout=10)
         rig.close()
     stats = json.loads(stats_path.read_text())
-    if stats["xruns"] or rig.xruns or rig.gaps:
-        return None
+    stats["log"] = log.read_text()
+    disturbed = stats["xruns"] + rig.xruns + rig.gaps + stats["rejected_periods"]
     n = len(rig.recording)
     if bypass:
-        return rig.recording, delayed(signal_, reported[0], n), reported, log.read_text()
-    lead = rig.start_frame - stats["first_frame"]
-    expected = expected_denoised(signal_, rate, lead, reported[0], n)
-    return rig.recording, expected, reported, log.read_text()
+        expected = delayed(signal_, reported[0], n)
+    else:
+        lead = rig.start_frame - stats["first_frame"]
+        expected = expected_denoised(signal_, rate, lead, reported[0], n)
+    return Attempt(rig.recording, expected, reported, disturbed, stats)
 
 
 @pytest.mark.parametrize(
     "rate, period",
-    [
-        (48000, 256),
-        pytest.param(48000, 64, marks=pytest.mark.slow),
-        pytest.param(48000, 1024, marks=pytest.mark.slow),
-        pytest.param(44100, 256, marks=pytest.mark.slow),
-    ],
+    [(48000, 64), (48000, 256), (48000, 1024), (44100, 256)],
 )
 def test_cli_output_is_denoise_shifted_by_the_reported_latency(jack_server, tmp_path, rate, period):
     server = jack_server(rate, period)
-    recording, expected, reported, text = retry(lambda: run_cli(server, tmp_path, rate))
+    result = retry(lambda: run_cli(server, tmp_path, rate))
     latency = Denoiser(sample_rate=rate).latency_samples
-    assert reported == (latency, latency)
-    assert f"latency {latency} samples" in text
-    assert np.abs(expected).max() > 0.01
-    np.testing.assert_allclose(recording, expected, rtol=0, atol=1e-5)
+    assert result.reported == (latency, latency)
+    assert f"latency {latency} samples" in result.stats["log"]
+    assert np.abs(result.expected).max() > 0.01
+    np.testing.assert_allclose(result.recording, result.expected, rtol=0, atol=1e-5)
 
 
 def test_cli_bypass_toggle_is_the_input_delayed_by_the_latency(jack_server, tmp_path):
     server = jack_server(48000, 256)
-    recording, expected, _, _ = retry(lambda: run_cli(server, tmp_path, 48000, bypass=True))
-    np.testing.assert_array_equal(recording, expected)
+    result = retry(lambda: run_cli(server, tmp_path, 48000, bypass=True))
+    assert "seproc live: bypass on" in result.stats["log"]
+    np.testing.assert_array_equal(result.recording, result.expected)
 
 
 def test_jack_lsp_shows_the_latency(jack_server, tmp_path):

@@ -522,3 +522,14 @@ def test_cli_exits_1_without_traceback_when_the_server_goes(jack_server, tmp_pat
     assert "Traceback" not in text
     assert "error: The JACK server stopped" in text
     assert "Restart the server, then seproc live" in text
+
+
+def test_readme_live_snippet_runs(jack_server, monkeypatch):
+    server = jack_server(48000, 256)
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", server.name)
+    readme = (REPO / "README.md").read_text()
+    (block,) = re.findall(r"```py\n(.*?)```", readme, flags=re.S)
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    assert scope["stats"].periods > 1500  # 10 s of 5.33 ms periods, less start-up
+    assert scope["client"].stats().periods > 0

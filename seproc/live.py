@@ -380,15 +380,21 @@ class LiveClient:
             try:
                 self._client.connect(source, target)
             except self._jack.JackError:
-                wanted = target if isinstance(source, self._jack.Port) else source
-                outputs = isinstance(source, str)
-                known = [p.name for p in self._client.get_ports(is_audio=True, is_output=outputs)]
-                self.close()
-                raise ParameterError(
+                outputs = isinstance(source, str)  # connecting a port of another client
+                wanted = source if outputs else target
+                ours = f"{self.name}:"
+                known = [
+                    port.name
+                    for port in self._client.get_ports(is_audio=True, is_output=outputs)
+                    if not port.name.startswith(ours)
+                ]
+                message = (
                     f"Cannot connect {_port_name(source)} to {_port_name(target)}: no audio "
                     f"{'output' if outputs else 'input'} port {wanted!r} on the server. "
                     f"Ports there: {', '.join(known) or 'none'} (jack_lsp lists them)."
-                ) from None
+                )
+                self.close()
+                raise ParameterError(message) from None
         self._await_latency()
         return self
 

@@ -40,6 +40,7 @@ if shutil.which("jackd") is None:
     )
 
 from seproc import _jack_latency  # noqa: E402 - needs libjack, checked above
+from seproc.errors import ParameterError  # noqa: E402
 from seproc.live import LiveClient, ServerNotRunningError  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -359,6 +360,39 @@ def test_period_change_is_reported_and_the_client_runs_on(jack_server):
     control.close()
 
 
+def test_sample_rate_change_rebuilds_the_denoiser_and_reports_it(jack_server):
+    # jackd cannot change its rate while running; this calls the client's own handler
+    # as JACK's sample-rate callback would, on a real running client.
+    server = jack_server(48000, 256)
+    probe = server.client("probe")
+    with LiveClient(server=server.name) as client:
+        client._on_samplerate(44100)
+        time.sleep(0.1)
+        assert client.stats().periods > 0
+        messages = client.poll_events()
+        assert messages == [
+            "sample rate changed from 48000 to 44100 Hz: denoiser rebuilt, "
+            "latency now 1020 samples (23.1 ms)"
+        ]
+        assert client.sample_rate == 44100
+        deadline = time.monotonic() + 10
+        while _jack_latency.port_latency_range(probe, "seproc:out_1", 0) != (1020, 1020):
+            assert time.monotonic() < deadline, "the new latency never reached the graph"
+            time.sleep(0.05)
+    probe.close()
+
+
+def test_a_port_that_does_not_exist_is_a_clear_error(jack_server):
+    server = jack_server(48000, 256)
+    client = LiveClient(server=server.name, connect_input=["system:capture_9"])
+    with pytest.raises(
+        ParameterError,
+        match=r"no audio output port 'system:capture_9'.*"
+        r"Ports there: system:capture_1, system:capture_2",
+    ):
+        client.start()
+
+
 def test_no_server_raises_naming_how_to_start_one():
     with pytest.raises(ServerNotRunningError, match=r"jackd -d dummy -r 48000 -p 256.*pw-jack"):
         LiveClient(server="seproc-no-such-server")
@@ -490,12 +524,13 @@ def test_cli_without_a_server_exits_2_naming_how_to_start_one():
     assert "pw-jack seproc live" in lines[0]
 
 
-def test_cli_sigint_exits_cleanly_with_the_summary(jack_server, tmp_path):
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
+def test_cli_stops_cleanly_with_the_summary(jack_server, tmp_path, how):
     server = jack_server(48000, 256)
     process, log = start_cli(server, tmp_path)
     wait_for_text(log, "Ctrl-C stops", process)
     time.sleep(0.5)
-    assert stop_cli(process) == 0
+    assert stop_cli(process, how) == 0
     text = log.read_text()
     assert "Traceback" not in text
     summary = text.strip().splitlines()[-1]
@@ -533,3 +568,13 @@ def test_readme_live_snippet_runs(jack_server, monkeypatch):
     exec(compile(block, "README.md", "exec"), scope)
     assert scope["stats"].periods > 1500  # 10 s of 5.33 ms periods, less start-up
     assert scope["client"].stats().periods > 0
+
+
+def test_cli_port_that_does_not_exist_exits_2(jack_server, tmp_path):
+    server = jack_server(48000, 256)
+    process, log = start_cli(server, tmp_path, "--connect-output", "nowhere:in")
+    assert process.wait(timeout=120) == 2
+    text = log.read_text()
+    assert "Traceback" not in text
+    assert "error: Cannot connect seproc:out_1 to nowhere:in: no audio input port" in text
+    assert "system:playback_1" in text

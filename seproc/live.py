@@ -926,8 +926,11 @@ def main(args: argparse.Namespace) -> int:
     except (ServerNotRunningError, ParameterError) as failure:
         error(str(failure))
         return 2
-    except SeprocError as failure:  # ModelError, LiveError: a failed start is usage
+    except SeprocError as failure:
         error(str(failure))
+        # A LiveError with a cause is the process callback failing mid-run (poll_events);
+        # every other error here (no JACK-Client, a rate out of range, a bad model) stops
+        # the start, a usage error.
         return 1 if isinstance(failure, LiveError) and failure.__cause__ else 2
     say(stats.summary())
     _write_stats(args.stats_json, stats)

@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seproc",
         description="Real-time speech denoising: remove background noise from speech recordings.",
-        epilog="Run 'seproc denoise --help' or 'seproc info --help' for the options of each.",
+        epilog="Run 'seproc COMMAND --help' (denoise, info, live) for the options of each.",
     )
     parser.add_argument("--version", action="version", version=f"seproc {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -213,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("--json", action="store_true", help="print one JSON object instead")
     info.set_defaults(run=_run_info)
+
+    from seproc import live  # imports no JACK until run
+
+    live.add_parser(commands, float_db=_non_negative_db)
     return parser
 
 

@@ -27,6 +27,8 @@ LAYERS = [
     "seproc.highband",
     "seproc.model",
     "seproc.denoiser",
+    "seproc._jack_latency",
+    "seproc.live",
     "seproc._files",
     "seproc.api",
     "seproc.batch",

@@ -6,6 +6,7 @@ argument, says what arrived, the rule, and the fix.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 
@@ -27,6 +28,7 @@ __all__ = [
     "check_positive_int",
     "check_sample_rate",
     "max_threads",
+    "positive_int_argument",
 ]
 
 #: More channels than this in one array is taken for a ``(samples, channels)`` array.
@@ -82,6 +84,23 @@ def max_threads() -> int:
     onnxruntime's thread pool.
     """
     return os.cpu_count() or 1
+
+
+def positive_int_argument(text: str) -> int:
+    """Parse a command-line integer >= 1 (an ``argparse`` ``type=``).
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        If ``text`` is not an integer >= 1; argparse turns it into a usage error.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 1")
+    return value
 
 
 def check_positive_int(name: str, value: object) -> int:

@@ -40,6 +40,7 @@ from seproc._files import (
     plan_outputs,
     remove_stale_temporaries,
 )
+from seproc._validation import positive_int_argument
 from seproc.errors import ParameterError, SeprocError, one_line
 
 __all__ = ["AUDIO_EXTENSIONS", "main", "plan_outputs"]
@@ -81,16 +82,6 @@ def _non_negative_db(text: str) -> float:
             f"{text!r} must be a finite number of dB >= 0 "
             "(0 attenuates nothing, 12 keeps some ambience)"
         )
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 1")
     return value
 
 
@@ -149,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     denoise.add_argument(
         "--block-size",
         metavar="N",
-        type=_positive_int,
+        type=positive_int_argument,
         default=None,
         help="samples read and denoised at a time (default: 65536); "
         "memory use grows with it, the result does not change",
@@ -193,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument(
         "--num-workers",
         metavar="N",
-        type=_positive_int,
+        type=positive_int_argument,
         default=None,
         help="with --engine ray: how many denoisers run at once (default: one per CPU)",
     )

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from seproc import _jack_latency, _kernels
+from seproc._validation import positive_int_argument
 from seproc.denoiser import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, Denoiser
 from seproc.errors import ParameterError, SeprocError
 
@@ -825,7 +826,11 @@ def add_parser(commands: Any, *, float_db: Callable[[str], float]) -> argparse.A
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     live.add_argument(
-        "--channels", type=_channel_count, default=1, metavar="N", help="port pairs (default 1)"
+        "--channels",
+        type=positive_int_argument,
+        default=1,
+        metavar="N",
+        help="port pairs (default 1)",
     )
     live.add_argument(
         "--attenuation-limit-db",
@@ -883,16 +888,6 @@ def add_parser(commands: Any, *, float_db: Callable[[str], float]) -> argparse.A
     )
     live.set_defaults(run=main)
     return live
-
-
-def _channel_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 1")
-    return value
 
 
 def main(args: argparse.Namespace) -> int:

@@ -52,6 +52,27 @@ _names = itertools.count()
 # -- a JACK server per test ----------------------------------------------------------------
 
 
+def _clear_stale_jack_registry() -> bool:
+    """Remove JACK's shared-memory files when no ``jackd`` of any user runs; say if it did.
+
+    A server killed with SIGKILL (the lifecycle tests do that) leaves its entry in JACK's
+    registry in ``/dev/shm``; after a few test runs ``jackd`` refuses to start with "Too
+    many servers already active". With no server running, those files are all stale.
+    """
+    if subprocess.run(["pgrep", "-x", "jackd"], capture_output=True).returncode == 0:
+        return False
+    stale = [*Path("/dev/shm").glob("jack-*"), *Path("/dev/shm").glob("jack_*")]
+    for path in stale:
+        try:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:
+            return False
+    return bool(stale)
+
+
 class JackServer:
     """``jackd --no-realtime -n NAME -d dummy -r RATE -p PERIOD``, started and stopped."""
 
@@ -59,7 +80,11 @@ class JackServer:
         self.name = f"seproc-test-{os.getpid()}-{next(_names)}"
         self.sample_rate, self.period = sample_rate, period
         self.log = log_dir / f"{self.name}.log"
+        self._start()
+
+    def _start(self, retry: bool = True) -> None:
         self._log_file = self.log.open("w")
+        sample_rate, period = self.sample_rate, self.period
         self.process = subprocess.Popen(
             [
                 *("jackd", "--no-realtime", "--sync", "-n", self.name),
@@ -77,7 +102,11 @@ class JackServer:
             except jack.JackOpenError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    pytest.fail(f"jackd did not start: {self.log.read_text()}")
+                    log = self.log.read_text()
+                    if retry and "Too many servers" in log and _clear_stale_jack_registry():
+                        self._start(retry=False)
+                        return
+                    pytest.fail(f"jackd did not start: {log}")
                 time.sleep(0.1)
 
     def client(self, name: str) -> jack.Client:

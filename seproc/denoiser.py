@@ -3,10 +3,11 @@
 The data path of one :meth:`Denoiser.process` call, top to bottom:
 
 1. validate the block and copy it into a float32 input buffer;
-2. resample host rate -> model rate (skipped when they are equal, and at full-band
-   host rates, where the STFT runs at the host rate: ``seproc.highband``);
+2. resample host rate -> model rate (skipped when they are equal); at full-band host
+   rates (``seproc.highband``) this resampled copy only feeds the model's features,
+   and the signal itself, delayed to line up, is framed at the host rate;
 3. streaming STFT analysis: every complete frame of the block;
-4. normalised log-power features of the model's bins, one onnxruntime call per
+4. normalised log-power features at the model's rate, one onnxruntime call per
    channel for all frames;
 5. the model's gain (floored by the attenuation limit) applied to the noisy spectrum,
    and at full-band rates a gain per band above the model's band;

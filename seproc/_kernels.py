@@ -527,21 +527,7 @@ def ring_read(ring, read_pos, target, n):
 
 
 @nb.njit(cache=_CACHE)
-def apply_fullband_gain(
-    spec,
-    model_gain,
-    min_gain,
-    band_start,
-    band_stop,
-    activity,
-    ref_start,
-    ref_stop,
-    high_edges,
-    noise_power,
-    wiener_weight,
-    noise_smoothing,
-    noise_gate,
-):
+def apply_fullband_gain(spec, model_gain, min_gain, band_start, band_stop, activity, ref_start):
     """Apply a model's gain below its Nyquist bin and a derived gain above, in place.
 
     ``spec`` is a host-rate spectrum ``(frames, n_host_bins)`` whose first
@@ -549,22 +535,13 @@ def apply_fullband_gain(
     the model's gain (raised to ``min_gain``, NaN counts as ``min_gain``, capped at 1),
     and ``activity`` is measured as in :func:`apply_mask_gain`.
 
-    Above them, band ``b`` (host bins ``high_edges[b]:high_edges[b + 1]``) takes
-    ``min(reference, wiener_b)``, raised to ``min_gain`` and capped at 1:
-
-    * ``reference``: the share of the noisy amplitude in model bins
-      ``ref_start:ref_stop`` that the model keeps, ``sqrt(sum g^2 |X|^2 / sum |X|^2)``;
-      the model's own decision about the top of its band;
-    * ``wiener_b = 1 - wiener_weight * N_b / P_b``, clipped to [0, 1], with ``P_b``
-      the band's mean power in this frame and ``N_b`` (``noise_power[b]``, updated
-      here) its noise power: smoothed with ``noise_smoothing`` in frames whose
-      reference is below ``noise_gate`` (the model hears no speech there), and
-      lowered at once to ``P_b`` wherever the band is quieter than the estimate.
-      ``wiener_weight = 0`` gives every band the reference alone.
+    Every bin above them takes the share of the noisy amplitude in model bins
+    ``ref_start`` and up that the model keeps, ``sqrt(sum g^2 |X|^2 / sum |X|^2)``
+    (1 for a silent frame), raised to ``min_gain``: the model's own decision about the
+    top of its band.
     """
     n_frames = spec.shape[0]
     n_model_bins = model_gain.shape[1]
-    n_bands = high_edges.size - 1
     for t in range(n_frames):
         kept = 0.0
         total = 0.0
@@ -580,37 +557,17 @@ def apply_fullband_gain(
             if band_start <= f < band_stop:
                 total += power
                 kept += gain * gain * power
-            if ref_start <= f < ref_stop:
+            if f >= ref_start:
                 ref_total += power
                 ref_kept += gain * gain * power
             spec[t, f] = value * gain
         activity[t] = kept / total if total > 0.0 else 1.0
-        reference = np.sqrt(ref_kept / ref_total) if ref_total > 0.0 else 1.0
-        for b in range(n_bands):
-            lo = high_edges[b]
-            hi = high_edges[b + 1]
-            gain = reference
-            if wiener_weight > 0.0:
-                band_power = 0.0
-                for f in range(lo, hi):
-                    value = spec[t, f]
-                    band_power += value.real * value.real + value.imag * value.imag
-                band_power /= max(hi - lo, 1)
-                noise = noise_power[b]
-                if band_power < noise:
-                    noise = band_power
-                elif reference < noise_gate:
-                    noise = noise_smoothing * noise + (1.0 - noise_smoothing) * band_power
-                noise_power[b] = noise
-                wiener = 1.0
-                if band_power > 0.0:
-                    wiener = min(max(1.0 - wiener_weight * noise / band_power, 0.0), 1.0)
-                gain = min(gain, wiener)
-            if not gain >= min_gain:
-                gain = min_gain
-            gain = min(gain, 1.0)
-            for f in range(lo, hi):
-                spec[t, f] = spec[t, f] * gain
+        gain = np.sqrt(ref_kept / ref_total) if ref_total > 0.0 else 1.0
+        if not gain >= min_gain:
+            gain = min_gain
+        gain = min(gain, 1.0)
+        for f in range(n_model_bins, spec.shape[1]):
+            spec[t, f] = spec[t, f] * gain
 
 
 @nb.njit(cache=_CACHE)

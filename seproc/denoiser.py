@@ -10,7 +10,7 @@ The data path of one :meth:`Denoiser.process` call, top to bottom:
 4. normalised log-power features at the model's rate, one onnxruntime call per
    channel for all frames;
 5. the model's gain (floored by the attenuation limit) applied to the noisy spectrum,
-   and at full-band rates a gain per band above the model's band;
+   and at full-band rates one gain per frame for the bins above the model's band;
 6. streaming overlap-add synthesis, resample model rate -> host rate (when resampled);
 7. a FIFO that turns the chain's frame-sized bursts into exactly as many samples as
    arrived, delayed by a fixed ``latency_samples``.
@@ -208,7 +208,7 @@ class Denoiser:
         self._high_band = None
         if self._full_band:
             self._high_band = HighBandGain(
-                self._sample_rate, n_fft, info.n_bins, self._channels, self._activity_bins
+                self._sample_rate, n_fft, info.n_bins, self._activity_bins
             )
         self._allocate()
         self.reset()
@@ -374,7 +374,6 @@ class Denoiser:
         self._bridge.reset()
         if self._model_frames is not None:
             self._model_frames.reset()
-            self._high_band.reset()
             self._delay_history.fill(0.0)
         self._pending_frames = 0
         self._analyzer.reset()
@@ -507,13 +506,11 @@ class Denoiser:
                 features, self._model_out[c, pending : pending + n_model], self._states[c]
             )
         _kernels.delay_line(self._delay_history, block, size, self._delayed)
-        inner = self._bridge.to_inner(self._delayed[:, :size])
-        n_frames = self._analyzer.process(inner, self._spec)
+        n_frames = self._analyzer.process(self._delayed[:, :size], self._spec)
         for c in range(self._channels):
             if n_frames == 0:
                 break
             self._high_band.apply(
-                c,
                 self._spec[c, :n_frames],
                 self._model_out[c, :n_frames],
                 self._min_gain,

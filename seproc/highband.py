@@ -11,7 +11,7 @@ bin ``k`` for every ``k`` up to the model's Nyquist frequency:
   the host stream to the model's rate and frames it with the model's STFT, and the
   host stream is delayed to line its frames up with those;
 * the model's gains apply to host bins ``0 .. F - 1`` unchanged;
-* the bins above get a gain per band (:class:`HighBandGain`): the model's own
+* the bins above get one gain per frame (:class:`HighBandGain`): the model's own
   decision about the top octave of its band.
 
 The output is the inverse host-rate STFT: no resampler on the output side, so no band
@@ -32,23 +32,11 @@ from seproc import _kernels
 from seproc.resample import StreamResampler
 from seproc.stft import STFT
 
-__all__ = ["HIGH_BAND_EDGES_HZ", "HighBandGain", "ModelRateFrames", "host_framing"]
+__all__ = ["REFERENCE_BAND_HZ", "HighBandGain", "ModelRateFrames", "host_framing"]
 
-HIGH_BAND_EDGES_HZ = (9500.0, 11000.0, 13000.0, 15500.0, 18500.0)
-"""Edges between the high bands, in Hz (the first band starts at the model's Nyquist
-frequency, the last ends at the host's): about one band per 1.5 ERB-rate octaves,
-as PercepNet and RNNoise group the top of the spectrum."""
-_REFERENCE_BAND_HZ = (4000.0, 8000.0)
-"""Model bins whose kept share sets the high bands' reference gain."""
-_WIENER_WEIGHT = 0.0
-"""Measured on the validation words (LSD 8-12 / 12-20 kHz, ``models/FORMAT.md``): 0 ->
-11.21 / 11.61 dB, 0.5 -> 11.20 / 11.56, 1 -> 12.66 / 13.09: a per-band Wiener gain adds
-nothing worth its state and over-suppresses above 0.5, so the high bands follow the
-model alone."""
-_NOISE_SMOOTHING = 0.9
-"""Per frame (10 ms): a noise estimate with a time constant of about 0.1 s."""
-_NOISE_GATE = 0.3
-"""Frames whose reference gain is below this count as noise only for the estimate."""
+REFERENCE_BAND_HZ = (4000.0, 8000.0)
+"""The top octave of the model's band: the share of it the model keeps is the gain of
+every bin above (``models/FORMAT.md`` has the alternatives measured against it)."""
 
 
 def host_framing(
@@ -172,72 +160,36 @@ class HighBandGain:
         The host-rate FFT size (bins ``n_fft // 2 + 1``, spaced like the model's).
     n_model_bins : int
         The model's bins (``n_fft_model // 2 + 1``): host bins ``[0, n_model_bins)``.
-    channels : int
-        Channels, each with its own noise estimate.
     activity_bins : tuple of int
         Bins whose kept energy share is the speech activity (see
         ``Denoiser.speech_activity``).
-    wiener_weight : float
-        How much the per-band noise estimate lowers a band's gain; 0 gives every
-        high band the model's reference gain alone.
 
     Notes
     -----
-    State: one noise power per channel and high band, cleared by :meth:`reset`.
-    With ``min_gain = 1`` every gain is exactly 1 and the spectrum passes untouched.
+    Stateless. With ``min_gain = 1`` every gain is exactly 1 and the spectrum passes
+    untouched.
     """
 
     def __init__(
-        self,
-        host_rate_hz: int,
-        n_fft: int,
-        n_model_bins: int,
-        channels: int,
-        activity_bins: tuple[int, int],
-        *,
-        wiener_weight: float = _WIENER_WEIGHT,
+        self, host_rate_hz: int, n_fft: int, n_model_bins: int, activity_bins: tuple[int, int]
     ) -> None:
         bin_hz = host_rate_hz / n_fft
-        self._bin_hz = bin_hz
-        n_bins = n_fft // 2 + 1
-        edges = [n_model_bins]
-        edges += [round(edge_hz / bin_hz) for edge_hz in HIGH_BAND_EDGES_HZ]
-        edges = [edge for edge in edges if edge < n_bins] + [n_bins]
-        self._high_edges = np.asarray(sorted(set(edges)), np.int64)
-        self._reference_bins = (
-            min(round(_REFERENCE_BAND_HZ[0] / bin_hz), n_model_bins - 1),
-            n_model_bins,
-        )
+        self._reference_start = min(round(REFERENCE_BAND_HZ[0] / bin_hz), n_model_bins - 1)
+        self._reference_band_hz = (self._reference_start * bin_hz, (n_model_bins - 1) * bin_hz)
         self._activity_bins = activity_bins
-        self._wiener_weight = float(wiener_weight)
-        self._noise_power = np.zeros((channels, self._high_edges.size - 1), np.float64)
 
     @property
-    def band_edges_hz(self) -> np.ndarray:
-        """Where each high band starts, in Hz, then one bin past the host's Nyquist.
-
-        Each start is its first bin's frequency: ``[8050, 9500, ..., 24050]`` at 48 kHz.
-        """
-        return self._high_edges * self._bin_hz
-
-    def reset(self) -> None:
-        """Start a new stream: forget every noise estimate."""
-        self._noise_power.fill(0.0)
+    def reference_band_hz(self) -> tuple[float, float]:
+        """The first and last model bins (in Hz) whose kept share sets the high band's gain."""
+        return self._reference_band_hz
 
     def apply(
-        self,
-        channel: int,
-        spec: np.ndarray,
-        model_gain: np.ndarray,
-        min_gain: float,
-        activity: np.ndarray,
+        self, spec: np.ndarray, model_gain: np.ndarray, min_gain: float, activity: np.ndarray
     ) -> None:
         """Apply the gains to one channel's frames in place; write their speech activity.
 
         Parameters
         ----------
-        channel : int
-            Which channel's noise estimate to use and update.
         spec : np.ndarray [shape=(frames, n_host_bins)], complex64
             The host-rate frames.
         model_gain : np.ndarray [shape=(frames, n_model_bins)], float32
@@ -254,11 +206,5 @@ class HighBandGain:
             self._activity_bins[0],
             self._activity_bins[1],
             activity,
-            self._reference_bins[0],
-            self._reference_bins[1],
-            self._high_edges,
-            self._noise_power[channel],
-            self._wiener_weight,
-            _NOISE_SMOOTHING,
-            _NOISE_GATE,
+            self._reference_start,
         )

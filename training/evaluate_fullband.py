@@ -219,7 +219,6 @@ class _Systems:
     def __init__(
         self,
         names: Sequence[str],
-        wiener_weight: float | None = None,
         attenuation_limit_db: float | None = None,
         model: str | None = None,
     ) -> None:
@@ -237,8 +236,6 @@ class _Systems:
                 denoiser = Denoiser(
                     model, sample_rate=RATE_HZ, attenuation_limit_db=attenuation_limit_db
                 )
-                if wiener_weight is not None:
-                    denoiser._high_band._wiener_weight = float(wiener_weight)
                 self.run[name] = lambda x, d=denoiser: d(x, RATE_HZ)
             elif name == "seproc-16k":
                 denoiser16 = Denoiser(
@@ -266,7 +263,6 @@ _WORKER: dict[str, object] = {}
 
 def _init(
     names: Sequence[str],
-    wiener_weight: float | None,
     with_dnsmos: bool,
     with_visqol: bool,
     attenuation_limit_db: float | None,
@@ -274,7 +270,7 @@ def _init(
 ) -> None:
     from training import metrics
 
-    _WORKER["systems"] = _Systems(names, wiener_weight, attenuation_limit_db, model)
+    _WORKER["systems"] = _Systems(names, attenuation_limit_db, model)
     _WORKER["dnsmos"] = metrics.Dnsmos() if with_dnsmos else None
     _WORKER["visqol"] = None
     if with_visqol:
@@ -321,7 +317,6 @@ def run(
     names: Sequence[str],
     *,
     workers: int = 2,
-    wiener_weight: float | None = None,
     with_dnsmos: bool = True,
     with_visqol: bool = False,
     attenuation_limit_db: float | None = None,
@@ -339,7 +334,7 @@ def run(
     with Pool(
         workers,
         _init,
-        (tuple(names), wiener_weight, with_dnsmos, with_visqol, attenuation_limit_db, model),
+        (tuple(names), with_dnsmos, with_visqol, attenuation_limit_db, model),
     ) as pool:
         for part in tqdm(
             pool.imap(_score_mixture, mixes), total=len(mixes), desc="mixtures", unit="mix"
@@ -469,12 +464,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clips-per-talker", type=int, default=4)
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument(
-        "--wiener-weight",
-        type=float,
-        default=None,
-        help="override seproc's high-band noise weight (the val experiment)",
-    )
     parser.add_argument("--no-dnsmos", action="store_true", help="LSD only (fast)")
     parser.add_argument("--model", default=None, help="seproc ONNX model (default: bundled)")
     parser.add_argument(
@@ -499,7 +488,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         mixes,
         args.systems,
         workers=args.workers,
-        wiener_weight=args.wiener_weight,
         with_dnsmos=not args.no_dnsmos,
         with_visqol=args.visqol,
         attenuation_limit_db=args.attenuation_limit_db,
@@ -529,7 +517,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         f"Command: `python -m training.evaluate_fullband --archive ARCHIVE --split {args.split}"
         f" --clips-per-talker {args.clips_per_talker}"
-        + (f" --wiener-weight {args.wiener_weight}" if args.wiener_weight is not None else "")
         + (" --visqol" if args.visqol else "")
         + (f" --model {args.model}" if args.model else "")
         + (

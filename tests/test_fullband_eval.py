@@ -1,0 +1,97 @@
+"""The pieces behind the full-band evaluation, the source scores and the ONNX round trip.
+
+References: ``scipy.signal.welch`` for levels, onnxruntime (through ``OnnxModel``) for
+the rebuilt PyTorch model.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from seproc.model import default_model_path
+from training import evaluate_fullband as fb
+from training import score_sources
+
+
+def test_band_lsd_is_zero_for_the_clean_clip_and_grows_with_noise_in_its_band():
+    rng = np.random.default_rng(0)
+    clean = (0.1 * rng.standard_normal(48000)).astype(np.float32)
+    assert all(v == pytest.approx(0.0, abs=1e-9) for v in fb.band_lsd_db(clean, clean).values())
+    # Noise above 12 kHz only: the 12-20 kHz distance rises, 0-4 kHz stays near 0.
+    spectrum = np.fft.rfft(rng.standard_normal(48000))
+    spectrum[np.fft.rfftfreq(48000, 1 / 48000) < 12500] = 0
+    high = 0.5 * np.fft.irfft(spectrum, 48000).astype(np.float32)
+    lsd = fb.band_lsd_db(clean, clean + high)
+    assert lsd["lsd_12_20k"] > 3.0
+    assert lsd["lsd_0_4k"] < 0.1
+
+
+@pytest.mark.parametrize("kind", fb.NOISE_TYPES)
+def test_mixtures_have_the_requested_snr_over_the_band(kind):
+    t = np.arange(3 * 48000) / 48000
+    clean = 0.1 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 2 * t))
+    for mix in fb.mixtures([("clip", clean)]):
+        if mix["noise"] != kind:
+            continue
+        noise = mix["noisy"].astype(np.float64) - mix["clean"]
+        snr = 10 * np.log10(np.mean(mix["clean"].astype(np.float64) ** 2) / np.mean(noise**2))
+        assert snr == pytest.approx(mix["snr_db"], abs=0.05)
+
+
+def test_clips_come_from_the_archive_and_test_and_val_words_are_disjoint(tmp_path):
+    archive = tmp_path / "mcvqoe.tar.gz"
+    tone = 0.1 * np.sin(2 * np.pi * 300 * np.arange(4800) / 48000)
+    with tarfile.open(archive, "w:gz") as tar:
+        for talker in ("F3", "M3"):
+            for b in (1, 2):
+                for w in range(1, 7):
+                    data = io.BytesIO()
+                    sf.write(data, tone, 48000, format="WAV")
+                    info = tarfile.TarInfo(f"pkg/audio_clips/{talker}_b{b}_w{w}_orig.wav")
+                    info.size = data.tell()
+                    data.seek(0)
+                    tar.addfile(info, data)
+    talkers = fb.read_talker_clips(archive)
+    assert {t: len(c) for t, c in talkers.items()} == {"F3": 12, "M3": 12}
+    test = {name for name, _ in fb.clean_clips(talkers, 2, "test")}
+    val = {name for name, _ in fb.clean_clips(talkers, 2, "val")}
+    words = [set(name.split(":")[1].split("+")) for name in test | val]
+    assert len(test) == len(val) == 4  # two clips per talker, two talkers
+    test_words = set().union(*[set(n.split(":")[1].split("+")) for n in test])
+    val_words = set().union(*[set(n.split(":")[1].split("+")) for n in val])
+    assert not test_words & val_words
+    assert all(len(w) == 3 for w in words)
+
+
+def test_bandwidth_finds_where_the_spectrum_ends():
+    rng = np.random.default_rng(1)
+    spectrum = np.fft.rfft(rng.standard_normal(4 * 48000))
+    spectrum[np.fft.rfftfreq(4 * 48000, 1 / 48000) > 6000] *= 1e-5  # -100 dB above 6 kHz
+    narrow = np.fft.irfft(spectrum, 4 * 48000)
+    assert 5500 < fb.bandwidth_hz(narrow) < 6500
+
+
+def test_body_level_is_high_for_low_voices_and_low_for_thin_ones():
+    t = np.arange(16000) / 16000
+    full = np.sin(2 * np.pi * 150 * t) + np.sin(2 * np.pi * 1000 * t)
+    thin = 0.1 * np.sin(2 * np.pi * 150 * t) + np.sin(2 * np.pi * 1000 * t)
+    assert score_sources.body_db(full) == pytest.approx(0.0, abs=0.5)
+    assert score_sources.body_db(thin) == pytest.approx(-20.0, abs=0.5)
+
+
+def test_the_shipped_onnx_model_rebuilds_in_pytorch():
+    pytest.importorskip("torch")
+    from training import from_onnx
+    from training.train import load_config
+
+    config = load_config(Path(__file__).parent.parent / "training/configs/cpu-finetune.toml")
+    model = from_onnx.model_from_onnx(default_model_path(), config)
+    assert from_onnx.check_against_onnx(model, default_model_path()) < 1e-4
+    totals = from_onnx.training_totals(default_model_path())
+    assert totals["step"] > 0 and totals["audio_seconds"] > 0 and totals["seconds_trained"] > 0

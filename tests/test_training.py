@@ -219,6 +219,48 @@ def test_stoi_term_is_weighted_differentiable_and_skips_speech_free_items() -> N
     assert float(estimate.grad[1].abs().sum()) == 0  # the speech-free item is left out
 
 
+def test_over_suppression_counts_only_speech_taken_out() -> None:
+    """The asymmetric term: zero for an estimate louder than the target, else the shortfall."""
+    from training.losses import LossConfig, compressed_loss, total_loss
+
+    rng = np.random.default_rng(7)
+    clean = torch.from_numpy(_speechlike(rng, 1.0)[None]).float()
+    clean_spec = spectral.stft(clean)
+    _, _, louder = compressed_loss(clean_spec * 2.0, clean_spec, 0.3)
+    assert float(louder) == 0.0  # noise left in is not over-suppression
+    mag, _, quieter = compressed_loss(clean_spec * 0.5, clean_spec, 0.3)
+    assert float(quieter) > 0.0
+    assert float(quieter) == pytest.approx(float(mag), rel=1e-4)  # all of the error is shortfall
+    estimate = (clean * 0.5).requires_grad_(True)
+    config = LossConfig(
+        compressed_mag=1.0, compressed_complex=0, mrstft=0, sisdr=0, over_suppression=3.0
+    )
+    total, terms = total_loss(
+        config,
+        estimate_spec=spectral.stft(estimate),
+        clean_spec=clean_spec,
+        estimate_wave=estimate,
+        clean_wave=clean,
+        has_speech=torch.tensor([True]),
+    )
+    assert set(terms) == {"compressed_mag", "compressed_complex", "over_suppression"}
+    assert float(total.detach()) == pytest.approx(
+        terms["compressed_mag"] + 3.0 * terms["over_suppression"], rel=1e-5
+    )
+    total.backward()
+    assert float(estimate.grad.abs().sum()) > 0
+    # without the weight the term is neither computed nor logged
+    _, plain = total_loss(
+        LossConfig(compressed_mag=1.0, compressed_complex=0, mrstft=0, sisdr=0),
+        estimate_spec=spectral.stft(clean * 0.5),
+        clean_spec=clean_spec,
+        estimate_wave=clean * 0.5,
+        clean_wave=clean,
+        has_speech=torch.tensor([True]),
+    )
+    assert "over_suppression" not in plain
+
+
 # -- data -------------------------------------------------------------------------------------
 def test_mixer_items_add_up_and_respect_shares(corpus: Path) -> None:
     speech = ClipPool(corpus / "shards", "train", "speech")

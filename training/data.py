@@ -67,6 +67,10 @@ NOISE_LEVEL_DB = -25.0
 CLIP_MAX_S = 10.0
 NOISE_CLIP_MAX_S = 30.0
 MUSIC_MAX_S = 45.0
+# Share of TTS items per engine (renormalised over the engines a split has voices of).
+# Piper is natural neural speech with a full 80-300 Hz body (../shared/DATA.md); espeak is
+# 6-9 dB thin there, so with Piper present espeak only keeps the held-out splits' voices.
+ENGINE_WEIGHTS = {"espeak": 0.8, "flite": 0.15, "festival": 0.05, "piper": 2.0}
 
 
 @dataclass
@@ -82,7 +86,9 @@ class CorpusConfig:
     tts_only : bool
         Use TTS speech (espeak-ng) and synthetic noise only: the tiny test configuration.
     tts_engines : tuple of str
-        TTS engines to use, among ``"espeak"``, ``"flite"``, ``"festival"``.
+        TTS engines to use, among ``"espeak"``, ``"flite"``, ``"festival"`` and ``"piper"``
+        (the neural ``en_US-joe-medium`` voice, training only; when present it voices most
+        TTS training items, see ``ENGINE_WEIGHTS``).
     heldout_tts_minutes : float
         Minutes of TTS speech for each of val and test (held-out voices).
     synthetic_noise_clips : int
@@ -487,6 +493,10 @@ def _check_dependencies(config: CorpusConfig) -> None:
         require_command("flite", "flite")
     if "festival" in config.tts_engines:
         require_command("text2wave", "festival")
+    if "piper" in config.tts_engines:
+        from training.corpus_tts import list_voices
+
+        list_voices(("piper",))
 
 
 def build_corpus(config: CorpusConfig, out: Path) -> dict:
@@ -613,7 +623,6 @@ def _build(config: CorpusConfig, out: Path, pool, workers: int, started: float) 
     engines = ("espeak",) if config.tts_only else config.tts_engines
     voices = tts.list_voices(engines)
     voices_by_split = {s: [v for v in voices if tts.tts_split(v.speaker) == s] for s in SPLITS}
-    engine_weights = {"espeak": 0.8, "flite": 0.15, "festival": 0.05}
     for voice in voices:
         add_group("speakers", voice.speaker, tts.tts_split(voice.speaker))
 
@@ -621,7 +630,7 @@ def _build(config: CorpusConfig, out: Path, pool, workers: int, started: float) 
         pool = voices_by_split[split]
         by_engine = {e: [v for v in pool if v.engine == e] for e in engines}
         names = [e for e in engines if by_engine[e]]
-        weights = np.array([engine_weights[e] for e in names])
+        weights = np.array([ENGINE_WEIGHTS[e] for e in names])
         for i in range(10**9):
             rng = rng_for(seed, f"{prefix}/{split}/{i}/voice")
             engine = names[int(rng.choice(len(names), p=weights / weights.sum()))]
@@ -983,6 +992,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="TTS speech and synthetic noise only (tiny test configuration)",
     )
+    parser.add_argument(
+        "--tts-engines",
+        nargs="+",
+        default=list(CorpusConfig.tts_engines),
+        choices=["espeak", "flite", "festival", "piper"],
+        help="TTS engines for the speech that tops up the real voices",
+    )
     parser.add_argument("--val-mixtures", type=int, default=128)
     parser.add_argument("--test-pairs", type=int, default=50)
     parser.add_argument("--no-progress", action="store_true")
@@ -992,6 +1008,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         workers=args.workers,
         tts_only=args.tts_only,
+        tts_engines=tuple(args.tts_engines),
         val_mixtures=args.val_mixtures,
         test_pairs=args.test_pairs,
         progress=not args.no_progress,

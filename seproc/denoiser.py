@@ -339,7 +339,9 @@ class Denoiser:
                 block2d[:, done : done + size], self._input[:, :size], _FLUSH_BELOW
             )
             self._process_chunk(size)
-            self._read_pos = _kernels.ring_read(self._fifo, self._read_pos, target[:, done:], size)
+            self._read_pos, _ = _kernels.ring_copy(
+                self._fifo, self._read_pos, target[:, done:], 0, size
+            )
             done += size
         if n == 0:
             self._frames_last_call = 0
@@ -363,7 +365,9 @@ class Denoiser:
             size = min(self._max_block_samples, remaining)
             self._input[:, :size] = 0.0
             self._process_chunk(size)
-            self._read_pos = _kernels.ring_read(self._fifo, self._read_pos, tail[:, start:], size)
+            self._read_pos, _ = _kernels.ring_copy(
+                self._fifo, self._read_pos, tail[:, start:], 0, size
+            )
             start += size
             remaining -= size
         self.reset()
@@ -474,7 +478,9 @@ class Denoiser:
         n_samples = n_frames * self._stft.hop_length
         self._synthesizer.process(self._spec, n_frames, self._synthesized)
         outer = self._bridge.to_outer(self._synthesized[:, :n_samples])
-        self._write_pos = _kernels.ring_write(self._fifo, self._write_pos, outer, outer.shape[1])
+        _, self._write_pos = _kernels.ring_copy(
+            outer, 0, self._fifo, self._write_pos, outer.shape[1]
+        )
 
     def _model_rate_frames(self, size: int) -> int:
         """Resample to the model's rate, analyse, run the model, apply its gains."""

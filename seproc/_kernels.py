@@ -390,6 +390,18 @@ def polyphase_resample(history, block, n, taps, up, down, position, out):
 
 
 @_njit()
+def _clamp_gain(gain, min_gain):
+    """Return ``gain`` raised to at least ``min_gain`` and capped at 1 (NaN gives ``min_gain``).
+
+    ``min_gain`` is the attenuation limit, at most 1; a NaN gain comes from a
+    misbehaving model.
+    """
+    if not gain >= min_gain:  # also NaN
+        return min_gain
+    return min(gain, 1.0)
+
+
+@_njit()
 def apply_mask_gain(spec, model_out, min_gain, band_start, band_stop, activity):
     """Apply a mask model's gain to a spectrum in place and measure speech activity.
 
@@ -404,10 +416,7 @@ def apply_mask_gain(spec, model_out, min_gain, band_start, band_stop, activity):
         kept = 0.0
         total = 0.0
         for f in range(n_bins):
-            gain = model_out[t, f]
-            if not gain >= min_gain:  # also NaN
-                gain = min_gain
-            gain = min(gain, 1.0)
+            gain = _clamp_gain(model_out[t, f], min_gain)
             value = spec[t, f]
             if band_start <= f < band_stop:
                 power = value.real * value.real + value.imag * value.imag
@@ -438,9 +447,7 @@ def apply_noise_subtraction(spec, noise_db, min_gain, band_start, band_stop, act
             gain = 0.0
             if magnitude > 0.0:
                 gain = max(1.0 - noise_magnitude / magnitude, 0.0)
-            if not gain >= min_gain:  # also NaN
-                gain = min_gain
-            gain = min(gain, 1.0)
+            gain = _clamp_gain(gain, min_gain)
             if band_start <= f < band_stop:
                 total += power
                 kept += gain * gain * power
@@ -547,10 +554,7 @@ def apply_fullband_gain(spec, model_gain, min_gain, band_start, band_stop, activ
         ref_kept = 0.0
         ref_total = 0.0
         for f in range(n_model_bins):
-            gain = model_gain[t, f]
-            if not gain >= min_gain:  # also NaN
-                gain = min_gain
-            gain = min(gain, 1.0)
+            gain = _clamp_gain(model_gain[t, f], min_gain)
             value = spec[t, f]
             power = value.real * value.real + value.imag * value.imag
             if band_start <= f < band_stop:
@@ -561,10 +565,7 @@ def apply_fullband_gain(spec, model_gain, min_gain, band_start, band_stop, activ
                 ref_kept += gain * gain * power
             spec[t, f] = value * gain
         activity[t] = kept / total if total > 0.0 else 1.0
-        gain = np.sqrt(ref_kept / ref_total) if ref_total > 0.0 else 1.0
-        if not gain >= min_gain:
-            gain = min_gain
-        gain = min(gain, 1.0)
+        gain = _clamp_gain(np.sqrt(ref_kept / ref_total) if ref_total > 0.0 else 1.0, min_gain)
         for f in range(n_model_bins, spec.shape[1]):
             spec[t, f] = spec[t, f] * gain
 

@@ -532,7 +532,7 @@ def ring_copy(source, source_pos, target, target_pos, n):
 # ---------------------------------------------------------------------------
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def apply_fullband_gain(spec, model_gain, min_gain, band_start, band_stop, activity, ref_start):
     """Apply a model's gain below its Nyquist bin and a derived gain above, in place.
 
@@ -570,7 +570,7 @@ def apply_fullband_gain(spec, model_gain, min_gain, band_start, band_stop, activ
             spec[t, f] = spec[t, f] * gain
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def delay_line(history, block, n, out):
     """Write ``block[:, :n]`` delayed by ``history.shape[1]`` samples into ``out[:, :n]``.
 

@@ -1,17 +1,63 @@
 """How seproc's classes and functions declare what a caller sees.
 
-:func:`forwards_keywords_to`, for a function that takes another's keyword parameters
-and passes them on (``live.run`` those of ``LiveClient``), so that their names and
-defaults are declared once, in the function that uses them.
+Two helpers, so that a public name is written once:
+
+- :class:`Setting`, a read-only property in one line, for the settings that an object
+  fixes at construction and only reads back (``channels``, ``max_block_samples``, ...);
+- :func:`forwards_keywords_to`, for a function that takes another's keyword parameters
+  and passes them on (``live.run`` those of ``LiveClient``), so that their names and
+  defaults are declared once, in the function that uses them.
 """
 
 from __future__ import annotations
 
 import inspect
+import operator
 from collections.abc import Callable, Collection
-from typing import TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar, overload
 
+T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., object])
+
+
+class Setting(property, Generic[T]):
+    """A read-only property that returns an attribute the constructor set.
+
+    In a class body, ``channels = Setting[int]("_channels", "Number of channels.")``
+    is the property::
+
+        @property
+        def channels(self) -> int:
+            \"\"\"Number of channels.\"\"\"
+            return self._channels
+
+    in one line. It is a ``property`` (``help()``, documentation tools and
+    ``isinstance`` see one; assigning to it raises ``AttributeError``) whose getter is
+    :func:`operator.attrgetter`. A property that computes its value, or whose meaning
+    takes a paragraph, stays a ``@property``.
+
+    Parameters
+    ----------
+    attribute : str
+        The instance attribute to return (a dotted path reads through parts).
+    doc : str
+        The property's docstring.
+    """
+
+    def __init__(self, attribute: str, doc: str) -> None:
+        super().__init__(operator.attrgetter(attribute))
+        # A subclass's own docstring would shadow the doc that property keeps in its slot.
+        self.__doc__ = doc
+
+    if TYPE_CHECKING:  # what type checkers read: the value's type, not property's Any
+
+        @overload
+        def __get__(self, instance: None, owner: type | None = None, /) -> Setting[T]: ...
+
+        @overload
+        def __get__(self, instance: object, owner: type | None = None, /) -> T: ...
+
+        def __get__(self, instance: object, owner: type | None = None, /) -> T | Setting[T]: ...
 
 
 def forwards_keywords_to(

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from seproc import _kernels
+from seproc._interface import Setting
 from seproc._validation import (
     MAX_SAMPLE_RATE_HZ,
     MIN_SAMPLE_RATE_HZ,
@@ -217,25 +218,12 @@ class Denoiser:
 
     # -- read-only settings -------------------------------------------------------------
 
-    @property
-    def sample_rate(self) -> int:
-        """The host sample rate in Hz."""
-        return self._sample_rate
-
-    @property
-    def channels(self) -> int:
-        """The number of channels."""
-        return self._channels
-
-    @property
-    def model_sample_rate(self) -> int:
-        """The model's native sample rate in Hz."""
-        return self._model.info.sample_rate_hz
-
-    @property
-    def hop_length(self) -> int:
-        """Model-rate samples between STFT frames."""
-        return self._model.info.hop_length
+    sample_rate = Setting[int]("_sample_rate", "The host sample rate in Hz.")
+    channels = Setting[int]("_channels", "The number of channels.")
+    model_sample_rate = Setting[int](
+        "_model.info.sample_rate_hz", "The model's native sample rate in Hz."
+    )
+    hop_length = Setting[int]("_model.info.hop_length", "Model-rate samples between STFT frames.")
 
     @property
     def full_band(self) -> bool:
@@ -249,30 +237,18 @@ class Denoiser:
         """
         return self._full_band
 
-    @property
-    def latency_samples(self) -> int:
-        """How many samples (at ``sample_rate``) the output lags the input."""
-        return self._bridge.latency_samples
-
-    @property
-    def latency_ms(self) -> float:
-        """``latency_samples`` in milliseconds."""
-        return 1000.0 * self.latency_samples / self._sample_rate
-
-    @property
-    def attenuation_limit_db(self) -> float | None:
-        """The most any bin is attenuated, in dB; ``None`` when unlimited."""
-        return self._attenuation_limit_db
-
-    @property
-    def max_block_samples(self) -> int:
-        """The largest block :meth:`process` handles without allocating."""
-        return self._max_block_samples
-
-    @property
-    def model_path(self) -> Path:
-        """The model file in use."""
-        return self._model.path
+    latency_samples = Setting[int](
+        "_bridge.latency_samples",
+        "How many samples (at ``sample_rate``) the output lags the input.",
+    )
+    latency_ms = Setting[float]("_bridge.latency_ms", "``latency_samples`` in milliseconds.")
+    attenuation_limit_db = Setting[float | None](
+        "_attenuation_limit_db", "The most any bin is attenuated, in dB; ``None`` when unlimited."
+    )
+    max_block_samples = Setting[int](
+        "_max_block_samples", "The largest block :meth:`process` handles without allocating."
+    )
+    model_path = Setting[Path]("_model.path", "The model file in use.")
 
     @property
     def speech_activity(self) -> np.ndarray:

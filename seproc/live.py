@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from seproc import _jack_latency, _kernels
-from seproc._interface import forwards_keywords_to
+from seproc._interface import Setting, forwards_keywords_to
 from seproc._validation import positive_int_argument
 from seproc.denoiser import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, Denoiser
 from seproc.errors import ParameterError, SeprocError
@@ -306,10 +306,7 @@ class LiveClient:
         """The client's name as the server registered it (it may add a suffix)."""
         return str(self._client.name)
 
-    @property
-    def channels(self) -> int:
-        """Input/output port pairs."""
-        return self._channels
+    channels = Setting[int]("_channels", "Input/output port pairs.")
 
     @property
     def sample_rate(self) -> int:
@@ -329,7 +326,7 @@ class LiveClient:
     @property
     def latency_ms(self) -> float:
         """:attr:`latency_samples` in milliseconds."""
-        return 1000.0 * self.latency_samples / self.sample_rate
+        return self._chain.denoiser.latency_ms
 
     @property
     def input_ports(self) -> list[str]:
@@ -709,7 +706,7 @@ def run(
         If the server shut the client down during the run (``error.stats`` holds
         the counters up to then).
     LiveError, ParameterError, ModelError
-        As for :class:`LiveClient`, passed on to it by keyword.
+        As for :class:`LiveClient`.
     """
     say = report or (lambda _message: None)
     stop = threading.Event()

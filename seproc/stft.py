@@ -25,6 +25,7 @@ import numpy as np
 import pyfftw
 
 from seproc import _kernels
+from seproc._interface import Setting
 from seproc._validation import as_audio_block, as_signal, check_float_dtype, check_int
 from seproc.errors import ParameterError
 
@@ -297,55 +298,30 @@ class STFT:
 
     # -- read-only settings ---------------------------------------------------------------
 
-    @property
-    def n_fft(self) -> int:
-        """FFT size in samples."""
-        return self._n_fft
-
-    @property
-    def hop_length(self) -> int:
-        """Samples between frames."""
-        return self._hop_length
-
-    @property
-    def win_length(self) -> int:
-        """Window length in samples (the non-zero support of ``window``)."""
-        return self._win_length
+    n_fft = Setting[int]("_n_fft", "FFT size in samples.")
+    hop_length = Setting[int]("_hop_length", "Samples between frames.")
+    win_length = Setting[int](
+        "_win_length", "Window length in samples (the non-zero support of ``window``)."
+    )
 
     @property
     def n_bins(self) -> int:
         """Frequency bins per frame, ``n_fft // 2 + 1``."""
         return self._n_fft // 2 + 1
 
-    @property
-    def dtype(self) -> np.dtype:
-        """Real dtype of signals and windows (float32 or float64)."""
-        return self._dtype
-
-    @property
-    def complex_dtype(self) -> np.dtype:
-        """Dtype of spectra (complex64 or complex128)."""
-        return self._complex_dtype
-
-    @property
-    def window_name(self) -> str:
-        """The window's name, as passed."""
-        return self._window_name
-
-    @property
-    def window(self) -> np.ndarray:
-        """Analysis window, ``n_fft`` samples, zero-padded centred (read-only)."""
-        return self._window
-
-    @property
-    def synthesis_window(self) -> np.ndarray:
-        """Synthesis window (canonical dual of ``window``), ``n_fft`` samples (read-only)."""
-        return self._synthesis_window
-
-    @property
-    def planner_effort(self) -> str:
-        """FFTW planning effort."""
-        return self._planner_effort
+    dtype = Setting[np.dtype]("_dtype", "Real dtype of signals and windows (float32 or float64).")
+    complex_dtype = Setting[np.dtype](
+        "_complex_dtype", "Dtype of spectra (complex64 or complex128)."
+    )
+    window_name = Setting[str]("_window_name", "The window's name, as passed.")
+    window = Setting[np.ndarray](
+        "_window", "Analysis window, ``n_fft`` samples, zero-padded centred (read-only)."
+    )
+    synthesis_window = Setting[np.ndarray](
+        "_synthesis_window",
+        "Synthesis window (canonical dual of ``window``), ``n_fft`` samples (read-only).",
+    )
+    planner_effort = Setting[str]("_planner_effort", "FFTW planning effort.")
 
     @property
     def latency_samples(self) -> int:
@@ -543,20 +519,13 @@ class StreamingAnalyzer:
         self._args = (hop, stft._window, stft._pad_left, stft.win_length, self._forward.real)
         self.reset()
 
-    @property
-    def channels(self) -> int:
-        """Channels per block."""
-        return self._channels
-
-    @property
-    def max_block_samples(self) -> int:
-        """The largest block :meth:`process` accepts."""
-        return self._max_block_samples
-
-    @property
-    def max_frames(self) -> int:
-        """The most frames one :meth:`process` call can complete."""
-        return self._max_frames
+    channels = Setting[int]("_channels", "Channels per block.")
+    max_block_samples = Setting[int](
+        "_max_block_samples", "The largest block :meth:`process` accepts."
+    )
+    max_frames = Setting[int](
+        "_max_frames", "The most frames one :meth:`process` call can complete."
+    )
 
     def reset(self) -> None:
         """Start a new stream: the history becomes ``latency_samples`` zeros."""
@@ -656,15 +625,8 @@ class StreamingSynthesizer:
         )
         self.reset()
 
-    @property
-    def channels(self) -> int:
-        """Channels per spectrum."""
-        return self._channels
-
-    @property
-    def max_frames(self) -> int:
-        """The most frames one :meth:`process` call takes."""
-        return self._max_frames
+    channels = Setting[int]("_channels", "Channels per spectrum.")
+    max_frames = Setting[int]("_max_frames", "The most frames one :meth:`process` call takes.")
 
     def reset(self) -> None:
         """Start a new stream: clear the overlap-add accumulator."""

@@ -143,46 +143,26 @@ class Denoiser:
                 f"Model {info.path} uses lookahead_frames={info.lookahead_frames}; this seproc "
                 "runs causal models (lookahead_frames=0) only."
             )
+        model_framing = (info.n_fft, info.hop_length, info.win_length)
         framing = None
         if info.formulation == "mask":  # the high bands follow a mask's gains
-            framing = host_framing(
-                self._sample_rate, info.sample_rate_hz, info.n_fft, info.hop_length, info.win_length
-            )
+            framing = host_framing(self._sample_rate, info.sample_rate_hz, *model_framing)
         self._full_band = framing is not None
-        n_fft, hop_length, win_length = framing or (info.n_fft, info.hop_length, info.win_length)
+        n_fft, hop_length, win_length = framing or model_framing
         # The STFT runs at the host rate when the model's framing scales to whole host
         # samples (seproc.highband), else at the model's rate between two resamplers.
         stft_rate_hz = self._sample_rate if self._full_band else info.sample_rate_hz
-        # FFTW_MEASURE times candidate algorithms, so two processes may pick different
-        # ones and disagree in the last bit; ESTIMATE picks the same one every time, so
-        # one input gives the same output bytes in every process (the Ray engine and
-        # the local one, a rerun and the first run).
-        self._stft = STFT(
-            n_fft=n_fft,
-            hop_length=hop_length,
-            win_length=win_length,
-            window=info.window,
-            dtype=np.float32,
-            planner_effort="FFTW_ESTIMATE",
-        )
+        self._stft = _stream_stft((n_fft, hop_length, win_length), info.window)
         self._features = LogPowerFeatures(
             info.feature_mean_db, info.feature_std_db, amin=info.feature_amin
         )
         self._model_frames = None
         host_delay_samples = 0
         if self._full_band:
-            model_stft = STFT(
-                n_fft=info.n_fft,
-                hop_length=info.hop_length,
-                win_length=info.win_length,
-                window=info.window,
-                dtype=np.float32,
-                planner_effort="FFTW_ESTIMATE",
-            )
             self._model_frames = ModelRateFrames(
                 self._sample_rate,
                 info.sample_rate_hz,
-                model_stft,
+                _stream_stft(model_framing, info.window),
                 hop_length,
                 self._channels,
                 self._max_block_samples,
@@ -526,6 +506,25 @@ class Denoiser:
                 for out in _layouts(np.zeros((channels, size), dtype), read_only=False):
                     self.process(np.zeros((channels, size), np.float32), out=out)
         self.reset()
+
+
+def _stream_stft(framing: tuple[int, int, int], window: str) -> STFT:
+    """Return a float32 STFT of ``(n_fft, hop_length, win_length)``, planned with FFTW_ESTIMATE.
+
+    FFTW_MEASURE times candidate algorithms, so two processes may pick different ones
+    and disagree in the last bit; ESTIMATE picks the same one every time, so one input
+    gives the same output bytes in every process (the Ray engine and the local one, a
+    rerun and the first run).
+    """
+    n_fft, hop_length, win_length = framing
+    return STFT(
+        n_fft=n_fft,
+        hop_length=hop_length,
+        win_length=win_length,
+        window=window,
+        dtype=np.float32,
+        planner_effort="FFTW_ESTIMATE",
+    )
 
 
 def _layouts(array: np.ndarray, *, read_only: bool) -> list[np.ndarray]:

@@ -26,7 +26,13 @@ import pyfftw
 
 from seproc import _kernels
 from seproc._interface import Setting
-from seproc._validation import as_audio_block, as_signal, check_float_dtype, check_int
+from seproc._validation import (
+    as_audio_block,
+    as_signal,
+    check_float_dtype,
+    check_int,
+    check_stream_buffer,
+)
 from seproc.errors import ParameterError
 
 __all__ = ["PLANNER_EFFORTS", "STFT", "WINDOWS", "StreamingAnalyzer", "StreamingSynthesizer"]
@@ -566,20 +572,15 @@ class StreamingAnalyzer:
         stft = self._stft
         total = self._filled + n
         frames = (total - stft.win_length) // stft.hop_length + 1 if total >= stft.win_length else 0
-        if (
-            not isinstance(out, np.ndarray)
-            or out.dtype != stft.complex_dtype
-            or out.ndim != 3
-            or out.shape[0] != self._channels
-            or out.shape[1] < frames
-            or out.shape[2] != stft.n_bins
-        ):
-            raise ParameterError(
-                f"Parameter out must be a {stft.complex_dtype} array of shape "
-                f"({self._channels}, >= {frames}, {stft.n_bins}), e.g. "
-                f"({self._channels}, {self._max_frames}, {stft.n_bins}); got "
-                f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}."
-            )
+        check_stream_buffer(
+            out,
+            "out",
+            stft.complex_dtype,
+            self._channels,
+            frames,
+            rest=(stft.n_bins,),
+            example=(self._channels, self._max_frames, stft.n_bins),
+        )
         frames, filled = _kernels.analysis_push(self._history, self._filled, block2d, *self._args)
         if frames < 0:
             raise ParameterError(
@@ -663,32 +664,9 @@ class StreamingSynthesizer:
                 f"Parameter n_frames={n_frames} must be between 0 and max_frames="
                 f"{self._max_frames}; make a synthesizer with a larger max_frames."
             )
-        if (
-            not isinstance(spec, np.ndarray)
-            or spec.dtype.kind != "c"
-            or spec.ndim != 3
-            or spec.shape[0] != self._channels
-            or spec.shape[1] < n_frames
-            or spec.shape[2] != stft.n_bins
-        ):
-            raise ParameterError(
-                f"Parameter spec must be a complex array of shape ({self._channels}, "
-                f">= {n_frames}, {stft.n_bins}); got "
-                f"{getattr(spec, 'dtype', type(spec).__name__)} {getattr(spec, 'shape', '')}."
-            )
+        check_stream_buffer(spec, "spec", "complex", self._channels, n_frames, (stft.n_bins,))
         n_samples = n_frames * stft.hop_length
-        if (
-            not isinstance(out, np.ndarray)
-            or out.dtype.kind != "f"
-            or out.ndim != 2
-            or out.shape[0] != self._channels
-            or out.shape[1] < n_samples
-        ):
-            raise ParameterError(
-                f"Parameter out must be a float array of shape ({self._channels}, "
-                f">= {n_samples}); got {getattr(out, 'dtype', type(out).__name__)} "
-                f"{getattr(out, 'shape', '')}."
-            )
+        check_stream_buffer(out, "out", "float", self._channels, n_samples)
         if n_frames == 0:
             return 0
         _kernels.spec_to_rows(spec, 0, n_frames, stft.n_bins, self._inverse.spec)

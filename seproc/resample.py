@@ -125,7 +125,9 @@ class StreamResampler:
     Raises
     ------
     ParameterError
-        If an argument is out of range.
+        If a rate is not a whole number of Hz, ``channels`` or ``max_block_samples``
+        is below 1, ``dtype`` or ``quality`` is not one of its values, or
+        ``extra_delay_samples`` is off the fine grid or makes the delay negative.
 
     Notes
     -----
@@ -425,7 +427,8 @@ class RateBridge:
     Raises
     ------
     ParameterError
-        If an argument is out of range.
+        If a rate is not a whole number of Hz, ``channels``, ``max_block_samples`` or
+        ``inner_block_samples`` is below 1, or ``inner_delay_samples`` below 0.
 
     Notes
     -----

@@ -390,6 +390,18 @@ def polyphase_resample(history, block, n, taps, up, down, position, out):
 
 
 @_njit()
+def _clamp_gain(gain, min_gain):
+    """Return ``gain`` raised to at least ``min_gain`` and capped at 1 (NaN gives ``min_gain``).
+
+    ``min_gain`` is the attenuation limit, at most 1; a NaN gain comes from a
+    misbehaving model.
+    """
+    if not gain >= min_gain:  # also NaN
+        return min_gain
+    return min(gain, 1.0)
+
+
+@_njit()
 def apply_mask_gain(spec, model_out, min_gain, band_start, band_stop, activity):
     """Apply a mask model's gain to a spectrum in place and measure speech activity.
 
@@ -404,10 +416,7 @@ def apply_mask_gain(spec, model_out, min_gain, band_start, band_stop, activity):
         kept = 0.0
         total = 0.0
         for f in range(n_bins):
-            gain = model_out[t, f]
-            if not gain >= min_gain:  # also NaN
-                gain = min_gain
-            gain = min(gain, 1.0)
+            gain = _clamp_gain(model_out[t, f], min_gain)
             value = spec[t, f]
             if band_start <= f < band_stop:
                 power = value.real * value.real + value.imag * value.imag
@@ -438,9 +447,7 @@ def apply_noise_subtraction(spec, noise_db, min_gain, band_start, band_stop, act
             gain = 0.0
             if magnitude > 0.0:
                 gain = max(1.0 - noise_magnitude / magnitude, 0.0)
-            if not gain >= min_gain:  # also NaN
-                gain = min_gain
-            gain = min(gain, 1.0)
+            gain = _clamp_gain(gain, min_gain)
             if band_start <= f < band_stop:
                 total += power
                 kept += gain * gain * power
@@ -494,31 +501,30 @@ def all_finite(block):
 
 
 @_njit()
-def ring_write(ring, write_pos, source, n):
-    """Append ``source[:, :n]`` to a ring buffer at ``write_pos``; return the new position."""
-    channels, capacity = ring.shape
-    pos = write_pos
-    for i in range(n):
-        for c in range(channels):
-            ring[c, pos] = source[c, i]
-        pos += 1
-        if pos == capacity:
-            pos = 0
-    return pos
+def ring_copy(source, source_pos, target, target_pos, n):
+    """Copy ``n`` samples of every channel from ``source`` to ``target``, both rings.
 
-
-@_njit()
-def ring_read(ring, read_pos, target, n):
-    """Move ``n`` samples from a ring buffer at ``read_pos`` into ``target[:, :n]``."""
-    channels, capacity = ring.shape
-    pos = read_pos
-    for i in range(n):
+    Sample ``i`` goes from ``source[:, (source_pos + i) % width]`` to
+    ``target[:, (target_pos + i) % width]``, each with its own width
+    (``shape[1]``); returns ``(source_pos, target_pos)`` after the ``n`` samples.
+    A flat block is a ring read or written from 0 that never wraps (its width is
+    at least ``n``), so one kernel appends a block to a ring buffer
+    (``ring_copy(block, 0, ring, write_pos, n)``) and takes it out again
+    (``ring_copy(ring, read_pos, block, 0, n)``).
+    """
+    channels = target.shape[0]
+    source_width = source.shape[1]
+    target_width = target.shape[1]
+    for _ in range(n):
         for c in range(channels):
-            target[c, i] = ring[c, pos]
-        pos += 1
-        if pos == capacity:
-            pos = 0
-    return pos
+            target[c, target_pos] = source[c, source_pos]
+        source_pos += 1
+        if source_pos == source_width:
+            source_pos = 0
+        target_pos += 1
+        if target_pos == target_width:
+            target_pos = 0
+    return source_pos, target_pos
 
 
 # ---------------------------------------------------------------------------
@@ -526,7 +532,7 @@ def ring_read(ring, read_pos, target, n):
 # ---------------------------------------------------------------------------
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def apply_fullband_gain(spec, model_gain, min_gain, band_start, band_stop, activity, ref_start):
     """Apply a model's gain below its Nyquist bin and a derived gain above, in place.
 
@@ -548,10 +554,7 @@ def apply_fullband_gain(spec, model_gain, min_gain, band_start, band_stop, activ
         ref_kept = 0.0
         ref_total = 0.0
         for f in range(n_model_bins):
-            gain = model_gain[t, f]
-            if not gain >= min_gain:  # also NaN
-                gain = min_gain
-            gain = min(gain, 1.0)
+            gain = _clamp_gain(model_gain[t, f], min_gain)
             value = spec[t, f]
             power = value.real * value.real + value.imag * value.imag
             if band_start <= f < band_stop:
@@ -562,15 +565,12 @@ def apply_fullband_gain(spec, model_gain, min_gain, band_start, band_stop, activ
                 ref_kept += gain * gain * power
             spec[t, f] = value * gain
         activity[t] = kept / total if total > 0.0 else 1.0
-        gain = np.sqrt(ref_kept / ref_total) if ref_total > 0.0 else 1.0
-        if not gain >= min_gain:
-            gain = min_gain
-        gain = min(gain, 1.0)
+        gain = _clamp_gain(np.sqrt(ref_kept / ref_total) if ref_total > 0.0 else 1.0, min_gain)
         for f in range(n_model_bins, spec.shape[1]):
             spec[t, f] = spec[t, f] * gain
 
 
-@nb.njit(cache=_CACHE)
+@_njit()
 def delay_line(history, block, n, out):
     """Write ``block[:, :n]`` delayed by ``history.shape[1]`` samples into ``out[:, :n]``.
 

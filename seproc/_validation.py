@@ -27,6 +27,7 @@ __all__ = [
     "check_int",
     "check_positive_int",
     "check_sample_rate",
+    "check_stream_buffer",
     "max_threads",
     "positive_int_argument",
 ]
@@ -39,6 +40,7 @@ MAX_SAMPLE_RATE_HZ = 96000
 """The highest sample rate, host or model, that seproc runs at."""
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_DTYPE_KINDS = {"float": "f", "complex": "c"}
 
 
 def check_int(
@@ -383,6 +385,63 @@ def as_output_block(
             "array. The stream state is unchanged."
         )
     return target
+
+
+def check_stream_buffer(
+    value: object,
+    name: str,
+    dtype: np.dtype | str,
+    channels: int,
+    length: int,
+    rest: tuple[int, ...] = (),
+    example: tuple[int, ...] | None = None,
+) -> None:
+    """Refuse ``value`` unless it is an array of shape ``(channels, >= length, *rest)``.
+
+    For the arrays a streaming object reads its input from or writes its output into:
+    only their first ``length`` columns are used, so a longer, preallocated array fits.
+
+    Parameters
+    ----------
+    value : object
+        What the caller passed.
+    name : str
+        The argument's name, for error messages.
+    dtype : np.dtype or {"float", "complex"}
+        The dtype it must have, or the kind of dtype.
+    channels : int
+        The size its first axis must have.
+    length : int
+        The least size of its second axis.
+    rest : tuple of int
+        The sizes of its further axes.
+    example : tuple of int or None
+        A shape that always fits, named in the message.
+
+    Raises
+    ------
+    ParameterError
+        If ``value`` is not a numpy array of that dtype and shape.
+    """
+    if (
+        isinstance(value, np.ndarray)
+        and (
+            value.dtype.kind == _DTYPE_KINDS[dtype]
+            if isinstance(dtype, str)
+            else value.dtype == dtype
+        )
+        and value.ndim == 2 + len(rest)
+        and value.shape[0] == channels
+        and value.shape[1] >= length
+        and value.shape[2:] == tuple(rest)
+    ):
+        return
+    shape = ", ".join([str(channels), f">= {length}", *map(str, rest)])
+    hint = "" if example is None else f", e.g. {example}"
+    raise ParameterError(
+        f"Parameter {name} must be a {dtype} array of shape ({shape}){hint}; got "
+        f"{getattr(value, 'dtype', type(value).__name__)} {getattr(value, 'shape', '')}."
+    )
 
 
 def _same_view(a: np.ndarray, b: np.ndarray) -> bool:

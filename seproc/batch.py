@@ -49,6 +49,7 @@ from seproc._files import (
     remove_stale_temporaries,
     temporary_prefix,
 )
+from seproc._interface import forwards_keywords_to
 from seproc.errors import ParameterError, SeprocError, one_line
 
 __all__ = [
@@ -136,44 +137,6 @@ class BatchSummary:
             f"{self.wall_s:.1f} s ({self.audio_hours_per_wall_hour:.1f} audio-hours per "
             f"wall-hour); manifest {self.manifest}"
         )
-
-
-def denoise_folder_ray(
-    in_dir: str | Path,
-    out_dir: str | Path,
-    *,
-    address: str | None = None,
-    num_workers: int | None = None,
-    model: str | Path | None = None,
-    attenuation_limit_db: float | None = None,
-    block_samples: int = DEFAULT_FILE_BLOCK_SAMPLES,
-    subtype: str | None = None,
-    overwrite: bool = False,
-) -> int:
-    """Run :func:`denoise_corpus`, print its summary line, return the exit status.
-
-    This is what ``seproc denoise IN_DIR OUT_DIR --engine ray`` runs; the
-    parameters are those of :func:`denoise_corpus`.
-
-    Returns
-    -------
-    int
-        0 when every file was denoised or skipped, 1 when any failed.
-    """
-    summary = denoise_corpus(
-        in_dir,
-        out_dir,
-        address=address,
-        num_workers=num_workers,
-        model=model,
-        attenuation_limit_db=attenuation_limit_db,
-        block_samples=block_samples,
-        subtype=subtype,
-        overwrite=overwrite,
-        on_skip=lambda line: print(f"seproc: {line}", file=sys.stderr, flush=True),
-    )
-    print(summary.line(), flush=True)
-    return summary.exit_code
 
 
 def denoise_corpus(
@@ -324,6 +287,29 @@ def denoise_corpus(
         wall_s=time.perf_counter() - started,
         manifest=manifest,
     )
+
+
+@forwards_keywords_to(denoise_corpus, leave_out=("on_skip", "_stop_after_files"))
+def denoise_folder_ray(in_dir: str | Path, out_dir: str | Path, **settings: Any) -> int:
+    """Run :func:`denoise_corpus`, print its summary line, return the exit status.
+
+    This is what ``seproc denoise IN_DIR OUT_DIR --engine ray`` runs. The
+    parameters are those of :func:`denoise_corpus`, passed on by keyword, but
+    ``on_skip``: each entry left out is printed to stderr.
+
+    Returns
+    -------
+    int
+        0 when every file was denoised or skipped, 1 when any failed.
+    """
+    summary = denoise_corpus(
+        in_dir,
+        out_dir,
+        **settings,
+        on_skip=lambda line: print(f"seproc: {line}", file=sys.stderr, flush=True),
+    )
+    print(summary.line(), flush=True)
+    return summary.exit_code
 
 
 def read_manifest(path: str | Path) -> list[dict[str, str]]:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from seproc import _kernels
+from seproc._interface import Setting
 from seproc._validation import (
     MAX_SAMPLE_RATE_HZ,
     MIN_SAMPLE_RATE_HZ,
@@ -142,46 +143,26 @@ class Denoiser:
                 f"Model {info.path} uses lookahead_frames={info.lookahead_frames}; this seproc "
                 "runs causal models (lookahead_frames=0) only."
             )
+        model_framing = (info.n_fft, info.hop_length, info.win_length)
         framing = None
         if info.formulation == "mask":  # the high bands follow a mask's gains
-            framing = host_framing(
-                self._sample_rate, info.sample_rate_hz, info.n_fft, info.hop_length, info.win_length
-            )
+            framing = host_framing(self._sample_rate, info.sample_rate_hz, *model_framing)
         self._full_band = framing is not None
-        n_fft, hop_length, win_length = framing or (info.n_fft, info.hop_length, info.win_length)
+        n_fft, hop_length, win_length = framing or model_framing
         # The STFT runs at the host rate when the model's framing scales to whole host
         # samples (seproc.highband), else at the model's rate between two resamplers.
         stft_rate_hz = self._sample_rate if self._full_band else info.sample_rate_hz
-        # FFTW_MEASURE times candidate algorithms, so two processes may pick different
-        # ones and disagree in the last bit; ESTIMATE picks the same one every time, so
-        # one input gives the same output bytes in every process (the Ray engine and
-        # the local one, a rerun and the first run).
-        self._stft = STFT(
-            n_fft=n_fft,
-            hop_length=hop_length,
-            win_length=win_length,
-            window=info.window,
-            dtype=np.float32,
-            planner_effort="FFTW_ESTIMATE",
-        )
+        self._stft = _stream_stft((n_fft, hop_length, win_length), info.window)
         self._features = LogPowerFeatures(
             info.feature_mean_db, info.feature_std_db, amin=info.feature_amin
         )
         self._model_frames = None
         host_delay_samples = 0
         if self._full_band:
-            model_stft = STFT(
-                n_fft=info.n_fft,
-                hop_length=info.hop_length,
-                win_length=info.win_length,
-                window=info.window,
-                dtype=np.float32,
-                planner_effort="FFTW_ESTIMATE",
-            )
             self._model_frames = ModelRateFrames(
                 self._sample_rate,
                 info.sample_rate_hz,
-                model_stft,
+                _stream_stft(model_framing, info.window),
                 hop_length,
                 self._channels,
                 self._max_block_samples,
@@ -217,25 +198,12 @@ class Denoiser:
 
     # -- read-only settings -------------------------------------------------------------
 
-    @property
-    def sample_rate(self) -> int:
-        """The host sample rate in Hz."""
-        return self._sample_rate
-
-    @property
-    def channels(self) -> int:
-        """The number of channels."""
-        return self._channels
-
-    @property
-    def model_sample_rate(self) -> int:
-        """The model's native sample rate in Hz."""
-        return self._model.info.sample_rate_hz
-
-    @property
-    def hop_length(self) -> int:
-        """Model-rate samples between STFT frames."""
-        return self._model.info.hop_length
+    sample_rate = Setting[int]("_sample_rate", "The host sample rate in Hz.")
+    channels = Setting[int]("_channels", "The number of channels.")
+    model_sample_rate = Setting[int](
+        "_model.info.sample_rate_hz", "The model's native sample rate in Hz."
+    )
+    hop_length = Setting[int]("_model.info.hop_length", "Model-rate samples between STFT frames.")
 
     @property
     def full_band(self) -> bool:
@@ -249,30 +217,18 @@ class Denoiser:
         """
         return self._full_band
 
-    @property
-    def latency_samples(self) -> int:
-        """How many samples (at ``sample_rate``) the output lags the input."""
-        return self._bridge.latency_samples
-
-    @property
-    def latency_ms(self) -> float:
-        """``latency_samples`` in milliseconds."""
-        return 1000.0 * self.latency_samples / self._sample_rate
-
-    @property
-    def attenuation_limit_db(self) -> float | None:
-        """The most any bin is attenuated, in dB; ``None`` when unlimited."""
-        return self._attenuation_limit_db
-
-    @property
-    def max_block_samples(self) -> int:
-        """The largest block :meth:`process` handles without allocating."""
-        return self._max_block_samples
-
-    @property
-    def model_path(self) -> Path:
-        """The model file in use."""
-        return self._model.path
+    latency_samples = Setting[int](
+        "_bridge.latency_samples",
+        "How many samples (at ``sample_rate``) the output lags the input.",
+    )
+    latency_ms = Setting[float]("_bridge.latency_ms", "``latency_samples`` in milliseconds.")
+    attenuation_limit_db = Setting[float | None](
+        "_attenuation_limit_db", "The most any bin is attenuated, in dB; ``None`` when unlimited."
+    )
+    max_block_samples = Setting[int](
+        "_max_block_samples", "The largest block :meth:`process` handles without allocating."
+    )
+    model_path = Setting[Path]("_model.path", "The model file in use.")
 
     @property
     def speech_activity(self) -> np.ndarray:
@@ -339,7 +295,9 @@ class Denoiser:
                 block2d[:, done : done + size], self._input[:, :size], _FLUSH_BELOW
             )
             self._process_chunk(size)
-            self._read_pos = _kernels.ring_read(self._fifo, self._read_pos, target[:, done:], size)
+            self._read_pos, _ = _kernels.ring_copy(
+                self._fifo, self._read_pos, target[:, done:], 0, size
+            )
             done += size
         if n == 0:
             self._frames_last_call = 0
@@ -363,7 +321,9 @@ class Denoiser:
             size = min(self._max_block_samples, remaining)
             self._input[:, :size] = 0.0
             self._process_chunk(size)
-            self._read_pos = _kernels.ring_read(self._fifo, self._read_pos, tail[:, start:], size)
+            self._read_pos, _ = _kernels.ring_copy(
+                self._fifo, self._read_pos, tail[:, start:], 0, size
+            )
             start += size
             remaining -= size
         self.reset()
@@ -474,7 +434,9 @@ class Denoiser:
         n_samples = n_frames * self._stft.hop_length
         self._synthesizer.process(self._spec, n_frames, self._synthesized)
         outer = self._bridge.to_outer(self._synthesized[:, :n_samples])
-        self._write_pos = _kernels.ring_write(self._fifo, self._write_pos, outer, outer.shape[1])
+        _, self._write_pos = _kernels.ring_copy(
+            outer, 0, self._fifo, self._write_pos, outer.shape[1]
+        )
 
     def _model_rate_frames(self, size: int) -> int:
         """Resample to the model's rate, analyse, run the model, apply its gains."""
@@ -544,6 +506,25 @@ class Denoiser:
                 for out in _layouts(np.zeros((channels, size), dtype), read_only=False):
                     self.process(np.zeros((channels, size), np.float32), out=out)
         self.reset()
+
+
+def _stream_stft(framing: tuple[int, int, int], window: str) -> STFT:
+    """Return a float32 STFT of ``(n_fft, hop_length, win_length)``, planned with FFTW_ESTIMATE.
+
+    FFTW_MEASURE times candidate algorithms, so two processes may pick different ones
+    and disagree in the last bit; ESTIMATE picks the same one every time, so one input
+    gives the same output bytes in every process (the Ray engine and the local one, a
+    rerun and the first run).
+    """
+    n_fft, hop_length, win_length = framing
+    return STFT(
+        n_fft=n_fft,
+        hop_length=hop_length,
+        win_length=win_length,
+        window=window,
+        dtype=np.float32,
+        planner_effort="FFTW_ESTIMATE",
+    )
 
 
 def _layouts(array: np.ndarray, *, read_only: bool) -> list[np.ndarray]:

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from seproc import _kernels
+from seproc._interface import Setting
 from seproc._validation import check_float_dtype
 from seproc.errors import ParameterError
 
@@ -194,25 +195,10 @@ class LogPowerFeatures:
         """Bins per frame."""
         return self._mean_db.size
 
-    @property
-    def mean_db(self) -> np.ndarray:
-        """Per-bin mean in dB (read-only)."""
-        return self._mean_db
-
-    @property
-    def std_db(self) -> np.ndarray:
-        """Per-bin standard deviation in dB (read-only)."""
-        return self._std_db
-
-    @property
-    def amin(self) -> float:
-        """Power floor before the log."""
-        return self._amin
-
-    @property
-    def dtype(self) -> np.dtype:
-        """Dtype of the features."""
-        return self._dtype
+    mean_db = Setting[np.ndarray]("_mean_db", "Per-bin mean in dB (read-only).")
+    std_db = Setting[np.ndarray]("_std_db", "Per-bin standard deviation in dB (read-only).")
+    amin = Setting[float]("_amin", "Power floor before the log.")
+    dtype = Setting[np.dtype]("_dtype", "Dtype of the features.")
 
     def compute(self, spec: np.ndarray, out: np.ndarray, db_out: np.ndarray | None = None) -> None:
         """Write the normalised features of ``spec`` into ``out`` (no allocation).

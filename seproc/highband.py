@@ -29,6 +29,7 @@ from fractions import Fraction
 import numpy as np
 
 from seproc import _kernels
+from seproc._interface import Setting
 from seproc.resample import StreamResampler
 from seproc.stft import STFT
 
@@ -128,15 +129,13 @@ class ModelRateFrames:
                 f"model-rate frames lead host frames by {lead.min()}..{lead.max()}"
             )
 
-    @property
-    def host_delay_samples(self) -> int:
-        """How many host samples the host signal must be delayed to line the frames up."""
-        return self._host_delay_samples
-
-    @property
-    def max_frames(self) -> int:
-        """The most model-rate frames one :meth:`process` call completes."""
-        return self._analyzer.max_frames
+    host_delay_samples = Setting[int](
+        "_host_delay_samples",
+        "How many host samples the host signal must be delayed to line the frames up.",
+    )
+    max_frames = Setting[int](
+        "_analyzer.max_frames", "The most model-rate frames one :meth:`process` call completes."
+    )
 
     def reset(self) -> None:
         """Start a new stream."""
@@ -178,10 +177,10 @@ class HighBandGain:
         self._reference_band_hz = (self._reference_start * bin_hz, (n_model_bins - 1) * bin_hz)
         self._activity_bins = activity_bins
 
-    @property
-    def reference_band_hz(self) -> tuple[float, float]:
-        """The first and last model bins (in Hz) whose kept share sets the high band's gain."""
-        return self._reference_band_hz
+    reference_band_hz = Setting[tuple[float, float]](
+        "_reference_band_hz",
+        "The first and last model bins (in Hz) whose kept share sets the high band's gain.",
+    )
 
     def apply(
         self, spec: np.ndarray, model_gain: np.ndarray, min_gain: float, activity: np.ndarray

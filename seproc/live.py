@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from seproc import _jack_latency, _kernels
+from seproc._interface import Setting, forwards_keywords_to
 from seproc._validation import positive_int_argument
 from seproc.denoiser import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, Denoiser
 from seproc.errors import ParameterError, SeprocError
@@ -305,10 +306,7 @@ class LiveClient:
         """The client's name as the server registered it (it may add a suffix)."""
         return str(self._client.name)
 
-    @property
-    def channels(self) -> int:
-        """Input/output port pairs."""
-        return self._channels
+    channels = Setting[int]("_channels", "Input/output port pairs.")
 
     @property
     def sample_rate(self) -> int:
@@ -328,7 +326,7 @@ class LiveClient:
     @property
     def latency_ms(self) -> float:
         """:attr:`latency_samples` in milliseconds."""
-        return 1000.0 * self.latency_samples / self.sample_rate
+        return self._chain.denoiser.latency_ms
 
     @property
     def input_ports(self) -> list[str]:
@@ -672,26 +670,20 @@ def _open_client(jack: Any, name: str, server: str | None) -> Any:
         jack.set_info_function(None)
 
 
+@forwards_keywords_to(LiveClient)
 def run(
     *,
-    channels: int = 1,
-    attenuation_limit_db: float | None = None,
-    model: str | Path | None = None,
-    name: str = DEFAULT_CLIENT_NAME,
-    server: str | None = None,
-    connect_input: Sequence[str] = (),
-    connect_output: Sequence[str] = (),
-    bypass: bool = False,
     duration_s: float | None = None,
     report: Callable[[str], object] | None = None,
     handle_signals: bool = True,
+    **client_settings: Any,
 ) -> LiveStats:
     """Run a :class:`LiveClient` until Ctrl-C, SIGTERM or ``duration_s``; return its stats.
 
     Parameters
     ----------
     channels, attenuation_limit_db, model, name, server, connect_input, connect_output, bypass
-        As for :class:`LiveClient`.
+        As for :class:`LiveClient`, passed on to it by keyword.
     duration_s : float or None
         Stop after this many seconds; ``None`` runs until a signal.
     report : callable or None
@@ -718,16 +710,7 @@ def run(
     """
     say = report or (lambda _message: None)
     stop = threading.Event()
-    client = LiveClient(
-        channels=channels,
-        attenuation_limit_db=attenuation_limit_db,
-        model=model,
-        name=name,
-        server=server,
-        connect_input=connect_input,
-        connect_output=connect_output,
-        bypass=bypass,
-    )
+    client = LiveClient(**client_settings)
     previous: dict[int, Any] = {}
     flags = {"toggle": 0}
 

@@ -27,6 +27,7 @@ import numpy as np
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import onnxruntime as ort
 
+from seproc._interface import Setting
 from seproc._validation import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, check_int, max_threads
 from seproc.errors import ModelError
 
@@ -214,15 +215,8 @@ class OnnxModel:
         self._session = _open_session(self._path, num_threads)
         self._info = _read_info(self._path, self._session)
 
-    @property
-    def info(self) -> ModelInfo:
-        """The model's validated metadata."""
-        return self._info
-
-    @property
-    def path(self) -> Path:
-        """The model file."""
-        return self._path
+    info = Setting[ModelInfo]("_info", "The model's validated metadata.")
+    path = Setting[Path]("_path", "The model file.")
 
     def new_state(self) -> ModelState:
         """Return zeroed streaming state for one new stream."""

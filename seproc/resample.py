@@ -38,6 +38,7 @@ from fractions import Fraction
 import numpy as np
 
 from seproc import _kernels
+from seproc._interface import Setting
 from seproc._validation import check_int, check_sample_rate
 from seproc.errors import ParameterError
 
@@ -124,7 +125,9 @@ class StreamResampler:
     Raises
     ------
     ParameterError
-        If an argument is out of range.
+        If a rate is not a whole number of Hz, ``channels`` or ``max_block_samples``
+        is below 1, ``dtype`` or ``quality`` is not one of its values, or
+        ``extra_delay_samples`` is off the fine grid or makes the delay negative.
 
     Notes
     -----
@@ -200,40 +203,22 @@ class StreamResampler:
 
     # -- read-only settings -------------------------------------------------------------
 
-    @property
-    def in_rate_hz(self) -> int:
-        """Input sample rate in Hz."""
-        return self._in_rate_hz
-
-    @property
-    def out_rate_hz(self) -> int:
-        """Output sample rate in Hz."""
-        return self._out_rate_hz
-
-    @property
-    def channels(self) -> int:
-        """Number of channels."""
-        return self._channels
-
-    @property
-    def max_block_samples(self) -> int:
-        """The largest input block processed in one pass."""
-        return self._max_block_samples
-
-    @property
-    def quality(self) -> str:
-        """The quality setting."""
-        return self._quality
+    in_rate_hz = Setting[int]("_in_rate_hz", "Input sample rate in Hz.")
+    out_rate_hz = Setting[int]("_out_rate_hz", "Output sample rate in Hz.")
+    channels = Setting[int]("_channels", "Number of channels.")
+    max_block_samples = Setting[int](
+        "_max_block_samples", "The largest input block processed in one pass."
+    )
+    quality = Setting[str]("_quality", "The quality setting.")
 
     @property
     def ratio(self) -> tuple[int, int]:
         """``(up, down)``: the reduced ratio ``out_rate_hz / in_rate_hz``."""
         return self._up, self._down
 
-    @property
-    def filter_length(self) -> int:
-        """Length of the prototype filter on the fine grid (odd; 1 at equal rates)."""
-        return self._filter_length
+    filter_length = Setting[int](
+        "_filter_length", "Length of the prototype filter on the fine grid (odd; 1 at equal rates)."
+    )
 
     @property
     def filter_delay_samples(self) -> Fraction:
@@ -442,7 +427,8 @@ class RateBridge:
     Raises
     ------
     ParameterError
-        If an argument is out of range.
+        If a rate is not a whole number of Hz, ``channels``, ``max_block_samples`` or
+        ``inner_block_samples`` is below 1, or ``inner_delay_samples`` below 0.
 
     Notes
     -----
@@ -565,59 +551,40 @@ class RateBridge:
 
     # -- read-only settings -------------------------------------------------------------
 
-    @property
-    def host_rate_hz(self) -> int:
-        """The host's sample rate in Hz."""
-        return self._host_rate_hz
-
-    @property
-    def model_rate_hz(self) -> int:
-        """The model's sample rate in Hz."""
-        return self._model_rate_hz
-
-    @property
-    def channels(self) -> int:
-        """Number of channels."""
-        return self._channels
-
-    @property
-    def max_block_samples(self) -> int:
-        """The largest host block :meth:`to_inner` takes."""
-        return self._max_block_samples
-
-    @property
-    def max_inner_samples(self) -> int:
-        """The most model samples :meth:`to_inner` returns for one host block."""
-        return self._max_inner_samples
+    host_rate_hz = Setting[int]("_host_rate_hz", "The host's sample rate in Hz.")
+    model_rate_hz = Setting[int]("_model_rate_hz", "The model's sample rate in Hz.")
+    channels = Setting[int]("_channels", "Number of channels.")
+    max_block_samples = Setting[int](
+        "_max_block_samples", "The largest host block :meth:`to_inner` takes."
+    )
+    max_inner_samples = Setting[int](
+        "_max_inner_samples", "The most model samples :meth:`to_inner` returns for one host block."
+    )
 
     def max_outer_samples(self, n: int) -> int:
         """Return the most host samples :meth:`to_outer` gives for ``n`` model samples."""
         return self._to_outer.max_output_samples(n)
 
-    @property
-    def prefill_samples(self) -> int:
-        """Zeros the host-rate FIFO must hold at the start so that it never runs dry."""
-        return self._prefill_samples
-
-    @property
-    def latency_samples(self) -> int:
-        """Host samples from input to output: prefill + both resamplers + inner delay."""
-        return self._latency_samples
+    prefill_samples = Setting[int](
+        "_prefill_samples",
+        "Zeros the host-rate FIFO must hold at the start so that it never runs dry.",
+    )
+    latency_samples = Setting[int](
+        "_latency_samples",
+        "Host samples from input to output: prefill + both resamplers + inner delay.",
+    )
 
     @property
     def latency_ms(self) -> float:
         """``latency_samples`` in milliseconds."""
         return 1000.0 * self._latency_samples / self._host_rate_hz
 
-    @property
-    def inner_resampler(self) -> StreamResampler:
-        """The host -> model resampler (read its ``delay_samples``)."""
-        return self._to_inner
-
-    @property
-    def outer_resampler(self) -> StreamResampler:
-        """The model -> host resampler (read its ``delay_samples``)."""
-        return self._to_outer
+    inner_resampler = Setting[StreamResampler](
+        "_to_inner", "The host -> model resampler (read its ``delay_samples``)."
+    )
+    outer_resampler = Setting[StreamResampler](
+        "_to_outer", "The model -> host resampler (read its ``delay_samples``)."
+    )
 
     # -- streaming ------------------------------------------------------------------------
 

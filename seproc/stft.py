@@ -25,7 +25,14 @@ import numpy as np
 import pyfftw
 
 from seproc import _kernels
-from seproc._validation import as_audio_block, as_signal, check_float_dtype, check_int
+from seproc._interface import Setting
+from seproc._validation import (
+    as_audio_block,
+    as_signal,
+    check_float_dtype,
+    check_int,
+    check_stream_buffer,
+)
 from seproc.errors import ParameterError
 
 __all__ = ["PLANNER_EFFORTS", "STFT", "WINDOWS", "StreamingAnalyzer", "StreamingSynthesizer"]
@@ -297,55 +304,30 @@ class STFT:
 
     # -- read-only settings ---------------------------------------------------------------
 
-    @property
-    def n_fft(self) -> int:
-        """FFT size in samples."""
-        return self._n_fft
-
-    @property
-    def hop_length(self) -> int:
-        """Samples between frames."""
-        return self._hop_length
-
-    @property
-    def win_length(self) -> int:
-        """Window length in samples (the non-zero support of ``window``)."""
-        return self._win_length
+    n_fft = Setting[int]("_n_fft", "FFT size in samples.")
+    hop_length = Setting[int]("_hop_length", "Samples between frames.")
+    win_length = Setting[int](
+        "_win_length", "Window length in samples (the non-zero support of ``window``)."
+    )
 
     @property
     def n_bins(self) -> int:
         """Frequency bins per frame, ``n_fft // 2 + 1``."""
         return self._n_fft // 2 + 1
 
-    @property
-    def dtype(self) -> np.dtype:
-        """Real dtype of signals and windows (float32 or float64)."""
-        return self._dtype
-
-    @property
-    def complex_dtype(self) -> np.dtype:
-        """Dtype of spectra (complex64 or complex128)."""
-        return self._complex_dtype
-
-    @property
-    def window_name(self) -> str:
-        """The window's name, as passed."""
-        return self._window_name
-
-    @property
-    def window(self) -> np.ndarray:
-        """Analysis window, ``n_fft`` samples, zero-padded centred (read-only)."""
-        return self._window
-
-    @property
-    def synthesis_window(self) -> np.ndarray:
-        """Synthesis window (canonical dual of ``window``), ``n_fft`` samples (read-only)."""
-        return self._synthesis_window
-
-    @property
-    def planner_effort(self) -> str:
-        """FFTW planning effort."""
-        return self._planner_effort
+    dtype = Setting[np.dtype]("_dtype", "Real dtype of signals and windows (float32 or float64).")
+    complex_dtype = Setting[np.dtype](
+        "_complex_dtype", "Dtype of spectra (complex64 or complex128)."
+    )
+    window_name = Setting[str]("_window_name", "The window's name, as passed.")
+    window = Setting[np.ndarray](
+        "_window", "Analysis window, ``n_fft`` samples, zero-padded centred (read-only)."
+    )
+    synthesis_window = Setting[np.ndarray](
+        "_synthesis_window",
+        "Synthesis window (canonical dual of ``window``), ``n_fft`` samples (read-only).",
+    )
+    planner_effort = Setting[str]("_planner_effort", "FFTW planning effort.")
 
     @property
     def latency_samples(self) -> int:
@@ -543,20 +525,13 @@ class StreamingAnalyzer:
         self._args = (hop, stft._window, stft._pad_left, stft.win_length, self._forward.real)
         self.reset()
 
-    @property
-    def channels(self) -> int:
-        """Channels per block."""
-        return self._channels
-
-    @property
-    def max_block_samples(self) -> int:
-        """The largest block :meth:`process` accepts."""
-        return self._max_block_samples
-
-    @property
-    def max_frames(self) -> int:
-        """The most frames one :meth:`process` call can complete."""
-        return self._max_frames
+    channels = Setting[int]("_channels", "Channels per block.")
+    max_block_samples = Setting[int](
+        "_max_block_samples", "The largest block :meth:`process` accepts."
+    )
+    max_frames = Setting[int](
+        "_max_frames", "The most frames one :meth:`process` call can complete."
+    )
 
     def reset(self) -> None:
         """Start a new stream: the history becomes ``latency_samples`` zeros."""
@@ -597,20 +572,15 @@ class StreamingAnalyzer:
         stft = self._stft
         total = self._filled + n
         frames = (total - stft.win_length) // stft.hop_length + 1 if total >= stft.win_length else 0
-        if (
-            not isinstance(out, np.ndarray)
-            or out.dtype != stft.complex_dtype
-            or out.ndim != 3
-            or out.shape[0] != self._channels
-            or out.shape[1] < frames
-            or out.shape[2] != stft.n_bins
-        ):
-            raise ParameterError(
-                f"Parameter out must be a {stft.complex_dtype} array of shape "
-                f"({self._channels}, >= {frames}, {stft.n_bins}), e.g. "
-                f"({self._channels}, {self._max_frames}, {stft.n_bins}); got "
-                f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}."
-            )
+        check_stream_buffer(
+            out,
+            "out",
+            stft.complex_dtype,
+            self._channels,
+            frames,
+            rest=(stft.n_bins,),
+            example=(self._channels, self._max_frames, stft.n_bins),
+        )
         frames, filled = _kernels.analysis_push(self._history, self._filled, block2d, *self._args)
         if frames < 0:
             raise ParameterError(
@@ -656,15 +626,8 @@ class StreamingSynthesizer:
         )
         self.reset()
 
-    @property
-    def channels(self) -> int:
-        """Channels per spectrum."""
-        return self._channels
-
-    @property
-    def max_frames(self) -> int:
-        """The most frames one :meth:`process` call takes."""
-        return self._max_frames
+    channels = Setting[int]("_channels", "Channels per spectrum.")
+    max_frames = Setting[int]("_max_frames", "The most frames one :meth:`process` call takes.")
 
     def reset(self) -> None:
         """Start a new stream: clear the overlap-add accumulator."""
@@ -701,32 +664,9 @@ class StreamingSynthesizer:
                 f"Parameter n_frames={n_frames} must be between 0 and max_frames="
                 f"{self._max_frames}; make a synthesizer with a larger max_frames."
             )
-        if (
-            not isinstance(spec, np.ndarray)
-            or spec.dtype.kind != "c"
-            or spec.ndim != 3
-            or spec.shape[0] != self._channels
-            or spec.shape[1] < n_frames
-            or spec.shape[2] != stft.n_bins
-        ):
-            raise ParameterError(
-                f"Parameter spec must be a complex array of shape ({self._channels}, "
-                f">= {n_frames}, {stft.n_bins}); got "
-                f"{getattr(spec, 'dtype', type(spec).__name__)} {getattr(spec, 'shape', '')}."
-            )
+        check_stream_buffer(spec, "spec", "complex", self._channels, n_frames, (stft.n_bins,))
         n_samples = n_frames * stft.hop_length
-        if (
-            not isinstance(out, np.ndarray)
-            or out.dtype.kind != "f"
-            or out.ndim != 2
-            or out.shape[0] != self._channels
-            or out.shape[1] < n_samples
-        ):
-            raise ParameterError(
-                f"Parameter out must be a float array of shape ({self._channels}, "
-                f">= {n_samples}); got {getattr(out, 'dtype', type(out).__name__)} "
-                f"{getattr(out, 'shape', '')}."
-            )
+        check_stream_buffer(out, "out", "float", self._channels, n_samples)
         if n_frames == 0:
             return 0
         _kernels.spec_to_rows(spec, 0, n_frames, stft.n_bins, self._inverse.spec)

@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "seproc"
 #: Bottom to top. Keep in step with docs/ARCHITECTURE.md.
 LAYERS = [
     "seproc.errors",
+    "seproc._interface",
     "seproc._version",
     "seproc._kernels",
     "seproc._validation",

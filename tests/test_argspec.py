@@ -13,6 +13,7 @@ import pytest
 from seproc import Denoiser, denoise, process_file
 from seproc.batch import denoise_corpus, denoise_folder_ray
 from seproc.cli import build_parser
+from seproc.live import LiveClient, run
 
 KW = inspect.Parameter.KEYWORD_ONLY
 POS = inspect.Parameter.POSITIONAL_OR_KEYWORD
@@ -99,6 +100,29 @@ def test_ray_engine_functions():
         *RAY_ENGINE,
         ("on_skip", KW, None),
         ("_stop_after_files", KW, None),
+    ]
+
+
+LIVE_CLIENT = [
+    ("channels", KW, 1),
+    ("attenuation_limit_db", KW, None),
+    ("model", KW, None),
+    ("name", KW, "seproc"),
+    ("server", KW, None),
+    ("connect_input", KW, ()),
+    ("connect_output", KW, ()),
+    ("bypass", KW, False),
+]
+
+
+def test_live_functions():
+    """``run`` passes the client's keywords on; its signature still lists each one."""
+    assert spec(LiveClient) == LIVE_CLIENT
+    assert spec(run) == [
+        *LIVE_CLIENT,
+        ("duration_s", KW, None),
+        ("report", KW, None),
+        ("handle_signals", KW, True),
     ]
 
 

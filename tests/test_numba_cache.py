@@ -87,9 +87,20 @@ def test_unwritable_cache_folder_compiles_in_memory(tmp_path):
 
 def test_import_leaves_numba_config_alone():
     assert numba.config.CACHE_DIR == os.environ.get("NUMBA_CACHE_DIR", "")
-    if _kernels._CACHE:
-        cache_path = Path(_kernels.frame_windowed._cache.cache_path)
-        assert cache_path.is_relative_to(_kernels.cache_dir())
+
+
+@pytest.mark.skipif(not _kernels._CACHE, reason="no writable cache folder: nothing is cached")
+def test_every_kernel_caches_in_the_per_user_folder():
+    """Each kernel is made by ``_kernels._njit``; a bare ``numba.njit(cache=True)`` caches
+    in ``__pycache__`` beside the installed package (two full-band kernels once did)."""
+    kernels = {
+        name: kernel
+        for name, kernel in vars(_kernels).items()
+        if isinstance(kernel, numba.core.registry.CPUDispatcher)
+    }
+    assert {"frame_windowed", "ring_copy", "apply_fullband_gain", "delay_line"} <= set(kernels)
+    for name, kernel in kernels.items():
+        assert Path(kernel._cache.cache_path).is_relative_to(_kernels.cache_dir()), name
 
 
 @pytest.mark.slow

@@ -58,6 +58,7 @@ from seproc._files import (
     output_subtype,
     sha256_file,
 )
+from seproc._interface import Setting
 from seproc._validation import check_sample_rate
 from seproc.denoiser import Denoiser
 from seproc.errors import ParameterError, SeprocError, one_line
@@ -156,30 +157,15 @@ class DenoisingChain:
         self._after = _PluginStage(_as_board(after, "after"), denoiser, block_samples)
         self.reset()
 
-    @property
-    def sample_rate(self) -> int:
-        """The sample rate in Hz (the denoiser's)."""
-        return self._denoiser.sample_rate
-
-    @property
-    def channels(self) -> int:
-        """The number of channels (the denoiser's)."""
-        return self._denoiser.channels
-
-    @property
-    def denoiser(self) -> Denoiser:
-        """The denoiser in the middle of the chain."""
-        return self._denoiser
-
-    @property
-    def before(self) -> pedalboard.Pedalboard | None:
-        """The plugins before the denoiser, as one ``Pedalboard`` (or ``None``)."""
-        return self._before.board
-
-    @property
-    def after(self) -> pedalboard.Pedalboard | None:
-        """The plugins after the denoiser, as one ``Pedalboard`` (or ``None``)."""
-        return self._after.board
+    sample_rate = Setting[int]("_denoiser.sample_rate", "The sample rate in Hz (the denoiser's).")
+    channels = Setting[int]("_denoiser.channels", "The number of channels (the denoiser's).")
+    denoiser = Setting[Denoiser]("_denoiser", "The denoiser in the middle of the chain.")
+    before = Setting[pedalboard.Pedalboard | None](
+        "_before.board", "The plugins before the denoiser, as one ``Pedalboard`` (or ``None``)."
+    )
+    after = Setting[pedalboard.Pedalboard | None](
+        "_after.board", "The plugins after the denoiser, as one ``Pedalboard`` (or ``None``)."
+    )
 
     @property
     def latency_samples(self) -> int:

@@ -705,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(system, peers.Seproc):
             header.append(
                 f"`{system.name}`: {system.model_path} (sha256 {_sha256(system.model_path)[:12]}, "
-                f"formulation {system.formulation}, run by {system.backend})."
+                f"formulation {system.formulation}, run by seproc.Denoiser)."
             )
     rates = {system.name: system.sample_rate_hz for system in systems}
     reused: dict[tuple[str, str, str], dict] = {}

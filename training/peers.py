@@ -23,9 +23,8 @@ The peers and what each needs:
   with its bundled DeepFilterNet3 model, at 48 kHz; it drops its 30 ms delay from the
   start of the output, so the input is padded by that much (plus one frame) at the end
   to get the tail back.
-- :class:`Seproc`: a seproc ONNX model (``models/FORMAT.md``), through
-  ``seproc.denoise`` where the runtime provides it, else through :func:`run_seproc_model`,
-  a small numpy implementation of the same format.
+- :class:`Seproc`: a seproc ONNX model (``models/FORMAT.md``), run by the real-time
+  runtime itself (``seproc.Denoiser``), which also resamples for a model of another rate.
 """
 
 from __future__ import annotations
@@ -51,7 +50,6 @@ __all__ = [
     "Seproc",
     "make_peer",
     "real_time_factor",
-    "run_seproc_model",
 ]
 
 SAMPLE_RATE_HZ = 16000
@@ -346,61 +344,8 @@ def _sqrt_hann(n_fft: int) -> np.ndarray:
     return np.sqrt(0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft))
 
 
-def run_seproc_model(model, audio_16k: np.ndarray) -> np.ndarray:
-    """Denoise with a seproc model file, following ``models/FORMAT.md`` in numpy.
-
-    Parameters
-    ----------
-    model : seproc.model.OnnxModel
-        The loaded model (its metadata is already validated).
-    audio_16k : np.ndarray [shape=(samples,)]
-        Noisy mono audio at the model's rate.
-
-    Returns
-    -------
-    np.ndarray [shape=(samples,)], float32
-        Aligned with the input: the signal is preceded by ``n_fft - hop_length`` zeros,
-        framed every ``hop_length`` samples, and the overlap-add output is read from
-        the same offset (the framing of ``training/spectral.py``), so the model's
-        causal latency does not shift the output.
-
-    Notes
-    -----
-    The real-time runtime (``seproc.Denoiser``) processes the same frames causally
-    with the same streaming state; this offline version runs the whole clip in one
-    model call, which the format guarantees to be equal to frame-by-frame calls.
-    """
-    info = model.info
-    audio = _as_mono(audio_16k)
-    n = audio.size
-    if n == 0:
-        return audio.copy()
-    n_fft, hop = info.n_fft, info.hop_length
-    window = _sqrt_hann(n_fft)
-    n_frames = -(-n // hop) + 1
-    total = (n_frames - 1) * hop + n_fft
-    padded = np.zeros(total, np.float64)
-    padded[n_fft - hop : n_fft - hop + n] = audio
-    index = np.arange(n_frames)[:, None] * hop + np.arange(n_fft)[None, :]
-    spec = np.fft.rfft(padded[index] * window, n=n_fft, axis=-1)
-    power = spec.real**2 + spec.imag**2
-    noisy_db = 10.0 * np.log10(np.maximum(power, info.feature_amin))
-    features = ((noisy_db - info.feature_mean_db) / info.feature_std_db).astype(np.float32)
-    out = np.empty_like(features)
-    model.run(np.ascontiguousarray(features), out, model.new_state())
-    if info.formulation == "mask":
-        gain = out.astype(np.float64)
-    else:
-        gain = np.maximum(0.0, 1.0 - 10.0 ** ((out.astype(np.float64) - noisy_db) / 20.0))
-    frames = np.fft.irfft(spec * gain, n=n_fft, axis=-1) * window
-    signal = np.zeros(total, np.float64)
-    for k in range(n_frames):
-        signal[k * hop : k * hop + n_fft] += frames[k]
-    return signal[n_fft - hop : n_fft - hop + n].astype(np.float32)
-
-
 class Seproc(Peer):
-    """A seproc ONNX model, run by the seproc runtime (``seproc.Denoiser``) if it has one.
+    """A seproc ONNX model, run by the seproc runtime (``seproc.Denoiser``).
 
     Parameters
     ----------
@@ -409,55 +354,38 @@ class Seproc(Peer):
     name : str
         The row name: ``"seproc"`` for the shipped model, ``"seproc-seed"`` for the
         noise-subtraction (seed) formulation.
-    use_runtime : bool or None
-        ``True`` requires ``seproc.Denoiser``, ``False`` uses :func:`run_seproc_model`,
-        ``None`` (default) uses the runtime when it imports.
+
+    Raises
+    ------
+    seproc.ModelError
+        If the model file is missing, invalid, or not in seproc's format.
 
     Notes
     -----
-    With the runtime, one ``Denoiser`` (16 kHz, mono, one onnxruntime thread) is built
-    here and each call runs ``denoiser(audio, 16000)``: reset, stream the clip through,
-    flush, and drop ``latency_samples`` — the real-time code path, aligned.
+    One ``Denoiser`` (16 kHz, mono, one onnxruntime thread) is built here and each
+    call runs ``denoiser(audio, 16000)``: reset, stream the clip through, flush, and
+    drop ``latency_samples`` — the real-time code path, aligned. For a model of
+    another rate the Denoiser resamples (or, for a mask model at a lower rate whose
+    frames scale to whole 16 kHz samples, frames at 16 kHz; ``models/FORMAT.md``)
+    inside, and its latency covers that too.
     """
 
-    def __init__(
-        self, model_path: str | Path, *, name: str = "seproc", use_runtime: bool | None = None
-    ) -> None:
+    def __init__(self, model_path: str | Path, *, name: str = "seproc") -> None:
+        from seproc import Denoiser
         from seproc.model import OnnxModel
 
         self.name = name
         self.model_path = Path(model_path)
-        self._model = OnnxModel(self.model_path, num_threads=1)
-        self.sample_rate_hz = self._model.info.sample_rate_hz
-        self.formulation = self._model.info.formulation
-        runtime = None
-        if use_runtime is not False:
-            try:
-                from seproc import Denoiser
-            except ImportError:
-                if use_runtime:
-                    raise
-            else:
-                runtime = Denoiser(
-                    self.model_path, sample_rate=SAMPLE_RATE_HZ, channels=1, num_threads=1
-                )
-        self._runtime = runtime
-        self.backend = "seproc.Denoiser" if runtime is not None else "numpy fallback"
+        info = OnnxModel(self.model_path, num_threads=1).info
+        self.sample_rate_hz = info.sample_rate_hz
+        self.formulation = info.formulation
+        self._runtime = Denoiser(
+            self.model_path, sample_rate=SAMPLE_RATE_HZ, channels=1, num_threads=1
+        )
 
     def denoise(self, audio_16k: np.ndarray) -> np.ndarray:  # noqa: D102
-        audio = _as_mono(audio_16k)
-        if self._runtime is not None:
-            if audio.size == 0:
-                return audio.copy()
-            out = self._runtime(audio, SAMPLE_RATE_HZ)
-            return _fit(np.asarray(out, np.float32).reshape(-1), audio.size)
-        if self.sample_rate_hz != SAMPLE_RATE_HZ:
-            import soxr
-
-            x = soxr.resample(audio, SAMPLE_RATE_HZ, self.sample_rate_hz).astype(np.float32)
-            y = run_seproc_model(self._model, x)
-            return _fit(soxr.resample(y, self.sample_rate_hz, SAMPLE_RATE_HZ), audio.size)
-        return run_seproc_model(self._model, audio)
+        # Denoiser.__call__ returns float32 of the input's length, aligned (0 samples too)
+        return self._runtime(_as_mono(audio_16k), SAMPLE_RATE_HZ)
 
 
 PEER_NAMES = (

@@ -268,3 +268,72 @@ def test_oracle_mask_reproduces_clean_input_and_beats_the_mixture():
     quiet = evaluate.oracle_mask(np.zeros_like(noise), noise)
     ratio_db = 10 * np.log10(np.mean(quiet[400:-400] ** 2) / np.mean(noise[400:-400] ** 2))
     assert ratio_db == pytest.approx(-40.0, abs=0.5)
+
+
+def _scipy_oracle(clean, noisy, n_fft=320, hop=160, floor_db=-40.0):
+    """The ideal ratio mask on scipy's STFT (frames centred on multiples of the hop)."""
+    from scipy.signal import istft, stft
+
+    window = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft))
+    kwargs = dict(fs=16000, window=window, nperseg=n_fft, noverlap=n_fft - hop)
+    _, _, noisy_spec = stft(noisy.astype(np.float64), **kwargs)
+    _, _, clean_spec = stft(clean.astype(np.float64), **kwargs)
+    gain = np.clip(
+        np.abs(clean_spec) / np.maximum(np.abs(noisy_spec), 1e-12), 10 ** (floor_db / 20), 1
+    )
+    return istft(noisy_spec * gain, **kwargs)[1][: noisy.size]
+
+
+def _model_with_frames(path: Path, n_fft: int, sample_rate_hz: int = 16000) -> Path:
+    bins = n_fft // 2 + 1
+    metadata = {
+        "sample_rate_hz": str(sample_rate_hz),
+        "n_fft": str(n_fft),
+        "hop_length": str(n_fft // 2),
+        "win_length": str(n_fft),
+        "feature_mean_db": json.dumps([-40.0] * bins),
+        "feature_std_db": json.dumps([20.0] * bins),
+    }
+    return make_model(path, n_bins=bins, metadata=metadata)
+
+
+@pytest.mark.parametrize("n_samples", [1009, 16001, 48000])
+def test_oracle_mask_is_the_ideal_ratio_mask_on_scipys_stft(n_samples):
+    """The runtime's STFT frames the clip as scipy.signal.stft does (centred, zero-padded)."""
+    rng = np.random.default_rng(n_samples)
+    t = np.arange(n_samples) / 16000
+    clean = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype(np.float32)
+    noisy = clean + (0.1 * rng.standard_normal(n_samples)).astype(np.float32)
+    output = evaluate.oracle_mask(clean, noisy)
+    np.testing.assert_allclose(output, _scipy_oracle(clean, noisy), rtol=0, atol=1e-7)
+    assert np.max(np.abs(output - noisy)) > 0.05  # the mask does something
+
+
+def test_oracle_mask_uses_the_models_frames(tmp_path):
+    rng = np.random.default_rng(4)
+    clean = (0.3 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000)).astype(np.float32)
+    noisy = clean + (0.1 * rng.standard_normal(clean.size)).astype(np.float32)
+    model = _model_with_frames(tmp_path / "frames640.onnx", 640)
+    output = evaluate.oracle_mask(clean, noisy, model=model)
+    reference = _scipy_oracle(clean, noisy, n_fft=640, hop=320)
+    np.testing.assert_allclose(output, reference, rtol=0, atol=1e-7)
+    assert np.max(np.abs(output - evaluate.oracle_mask(clean, noisy))) > 1e-3
+
+
+@pytest.mark.parametrize("n_samples", [0, 1, 159, 161])
+def test_oracle_mask_keeps_clips_shorter_than_a_frame(n_samples):
+    """scipy.signal.stft refuses these ('window is longer than input signal')."""
+    clean = (0.3 * np.sin(np.arange(n_samples) / 3)).astype(np.float32)
+    np.testing.assert_allclose(evaluate.oracle_mask(clean, clean), clean, atol=1e-6)
+    noisy = clean + 0.1
+    output = evaluate.oracle_mask(clean, noisy)
+    assert output.shape == (n_samples,) and output.dtype == np.float32
+    assert np.all(np.isfinite(output))
+
+
+def test_oracle_mask_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"clean \(10,\) and noisy \(11,\) must have the same"):
+        evaluate.oracle_mask(np.zeros(10), np.zeros(11))
+    model = _model_with_frames(tmp_path / "8k.onnx", 160, sample_rate_hz=8000)
+    with pytest.raises(ValueError, match="runs at 8000 Hz; the oracle mask works on 16000 Hz"):
+        evaluate.oracle_mask(np.zeros(10), np.zeros(10), model=model)

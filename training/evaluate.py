@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import json
 import math
@@ -37,10 +38,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from training import metrics, peers
+
+if TYPE_CHECKING:
+    from seproc.stft import STFT
 
 SAMPLE_RATE_HZ = 16000
 METRICS = ("pesq_wb", "stoi", "si_sdr_db", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
@@ -786,8 +791,33 @@ ORACLE_FLOOR_DB = -40.0
 """Floor of the oracle mask: the shipped model's mask floor."""
 
 
+@functools.lru_cache(maxsize=4)
+def _model_stft(model: Path | None) -> STFT:
+    """Return the runtime's STFT (float64) with the framing that ``model`` declares."""
+    from seproc.model import OnnxModel
+    from seproc.stft import STFT
+
+    info = OnnxModel(model).info
+    if info.sample_rate_hz != SAMPLE_RATE_HZ:
+        raise ValueError(
+            f"model {info.path} runs at {info.sample_rate_hz} Hz; the oracle mask works on "
+            f"{SAMPLE_RATE_HZ} Hz clips, so it needs a {SAMPLE_RATE_HZ} Hz model's framing"
+        )
+    return STFT(
+        n_fft=info.n_fft,
+        hop_length=info.hop_length,
+        win_length=info.win_length,
+        window=info.window,
+        dtype=np.float64,
+    )
+
+
 def oracle_mask(
-    clean: np.ndarray, noisy: np.ndarray, *, floor_db: float = ORACLE_FLOOR_DB
+    clean: np.ndarray,
+    noisy: np.ndarray,
+    *,
+    floor_db: float = ORACLE_FLOOR_DB,
+    model: str | Path | None = None,
 ) -> np.ndarray:
     """Denoise as the shipped formulation would with a perfect network (ideal ratio mask).
 
@@ -797,27 +827,40 @@ def oracle_mask(
         The clean reference and the mixture, 16 kHz, same length.
     floor_db : float
         The mask's floor (a gain in dB, negative).
+    model : str or Path or None
+        The model whose frames the mask works on; ``None`` is the runtime's bundled
+        default (the shipped model: square-root Hann, 320 samples, hop 160).
 
     Returns
     -------
     np.ndarray [shape=(samples,)], float32
-        The noisy STFT (square-root Hann, 320 samples, hop 160: the model's framing,
-        ``models/FORMAT.md``) times ``|S| / |X|`` per bin, clipped to ``[floor, 1]``,
-        with the noisy phase, resynthesised: the ideal ratio mask, the usual upper
-        reference for a magnitude mask that is trained to give the clean signal back.
-    """
-    from scipy.signal import istft, stft
+        The noisy STFT on the model's frames (``seproc.stft.STFT`` with the model's
+        ``n_fft``, ``hop_length``, ``win_length`` and ``window``, ``models/FORMAT.md``)
+        times ``|S| / |X|`` per bin, clipped to ``[floor, 1]``, with the noisy phase,
+        resynthesised: the ideal ratio mask, the usual upper reference for a magnitude
+        mask that is trained to give the clean signal back.
 
-    n_fft, hop = 320, 160
-    window = peers._sqrt_hann(n_fft)
-    kwargs = dict(fs=SAMPLE_RATE_HZ, window=window, nperseg=n_fft, noverlap=n_fft - hop)
-    _, _, noisy_spec = stft(noisy.astype(np.float64), **kwargs)
-    _, _, clean_spec = stft(clean.astype(np.float64), **kwargs)
+    Raises
+    ------
+    ValueError
+        If ``clean`` and ``noisy`` differ in shape, or the model's rate is not 16 kHz.
+    seproc.ModelError
+        If ``model`` is not a valid seproc model file.
+    """
+    clean = np.asarray(clean, np.float64)
+    noisy = np.asarray(noisy, np.float64)
+    if clean.shape != noisy.shape:
+        raise ValueError(
+            f"clean {clean.shape} and noisy {noisy.shape} must have the same shape; "
+            "trim both to the shorter length first"
+        )
+    stft = _model_stft(None if model is None else Path(model))
+    # pad_end: frames past the last sample, so that every sample is fully resynthesised
+    noisy_spec = stft.stft(noisy, pad_end=True)
+    clean_spec = stft.stft(clean, pad_end=True)
     gain = np.abs(clean_spec) / np.maximum(np.abs(noisy_spec), 1e-12)
     gain = np.clip(gain, 10.0 ** (floor_db / 20.0), 1.0)
-    _, output = istft(noisy_spec * gain, **kwargs)
-    output = output[: noisy.size]
-    return np.pad(output, (0, noisy.size - output.size)).astype(np.float32)
+    return stft.istft(noisy_spec * gain, length=noisy.size).astype(np.float32)
 
 
 _REFERENCE_SCORES = ("sig", "bak", "ovrl")

@@ -338,12 +338,6 @@ class DeepFilterNet3(Peer):
         return _fit(np.concatenate(out), x48.size)
 
 
-def _sqrt_hann(n_fft: int) -> np.ndarray:
-    """Square root of the periodic Hann window (``models/FORMAT.md``)."""
-    n = np.arange(n_fft, dtype=np.float64)
-    return np.sqrt(0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft))
-
-
 class Seproc(Peer):
     """A seproc ONNX model, run by the seproc runtime (``seproc.Denoiser``).
 

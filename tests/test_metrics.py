@@ -70,6 +70,27 @@ def test_si_sdr_rejects_bad_input(clean):
         metrics.si_sdr(np.zeros((2, 100)), np.zeros((2, 100)))
 
 
+def test_si_sdr_with_epsilon_is_finite_at_the_extremes(clean):
+    """epsilon (training's validation log): the exact value where energies are normal,
+    ``10 log10(|s|^2 / eps)`` for a perfect estimate and no error for a silent reference."""
+    estimate = mix(clean.astype(np.float32), white_noise(clean.size, seed=4), 5.0)
+    exact = metrics.si_sdr(clean, estimate)
+    assert metrics.si_sdr(clean, estimate, epsilon=1e-12) == pytest.approx(exact, abs=1e-9)
+    assert metrics.si_sdr(clean, estimate, epsilon=0.0) == exact
+    ref = clean - clean.mean()
+    perfect = metrics.si_sdr(clean, clean, epsilon=1e-12)
+    assert perfect == pytest.approx(10 * np.log10(ref @ ref / 1e-12), abs=1e-6)
+    assert 100.0 < perfect < np.inf
+    noise = white_noise(1000, seed=6).astype(np.float64)
+    noise -= noise.mean()
+    silent = metrics.si_sdr(np.zeros(1000), noise, epsilon=1e-12)
+    assert silent == pytest.approx(10 * np.log10(1e-12 / (noise @ noise + 1e-12)), abs=1e-9)
+    assert metrics.si_sdr(clean, np.zeros_like(clean), epsilon=1e-12) == 0.0
+    for bad in (-1e-12, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"epsilon=.* must be a finite number >= 0"):
+            metrics.si_sdr(clean, estimate, epsilon=bad)
+
+
 def test_pesq_of_clean_against_itself_is_the_wideband_maximum(clean):
     # P.862.2 maps the best raw score to 4.644 MOS-LQO.
     assert metrics.pesq_wb(clean, clean) == pytest.approx(4.644, abs=0.01)

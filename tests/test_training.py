@@ -587,6 +587,54 @@ def test_validation_selects_by_stoi_where_pesq_is_missing(monkeypatch: pytest.Mo
     assert _score(without) == without["stoi"]
 
 
+def _si_sdr_as_train_py_had_it(estimate: np.ndarray, reference: np.ndarray) -> float:
+    """train.py's own SI-SDR before it used training.metrics (1e-12 epsilons), verbatim."""
+    estimate = np.asarray(estimate, np.float64) - np.mean(estimate)
+    reference = np.asarray(reference, np.float64) - np.mean(reference)
+    scale = np.dot(estimate, reference) / (np.dot(reference, reference) + 1e-12)
+    target = scale * reference
+    return float(
+        10 * np.log10((np.sum(target**2) + 1e-12) / (np.sum((estimate - target) ** 2) + 1e-12))
+    )
+
+
+def test_validation_si_sdr_is_the_one_train_py_logged_before() -> None:
+    """metrics.si_sdr with train.py's epsilon: the same numbers, noise-free clips included."""
+    from training.batches import ValClip
+    from training.metrics import si_sdr as si_sdr_db
+    from training.train import SI_SDR_EPSILON, _mean_quality, quality
+
+    rng = np.random.default_rng(11)
+    clean = _speechlike(rng, 2.0)
+    noise = _noise(rng, "pink", 2.0)
+    clips = [ValClip(f"snr{g}", clean + g * noise, clean) for g in (2.0, 0.5, 0.1)]
+    clips.append(ValClip("noise-free", clean.copy(), clean))
+    rows = [quality(c.clean, c.noisy) for c in clips]
+    for row, clip in zip(rows, clips, strict=True):
+        before = _si_sdr_as_train_py_had_it(clip.noisy, clip.clean)
+        assert row["si_sdr"] == pytest.approx(before, abs=1e-9)
+    # the exact SI-SDR of a noise-free clip is inf; the log keeps a finite value over 100 dB
+    assert 100.0 < rows[-1]["si_sdr"] < math.inf
+    means = _mean_quality(rows, clips)
+    assert math.isfinite(means["si_sdr"])
+    assert means["si_sdr_mixed"] == pytest.approx(np.mean([r["si_sdr"] for r in rows[:3]]))
+    assert means["si_sdr"] > means["si_sdr_mixed"] + 20  # the noise-free clip dominates
+    # load_val_clips drops speech-free clips, but a silent reference still gives train.py's
+    # earlier finite value (metrics.si_sdr without an epsilon raises ValueError)
+    silent = np.zeros_like(clean)
+    assert si_sdr_db(silent, noise, epsilon=SI_SDR_EPSILON) == pytest.approx(
+        _si_sdr_as_train_py_had_it(noise, silent), abs=1e-9
+    )
+
+
+def test_logged_noisy_si_sdr_matches_train_pys_earlier_formula(trained: Path, corpus: Path) -> None:
+    (start,) = _records(trained, "start")
+    clips = load_val_clips(corpus / "mixtures" / "val", 32)
+    expected = np.mean([_si_sdr_as_train_py_had_it(c.noisy, c.clean) for c in clips])
+    assert start["val_clips"] == len(clips) == 2
+    assert start["val_noisy"]["si_sdr"] == pytest.approx(expected, abs=1e-9)
+
+
 def test_gain_floor_change_needs_init(corpus: Path, tmp_path: Path) -> None:
     from training.train import main, train
 

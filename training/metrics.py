@@ -53,35 +53,52 @@ def _pair(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, np.n
     return ref, est
 
 
-def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+def si_sdr(reference: np.ndarray, estimate: np.ndarray, *, epsilon: float = 0.0) -> float:
     """Scale-invariant signal-to-distortion ratio of ``estimate`` against ``reference``, dB.
 
     Parameters
     ----------
     reference, estimate : np.ndarray [shape=(samples,)]
         The clean signal and the signal to score, aligned and of equal length.
+    epsilon : float
+        Added to the reference energy in the projection and to both energies in the
+        ratio (``>= 0``). ``0`` (default) is the exact definition; a small value such as
+        ``1e-12`` keeps every result finite, as a training log needs: a perfect
+        estimate then scores ``10 log10(|s|^2 / epsilon)`` (over 100 dB for speech) and
+        a silent reference ``10 log10(epsilon / (|e|^2 + epsilon))``, instead of
+        ``inf`` and a ValueError.
 
     Returns
     -------
     float
         ``10 log10(|a s|^2 / |a s - e|^2)`` with ``a = <e, s> / |s|^2``, after removing
-        the mean of both signals. ``-inf`` for a silent estimate, ``inf`` for a perfect one.
+        the mean of both signals. With ``epsilon = 0``: ``-inf`` for a silent estimate,
+        ``inf`` for a perfect one.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ or are not 1-D, if ``epsilon`` is negative or not finite,
+        or, with ``epsilon = 0``, if the reference is silent (or constant).
 
     Notes
     -----
     Invariant to scaling either signal by a non-zero factor (a negative factor on one
-    of them flips the projection but not the ratio).
+    of them flips the projection but not the ratio); with ``epsilon > 0`` only while
+    the energies stay well above ``epsilon``.
     """
+    if not (math.isfinite(epsilon) and epsilon >= 0.0):
+        raise ValueError(f"epsilon={epsilon!r} must be a finite number >= 0")
     ref, est = _pair(reference, estimate)
     ref = ref - ref.mean()
     est = est - est.mean()
     ref_energy = float(np.dot(ref, ref))
-    if ref_energy == 0.0:
+    if ref_energy == 0.0 and epsilon == 0.0:
         raise ValueError("reference is silent (or constant): SI-SDR is undefined")
-    target = (float(np.dot(est, ref)) / ref_energy) * ref
+    target = (float(np.dot(est, ref)) / (ref_energy + epsilon)) * ref
     residual = est - target
-    target_energy = float(np.dot(target, target))
-    residual_energy = float(np.dot(residual, residual))
+    target_energy = float(np.dot(target, target)) + epsilon
+    residual_energy = float(np.dot(residual, residual)) + epsilon
     if target_energy == 0.0:
         return -math.inf
     if residual_energy == 0.0:

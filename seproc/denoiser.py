@@ -80,7 +80,10 @@ class Denoiser:
         Threads onnxruntime may use in one run (1 by default; never global).
     warm_up : bool
         Compile the numba kernels and run the model once at construction, so the
-        first real :meth:`process` call is as fast as the rest.
+        first real :meth:`process` call is as fast as the rest; also build the model
+        graph for one-frame calls (``OnnxModel(one_frame_graph=True)``), which makes
+        10 ms blocks about 8 % cheaper. ``False`` suits offline use (whole signals,
+        many frames per call).
 
     Raises
     ------
@@ -139,7 +142,12 @@ class Denoiser:
         self._min_gain = _min_gain(attenuation_limit_db)
         self._attenuation_limit_db = attenuation_limit_db
 
-        self._model = OnnxModel(model, num_threads=num_threads, one_frame_graph=_ONE_FRAME_GRAPH)
+        # The one-frame graph serves streaming hosts (10 ms blocks: one frame a call); an
+        # offline caller (warm_up=False: seproc.denoise, whole files) runs many frames
+        # a call and would only pay its ~15 ms of derivation and checking.
+        self._model = OnnxModel(
+            model, num_threads=num_threads, one_frame_graph=_ONE_FRAME_GRAPH and warm_up
+        )
         info = self._model.info
         if info.lookahead_frames != 0:
             raise ModelError(

@@ -95,28 +95,34 @@ def test_a_stream_may_switch_graphs_from_call_to_call(file_model, one_model):
 
 
 def test_frame_run_equals_run_and_allocates_nothing(one_model):
-    features = speech_like_features(60, seed=2)
+    features = speech_like_features(1500, seed=2)
     row = np.zeros((1, 161), np.float32)
     out = np.zeros((1, 161), np.float32)
     state_a, state_b = one_model.new_state(), one_model.new_state()
     run = one_model.frame_run(row, out, state_a)
     expected = np.zeros((1, 161), np.float32)
-    for t in range(20):
+    for t in range(500):  # onnxruntime's Python binding keeps ~20 KB on its first runs
         row[:] = features[t]
         run()
         one_model.run(features[t : t + 1], expected, state_b)
         np.testing.assert_array_equal(out, expected)
+    grown, peak = _traced(lambda t: (row.__setitem__(slice(None), features[t]), run()), 500, 1500)
+    assert grown < 1024  # a leak of even one small object per run would be >= 16 KB
+    assert peak < 8 * 1024  # views and numbers only, no array
+
+
+def _traced(step, first, stop):
+    """Run ``step(t)`` for ``t`` in ``[first, stop)``; return the bytes kept and the peak."""
     tracemalloc.start()
     try:
         baseline = tracemalloc.get_traced_memory()[0]
         tracemalloc.reset_peak()
-        for t in range(20, 60):
-            row[:] = features[t]
-            run()
-        peak = tracemalloc.get_traced_memory()[1] - baseline
+        for t in range(first, stop):
+            step(t)
+        current, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 1024
+    return current - baseline, peak - baseline
 
 
 def test_frame_run_after_reset_starts_a_new_stream(one_model):
@@ -231,3 +237,46 @@ def test_negative_integers_round_trip_through_the_writer(tmp_path):
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     flat = x.reshape(1, 6)
     np.testing.assert_array_equal(session.run(None, {"x": x})[0], np.concatenate([flat, flat], 1))
+
+
+@pytest.fixture(scope="module")
+def speech_16k():
+    rng = np.random.default_rng(7)
+    t = np.arange(3 * 16000) / 16000
+    voice = 0.2 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 2 * t) > 0)
+    return (voice + 0.03 * rng.standard_normal(t.size)).astype(np.float32)[None]
+
+
+@pytest.mark.parametrize("sizes", [[160], [64], [1, 159, 160, 161, 480]])
+def test_denoiser_partitions_equal_one_call_with_the_one_frame_graph(speech_16k, sizes):
+    from seproc import Denoiser
+
+    expected = Denoiser(sample_rate=16000).process(speech_16k).copy()  # many frames per call
+    denoiser = Denoiser(sample_rate=16000)
+    assert denoiser._model.one_frame_graph
+    pieces, start, i = [], 0, 0
+    while start < speech_16k.shape[1]:
+        size = sizes[i % len(sizes)]
+        pieces.append(denoiser.process(speech_16k[:, start : start + size]).copy())
+        start += size
+        i += 1
+    np.testing.assert_array_equal(np.concatenate(pieces, axis=1), expected)
+
+
+@pytest.mark.parametrize(("sample_rate", "block"), [(16000, 160), (48000, 480), (48000, 128)])
+def test_denoiser_one_frame_calls_allocate_nothing(sample_rate, block):
+    from seproc import Denoiser
+
+    denoiser = Denoiser(sample_rate=sample_rate)
+    rng = np.random.default_rng(8)
+    signal = (0.1 * rng.standard_normal((1, 1500 * block))).astype(np.float32)
+    out = np.zeros((1, block), np.float32)
+
+    def step(i):
+        denoiser.process(signal[:, i * block : (i + 1) * block], out=out)
+
+    for i in range(500):  # onnxruntime's Python binding keeps ~20 KB on its first runs
+        step(i)
+    grown, peak = _traced(step, 500, 1500)
+    assert grown < 1024  # nothing kept per call
+    assert peak < 8 * 1024  # views and numbers only: no audio buffer, no binding

@@ -273,7 +273,10 @@ class OnnxModel:
         -----
         Inputs and outputs are bound to the caller's buffers, so the run copies
         nothing and allocates no array. The arrays are not checked here: this is
-        the hot path, and its callers own correctly shaped buffers.
+        the hot path, and its callers own correctly shaped buffers. A call of one
+        frame runs the one-frame graph where it is in use (:attr:`one_frame_graph`);
+        a caller that runs one frame at a time from fixed buffers binds them once
+        with :meth:`frame_run` instead.
         """
         one = features.shape[0] == 1 and self._one_session is not None
         session = self._one_session if one else self._session
@@ -285,7 +288,7 @@ class OnnxModel:
             session.run_with_iobinding(binding)  # type: ignore[union-attr]
         except Exception as error:  # onnxruntime raises several private exception types
             raise ModelError(
-                f"Model {self._path} failed to run on {features.shape[0]} frames "
+                f"Model {self._path} failed to run on {_frames(features.shape[0])} "
                 f"(its graph does not fit seproc's model format): {_first_line(error)}"
             ) from None
         state.swap()
@@ -426,6 +429,10 @@ class FrameRun:
                 f"(its graph does not fit seproc's model format): {_first_line(error)}"
             ) from None
         state._current = 1 - state._current
+
+
+def _frames(count: int) -> str:
+    return "1 frame" if count == 1 else f"{count} frames"
 
 
 def _state_input(output_name: str) -> str:

@@ -145,7 +145,7 @@ class ModelRateFrames:
     def process(self, block: np.ndarray, spec: np.ndarray) -> int:
         """Resample a host block and write the model-rate frames it completes into ``spec``."""
         count = self._resampler.process_into(block, self._inner)
-        return self._analyzer.process(self._inner[:, :count], spec)
+        return self._analyzer.push(self._inner[:, :count], spec)
 
 
 class HighBandGain:

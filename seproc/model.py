@@ -28,12 +28,16 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import onnxruntime as ort
 
 from seproc._interface import Setting
+from seproc._one_frame import OPSET as _ONE_FRAME_OPSET
+from seproc._one_frame import one_frame_graph as _one_frame_graph
+from seproc._onnx_proto import read_graph, write_model
 from seproc._validation import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, check_int, max_threads
-from seproc.errors import ModelError
+from seproc.errors import ModelError, ParameterError
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
     "FORMULATIONS",
+    "FrameRun",
     "ModelInfo",
     "ModelState",
     "OnnxModel",
@@ -45,6 +49,10 @@ FORMULATIONS = {"mask": "gain", "noise_subtraction": "noise_db"}
 """Each formulation and the name of the graph output it produces."""
 
 _FEATURES_INPUT = "features"
+_ONE_FRAME_TOLERANCE = 1e-5
+"""The most the one-frame graph may differ from the file's graph, in any output or
+state element, over the frames checked at load time."""
+_ONE_FRAME_CHECK_FRAMES = 16
 _REQUIRED_KEYS = (
     "seproc_model_format",
     "sample_rate_hz",
@@ -158,8 +166,9 @@ class ModelState:
             for name, shape in state_shapes.items()
         }
         self._current = 0
-        # onnxruntime bindings to these buffers, made by OnnxModel on the first run
-        self._bindings: dict[int, tuple[ort.IOBinding, ort.IOBinding]] = {}
+        # onnxruntime bindings to these buffers, made by OnnxModel on the first run,
+        # keyed by the model's id and which of its sessions
+        self._bindings: dict[tuple[int, bool], tuple[ort.IOBinding, ort.IOBinding]] = {}
 
     def reset(self) -> None:
         """Zero every state tensor: the start of a new stream."""
@@ -193,6 +202,16 @@ class OnnxModel:
         ``os.cpu_count()``. One by default: a real-time host usually runs many
         streams, one per core. Global thread settings are never changed.
 
+    one_frame_graph : bool
+        Also derive a graph for calls of one frame from the file's graph (see
+        ``seproc._one_frame``) and use it for them: the same network and state
+        tensors without the bookkeeping that many frames need (0.88-0.92x the time
+        of a one-frame run, ``benchmarks/README.md``). It is checked against the
+        file's graph on a few frames at load time (within 1e-5 in every output and
+        state element) and is not used where the derivation or that check fails
+        (:attr:`one_frame_graph` says which). Off by default: it costs a second
+        onnxruntime session (about 15 ms to build); :class:`seproc.Denoiser` turns it on.
+
     Raises
     ------
     ModelError
@@ -202,7 +221,9 @@ class OnnxModel:
         If ``num_threads`` is not an integer from 1 to ``os.cpu_count()``.
     """
 
-    def __init__(self, path: str | Path | None = None, *, num_threads: int = 1) -> None:
+    def __init__(
+        self, path: str | Path | None = None, *, num_threads: int = 1, one_frame_graph: bool = False
+    ) -> None:
         cpus = max_threads()
         num_threads = check_int(
             "num_threads",
@@ -214,9 +235,23 @@ class OnnxModel:
         self._path = default_model_path() if path is None else Path(path)
         self._session = _open_session(self._path, num_threads)
         self._info = _read_info(self._path, self._session)
+        self._one_session: ort.InferenceSession | None = None
+        self._one_frame_refusal = "not requested"
+        if one_frame_graph:
+            self._one_session, self._one_frame_refusal = self._derive_one_frame(num_threads)
 
     info = Setting[ModelInfo]("_info", "The model's validated metadata.")
     path = Setting[Path]("_path", "The model file.")
+
+    @property
+    def one_frame_graph(self) -> bool:
+        """Whether one-frame calls run the derived one-frame graph."""
+        return self._one_session is not None
+
+    @property
+    def one_frame_refusal(self) -> str:
+        """Why the one-frame graph is not in use (empty when it is)."""
+        return self._one_frame_refusal
 
     def new_state(self) -> ModelState:
         """Return zeroed streaming state for one new stream."""
@@ -238,22 +273,108 @@ class OnnxModel:
         -----
         Inputs and outputs are bound to the caller's buffers, so the run copies
         nothing and allocates no array. The arrays are not checked here: this is
-        the hot path, and its callers own correctly shaped buffers.
+        the hot path, and its callers own correctly shaped buffers. A call of one
+        frame runs the one-frame graph where it is in use (:attr:`one_frame_graph`);
+        a caller that runs one frame at a time from fixed buffers binds them once
+        with :meth:`frame_run` instead.
         """
-        binding = self._state_binding(state)
+        one = features.shape[0] == 1 and self._one_session is not None
+        session = self._one_session if one else self._session
+        binding = self._state_binding(state, one)
         shape = (1, *features.shape)
         binding.bind_input(_FEATURES_INPUT, "cpu", 0, np.float32, shape, _address(features))
         binding.bind_output(self._info.output_name, "cpu", 0, np.float32, shape, _address(out))
         try:
-            self._session.run_with_iobinding(binding)
+            session.run_with_iobinding(binding)  # type: ignore[union-attr]
         except Exception as error:  # onnxruntime raises several private exception types
             raise ModelError(
-                f"Model {self._path} failed to run on {features.shape[0]} frames "
+                f"Model {self._path} failed to run on {_frames(features.shape[0])} "
                 f"(its graph does not fit seproc's model format): {_first_line(error)}"
             ) from None
         state.swap()
 
-    def _state_binding(self, state: ModelState) -> ort.IOBinding:
+    def frame_run(self, features: np.ndarray, out: np.ndarray, state: ModelState) -> FrameRun:
+        """Return a call that runs one frame from fixed buffers, with nothing to bind per call.
+
+        Parameters
+        ----------
+        features : np.ndarray [shape=(1, n_bins)], float32, C-contiguous
+            Where the caller writes each frame's normalised features.
+        out : np.ndarray [shape=(1, n_bins)], float32, C-contiguous
+            Where each run writes the graph's output.
+        state : ModelState
+            The stream's state; each run reads it and advances it by one frame.
+
+        Returns
+        -------
+        FrameRun
+            ``run()`` equals ``model.run(features, out, state)`` for a one-frame
+            ``features``. The buffers must outlive it (the caller owns them).
+
+        Notes
+        -----
+        Binding the features and output of each call costs two bindings of about
+        5 us each plus their addresses; a :class:`FrameRun` binds everything once,
+        for each of the state's two buffer directions.
+        """
+        for name, array in (("features", features), ("out", out)):
+            if array.shape != (1, self._info.n_bins) or array.dtype != np.float32:
+                raise ParameterError(
+                    f"Parameter {name} must be float32 of shape (1, {self._info.n_bins}), got "
+                    f"{array.dtype} {array.shape}."
+                )
+            if not array.flags.c_contiguous:
+                raise ParameterError(
+                    f"Parameter {name} must be C-contiguous; pass np.ascontiguousarray({name})."
+                )
+        one = self._one_session is not None
+        session = self._one_session if one else self._session
+        shape = (1, 1, self._info.n_bins)
+        bindings = []
+        for current in (0, 1):
+            binding = self._bind_state(state, current, one)
+            binding.bind_input(_FEATURES_INPUT, "cpu", 0, np.float32, shape, _address(features))
+            binding.bind_output(self._info.output_name, "cpu", 0, np.float32, shape, _address(out))
+            bindings.append(binding)
+        return FrameRun(session, (bindings[0], bindings[1]), state, self._path, (features, out))  # type: ignore[arg-type]
+
+    def _derive_one_frame(self, num_threads: int) -> tuple[ort.InferenceSession | None, str]:
+        """Build and check the one-frame session; return it, or None and the reason."""
+        info = self._info
+        try:
+            graph, inputs, outputs = _one_frame_graph(
+                read_graph(self._path), info.state_shapes, info.n_bins, info.output_name
+            )
+            data = write_model(graph, inputs, outputs, opset=_ONE_FRAME_OPSET)
+            session = _open_session_bytes(data, num_threads)
+        except Exception as error:  # a graph of another layout, or one onnxruntime refuses
+            return None, _first_line(error)
+        difference = self._one_frame_difference(session)
+        if not difference <= _ONE_FRAME_TOLERANCE:
+            return None, f"it differs from the file's graph by {difference:.3g}"
+        return session, ""
+
+    def _one_frame_difference(self, session: ort.InferenceSession) -> float:
+        """Run both graphs frame by frame on seeded noise; return the largest difference."""
+        rng = np.random.default_rng(0)
+        names = [info.name for info in self._session.get_outputs()]
+        states = {
+            f"{name}_in": (0.5 * rng.standard_normal(shape)).astype(np.float32)
+            for name, shape in self._info.state_shapes.items()
+        }
+        mine = dict(states)
+        worst = 0.0
+        for _ in range(_ONE_FRAME_CHECK_FRAMES):
+            features = (2.0 * rng.standard_normal((1, 1, self._info.n_bins))).astype(np.float32)
+            expected = self._session.run(names, {_FEATURES_INPUT: features, **states})
+            got = session.run(names, {_FEATURES_INPUT: features, **mine})
+            for a, b in zip(expected, got, strict=True):
+                worst = max(worst, float(np.max(np.abs(a - b))))
+            states = {_state_input(n): a for n, a in zip(names[1:], expected[1:], strict=True)}
+            mine = {_state_input(n): a for n, a in zip(names[1:], got[1:], strict=True)}
+        return worst
+
+    def _state_binding(self, state: ModelState, one: bool = False) -> ort.IOBinding:
         """Return the binding whose state tensors are bound for ``state``'s next run.
 
         Each state gets two bindings made once, one per direction of its double
@@ -261,19 +382,62 @@ class OnnxModel:
         count varies); binding all state tensors on every call cost about a third
         of a one-frame run.
         """
-        bindings = state._bindings.get(id(self))
+        key = (id(self), one)
+        bindings = state._bindings.get(key)
         if bindings is None:
-            bindings = (self._bind_state(state, 0), self._bind_state(state, 1))
-            state._bindings[id(self)] = bindings
+            bindings = (self._bind_state(state, 0, one), self._bind_state(state, 1, one))
+            state._bindings[key] = bindings
         return bindings[state._current]
 
-    def _bind_state(self, state: ModelState, current: int) -> ort.IOBinding:
-        binding = self._session.io_binding()
+    def _bind_state(self, state: ModelState, current: int, one: bool = False) -> ort.IOBinding:
+        session = self._one_session if one else self._session
+        binding = session.io_binding()  # type: ignore[union-attr]
         for name, (first, second) in state._buffers.items():
             read, write = (first, second) if current == 0 else (second, first)
             binding.bind_input(f"{name}_in", "cpu", 0, np.float32, read.shape, _address(read))
             binding.bind_output(f"{name}_out", "cpu", 0, np.float32, write.shape, _address(write))
         return binding
+
+
+class FrameRun:
+    """One-frame runs of one stream on fixed, bound buffers (see :meth:`OnnxModel.frame_run`)."""
+
+    __slots__ = ("_bindings", "_buffers", "_path", "_session", "_state")
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        bindings: tuple[ort.IOBinding, ort.IOBinding],
+        state: ModelState,
+        path: Path,
+        buffers: tuple[np.ndarray, np.ndarray],
+    ) -> None:
+        self._session = session
+        self._bindings = bindings
+        self._state = state
+        self._path = path
+        self._buffers = buffers  # kept alive as long as the bindings point at them
+
+    def __call__(self) -> None:
+        """Run the model on the frame in the bound features; advance the state."""
+        state = self._state
+        try:
+            self._session.run_with_iobinding(self._bindings[state._current])
+        except Exception as error:  # onnxruntime raises several private exception types
+            raise ModelError(
+                f"Model {self._path} failed to run on 1 frame "
+                f"(its graph does not fit seproc's model format): {_first_line(error)}"
+            ) from None
+        state._current = 1 - state._current
+
+
+def _frames(count: int) -> str:
+    return "1 frame" if count == 1 else f"{count} frames"
+
+
+def _state_input(output_name: str) -> str:
+    """Return the input name of the state that a graph output ``<name>_out`` carries."""
+    return output_name[: -len("_out")] + "_in"
 
 
 def _address(array: np.ndarray) -> int:
@@ -300,6 +464,28 @@ def _open_session(path: Path, num_threads: int) -> ort.InferenceSession:
             f"Model file {path} could not be loaded by onnxruntime (is it a complete ONNX "
             f"file?): {_first_line(error)}"
         ) from None
+
+
+def _open_session_bytes(data: bytes, num_threads: int) -> ort.InferenceSession:
+    """Open a session on a graph built in memory, with the file session's settings.
+
+    ``MatMulAddFusion`` is off: with static shapes onnxruntime would turn the
+    bottleneck's MatMul and Add into one Gemm, whose sums round differently from the
+    file graph's MatMul (which keeps a dynamic frames axis and is never fused). Without
+    it the two graphs agree bit for bit, so a stream's output does not depend on how
+    its blocks split into one-frame and many-frame calls.
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return ort.InferenceSession(
+        data,
+        options,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=["MatMulAddFusion"],
+    )
 
 
 def _first_line(error: BaseException) -> str:

@@ -537,6 +537,7 @@ class RateBridge:
         self._outer = np.zeros(
             (self._channels, self._to_outer.max_output_samples(outer_capacity)), np.float32
         )
+        self._passthrough = self._to_inner._passthrough and self._to_outer._passthrough
         self.reset()
 
     def _worst_deficit(self) -> int:
@@ -604,8 +605,11 @@ class RateBridge:
         Returns
         -------
         np.ndarray [shape=(channels, k)], float32
-            A view of an internal buffer that the next call overwrites.
+            A view of an internal buffer that the next call overwrites (at equal
+            rates, ``block`` itself).
         """
+        if self._passthrough:  # equal rates: the block itself, nothing to copy
+            return block
         count = self._to_inner.process_into(block, self._inner)
         return self._inner[:, :count]
 
@@ -622,8 +626,11 @@ class RateBridge:
         np.ndarray [shape=(channels, k)], float32
             A view of an internal buffer that the next call overwrites. A block
             longer than the inner stage can emit for one host block makes this
-            buffer grow once (an allocation), then stay.
+            buffer grow once (an allocation), then stay. At equal rates, ``block``
+            itself.
         """
+        if self._passthrough:
+            return block
         needed = self._to_outer.output_samples(block.shape[1])
         if needed > self._outer.shape[1]:
             self._outer = np.zeros((self._channels, needed), np.float32)

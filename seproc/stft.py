@@ -581,16 +581,28 @@ class StreamingAnalyzer:
             rest=(stft.n_bins,),
             example=(self._channels, self._max_frames, stft.n_bins),
         )
-        frames, filled = _kernels.analysis_push(self._history, self._filled, block2d, *self._args)
+        frames = self.push(block2d, out)
         if frames < 0:
             raise ParameterError(
                 "Parameter block holds NaN or Inf values; pass finite audio "
                 "(np.nan_to_num(block) replaces them). The stream state is unchanged."
             )
+        return frames
+
+    def push(self, block2d: np.ndarray, out: np.ndarray) -> int:
+        """Analyse the next block, unchecked: :meth:`process` without its checks.
+
+        For an owner (``Denoiser``) whose buffers fit by construction: ``block2d`` is
+        ``(channels, <= max_block_samples)``, float32 or float64. Returns the frames
+        written, or -1 (state unchanged) where the block holds NaN or Inf.
+        """
+        frames, filled = _kernels.analysis_push(self._history, self._filled, block2d, *self._args)
+        if frames < 0:
+            return frames
         self._filled = filled
         if frames:
             self._forward.run(frames * self._channels)
-            _kernels.rows_to_spec(self._forward.spec, frames, stft.n_bins, out, 0)
+            _kernels.rows_to_spec(self._forward.spec, frames, self._stft.n_bins, out, 0)
         return frames
 
 
@@ -667,6 +679,15 @@ class StreamingSynthesizer:
         check_stream_buffer(spec, "spec", "complex", self._channels, n_frames, (stft.n_bins,))
         n_samples = n_frames * stft.hop_length
         check_stream_buffer(out, "out", "float", self._channels, n_samples)
+        return self.push(spec, n_frames, out)
+
+    def push(self, spec: np.ndarray, n_frames: int, out: np.ndarray) -> int:
+        """Overlap-add the next frames, unchecked: :meth:`process` without its checks.
+
+        For an owner (``Denoiser``) whose buffers fit by construction.
+        """
+        stft = self._stft
+        n_samples = n_frames * stft.hop_length
         if n_frames == 0:
             return 0
         _kernels.spec_to_rows(spec, 0, n_frames, stft.n_bins, self._inverse.spec)

@@ -26,6 +26,8 @@ LAYERS = [
     "seproc.features",
     "seproc.resample",
     "seproc.highband",
+    "seproc._onnx_proto",
+    "seproc._one_frame",
     "seproc.model",
     "seproc.denoiser",
     "seproc._jack_latency",

@@ -68,8 +68,9 @@ CLIP_MAX_S = 10.0
 NOISE_CLIP_MAX_S = 30.0
 MUSIC_MAX_S = 45.0
 # Share of TTS items per engine (renormalised over the engines a split has voices of).
-# Piper is natural neural speech with a full 80-300 Hz body (../shared/DATA.md); espeak is
-# 6-9 dB thin there, so with Piper present espeak only keeps the held-out splits' voices.
+# Piper is natural neural speech (DNSMOS OVRL 3.33 in the corpus, espeak-ng 2.49); with
+# Piper present it voices most TTS training items. Its 80-300 Hz body is about as thin as
+# espeak-ng's (-5.5 dB, training/source_scores.md), so it is no cure for thin references.
 ENGINE_WEIGHTS = {"espeak": 0.8, "flite": 0.15, "festival": 0.05, "piper": 2.0}
 
 

@@ -95,3 +95,22 @@ def test_the_shipped_onnx_model_rebuilds_in_pytorch():
     assert from_onnx.check_against_onnx(model, default_model_path()) < 1e-4
     totals = from_onnx.training_totals(default_model_path())
     assert totals["step"] > 0 and totals["audio_seconds"] > 0 and totals["seconds_trained"] > 0
+
+
+def test_oracle_mask_system_scores_the_ideal_mask_against_the_clean_clip():
+    """The oracle row: near-perfect speech, the noise well down, report without seproc rows."""
+    t = np.arange(2 * 48000) / 48000
+    # a voiced, syllable-modulated tone complex: something the 16 kHz metrics can score
+    clean = sum(np.sin(2 * np.pi * f0 * t) / k for k, f0 in enumerate((180, 360, 540, 900), 1))
+    clean = 0.05 * clean * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t))
+    mix = next(
+        m for m in fb.mixtures([("clip", clean)]) if m["noise"] == "white" and m["snr_db"] == 0
+    )
+    fb._WORKER.clear()
+    fb._WORKER.update(systems=fb._Systems(["noisy", fb.ORACLE]), dnsmos=None, visqol=None)
+    rows = {r["system"]: r for r in fb._score_mixture(mix)}
+    assert set(rows) == {"noisy", fb.ORACLE}
+    assert rows[fb.ORACLE]["lsd_0_4k"] < rows["noisy"]["lsd_0_4k"] - 5.0
+    band_rows = [{"rate_hz": 48000, "attenuation_limit_db": 0, "error_db": -136.0}]
+    text = fb.report(list(rows.values()), {}, band_rows, ["# test"])
+    assert fb.ORACLE in text and "seproc minus each peer" not in text

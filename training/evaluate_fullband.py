@@ -59,6 +59,10 @@ SYSTEMS = (
     "nsnet2",
     "noisereduce",
 )
+# Not run by default: the ideal ratio mask on the model's 16 kHz frames, computed from the
+# clean reference (``training.evaluate.oracle_mask``): the mask formulation with a perfect
+# network, the ceiling of what the model could score.
+ORACLE = "oracle-mask"
 _MEMBER = re.compile(r"audio_clips/(F3|M3)_b(\d+)_w(\d+)_orig\.wav$")
 _WORDS_PER_CLIP = 3
 
@@ -242,6 +246,8 @@ class _Systems:
                     model, sample_rate=16000, attenuation_limit_db=attenuation_limit_db
                 )
                 self.run[name] = lambda x, d=denoiser16: self._at_16k(lambda y: d(y, 16000), x)
+            elif name == ORACLE:
+                self.run[name] = None  # needs the clean reference: _score_mixture runs it
             elif name in ("rnnoise", "deepfilternet3"):
                 peer = peers.make_peer(name)
                 self.run[name] = peer.denoise_48k
@@ -292,7 +298,16 @@ def _score_mixture(mixture: dict[str, object]) -> list[dict[str, object]]:
     clean16 = soxr.resample(clean, RATE_HZ, 16000)
     rows = []
     for name, run in systems.run.items():
-        output = np.asarray(run(mixture["noisy"]), np.float32)
+        if name == ORACLE:
+            from training.evaluate import oracle_mask
+
+            noisy16 = soxr.resample(mixture["noisy"], RATE_HZ, 16000)
+            ideal = oracle_mask(clean16.astype(np.float32), noisy16.astype(np.float32))
+            output = np.zeros(mixture["noisy"].size, np.float32)
+            up = soxr.resample(ideal, 16000, RATE_HZ)
+            output[: min(up.size, output.size)] = up[: output.size]
+        else:
+            output = np.asarray(run(mixture["noisy"]), np.float32)
         out16 = soxr.resample(output, RATE_HZ, 16000)
         row = {k: mixture[k] for k in ("id", "clip", "noise", "snr_db")}
         row["system"] = name
@@ -408,7 +423,7 @@ def _table(rows, systems, metrics_, group=None) -> list[str]:
 
 def report(rows, reference, band_rows, header: Sequence[str]) -> str:
     """Write the markdown report: means, per SNR, per noise, paired CIs, LSD, band table."""
-    systems = [s for s in SYSTEMS if any(r["system"] == s for r in rows)]
+    systems = [s for s in (*SYSTEMS, ORACLE) if any(r["system"] == s for r in rows)]
     names = ("pesq_wb", "stoi", "si_sdr_db", "sig", "bak", "ovrl", "visqol_audio")
     quality = [m for m in names if m in rows[0]]
     lsd = [k for k in rows[0] if k.startswith("lsd_")]
@@ -419,28 +434,32 @@ def report(rows, reference, band_rows, header: Sequence[str]) -> str:
         lines += ["", "## All mixtures (16 kHz metrics)", "", *_table(rows, systems, quality)]
         lines += ["", "## Per SNR", "", *_table(rows, systems, quality, "snr_db")]
         lines += ["", "## Per noise type", "", *_table(rows, systems, quality, "noise")]
-        lines += ["", "## seproc minus each peer, mean and 95 % bootstrap interval", ""]
-        lines += ["| peer | SNR | " + " | ".join(quality) + " |", "|" + "---|" * (len(quality) + 2)]
-        rng = np.random.default_rng(0)
-        by_id = {(r["id"], r["system"]): r for r in rows}
-        ids = sorted({r["id"] for r in rows})
-        for peer in systems:
-            if peer == "seproc":
-                continue
-            for snr in (*SNRS_DB, "all"):
-                cells = [peer, str(snr)]
-                for m in quality:
-                    d = np.array(
-                        [
-                            by_id[(i, "seproc")][m] - by_id[(i, peer)][m]
-                            for i in ids
-                            if (i, peer) in by_id
-                            and (snr == "all" or by_id[(i, peer)]["snr_db"] == snr)
-                        ]
-                    )
-                    mean, lo, hi = _bootstrap_ci(d, rng)
-                    cells.append(f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]")
-                lines.append("| " + " | ".join(cells) + " |")
+        if "seproc" in systems:  # paired differences need seproc's rows
+            lines += ["", "## seproc minus each peer, mean and 95 % bootstrap interval", ""]
+            lines += [
+                "| peer | SNR | " + " | ".join(quality) + " |",
+                "|" + "---|" * (len(quality) + 2),
+            ]
+            rng = np.random.default_rng(0)
+            by_id = {(r["id"], r["system"]): r for r in rows}
+            ids = sorted({r["id"] for r in rows})
+            for peer in systems:
+                if peer == "seproc":
+                    continue
+                for snr in (*SNRS_DB, "all"):
+                    cells = [peer, str(snr)]
+                    for m in quality:
+                        d = np.array(
+                            [
+                                by_id[(i, "seproc")][m] - by_id[(i, peer)][m]
+                                for i in ids
+                                if (i, peer) in by_id
+                                and (snr == "all" or by_id[(i, peer)]["snr_db"] == snr)
+                            ]
+                        )
+                        mean, lo, hi = _bootstrap_ci(d, rng)
+                        cells.append(f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+                    lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Log-spectral distance to the clean clip at 48 kHz (dB, lower is better)", ""]
     lines += _table(rows, systems, lsd)
     lines += ["", "## White noise through the Denoiser: output level per band (dB re input)", ""]
@@ -462,7 +481,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("models/eval/fullband"))
     parser.add_argument("--split", choices=("test", "val"), default="test")
     parser.add_argument("--clips-per-talker", type=int, default=4)
-    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    parser.add_argument(
+        "--systems",
+        nargs="+",
+        default=list(SYSTEMS),
+        choices=(*SYSTEMS, ORACLE),
+        help=f"systems to score (default: all but {ORACLE}, which needs the clean reference)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-dnsmos", action="store_true", help="LSD only (fast)")
     parser.add_argument("--model", default=None, help="seproc ONNX model (default: bundled)")

@@ -103,6 +103,24 @@ def make_model(
     return path
 
 
+def model_with_frames(path: Path, n_fft: int, sample_rate_hz: int = 16000, **kwargs) -> Path:
+    """A ``make_model`` model with ``n_fft``-sample frames, hop ``n_fft // 2``, at a rate.
+
+    Flat feature statistics (-40 dB mean, 20 dB std); ``kwargs`` go to ``make_model``
+    (``scale=0.0, bias=100.0`` makes it a bypass).
+    """
+    bins = n_fft // 2 + 1
+    metadata = {
+        "sample_rate_hz": str(sample_rate_hz),
+        "n_fft": str(n_fft),
+        "hop_length": str(n_fft // 2),
+        "win_length": str(n_fft),
+        "feature_mean_db": json.dumps([-40.0] * bins),
+        "feature_std_db": json.dumps([20.0] * bins),
+    }
+    return make_model(path, n_bins=bins, metadata=metadata, **kwargs)
+
+
 def bypass_model(path: Path) -> Path:
     """A mask model whose gain is exactly 1.0 everywhere."""
     return make_model(path, scale=0.0, bias=100.0)

@@ -11,6 +11,7 @@ import seproc
 from seproc import Denoiser, denoise, process_file
 from seproc.errors import ModelError, ParameterError, SeprocError
 from tests.model_factory import bypass_model, make_model
+from tests.streaming import stream
 
 HOP = 160
 SWEEP = [1, 63, 64, 65, HOP, HOP + 1, 4096, 8193]
@@ -35,17 +36,6 @@ def noisy_signal(samples, channels=1, seed=0):
     t = np.arange(samples) / 16000
     tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
     return (tone + 0.05 * rng.standard_normal((channels, samples))).astype(np.float32)
-
-
-def stream(denoiser, signal, sizes):
-    """Feed ``signal`` in blocks of the given sizes (cycled) and return the concatenation."""
-    pieces, start, i = [], 0, 0
-    while start < signal.shape[1]:
-        size = sizes[i % len(sizes)]
-        pieces.append(denoiser.process(signal[:, start : start + size]))
-        start += size
-        i += 1
-    return np.concatenate(pieces, axis=1) if pieces else signal[:, :0]
 
 
 @pytest.mark.parametrize("block", SWEEP)

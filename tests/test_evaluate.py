@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from tests.eval_fixtures import write_mixture_set
-from tests.model_factory import make_model
+from tests.model_factory import make_model, model_with_frames
 from training import evaluate, metrics, peers
 
 
@@ -284,19 +284,6 @@ def _scipy_oracle(clean, noisy, n_fft=320, hop=160, floor_db=-40.0):
     return istft(noisy_spec * gain, **kwargs)[1][: noisy.size]
 
 
-def _model_with_frames(path: Path, n_fft: int, sample_rate_hz: int = 16000) -> Path:
-    bins = n_fft // 2 + 1
-    metadata = {
-        "sample_rate_hz": str(sample_rate_hz),
-        "n_fft": str(n_fft),
-        "hop_length": str(n_fft // 2),
-        "win_length": str(n_fft),
-        "feature_mean_db": json.dumps([-40.0] * bins),
-        "feature_std_db": json.dumps([20.0] * bins),
-    }
-    return make_model(path, n_bins=bins, metadata=metadata)
-
-
 @pytest.mark.parametrize("n_samples", [1009, 16001, 48000])
 def test_oracle_mask_is_the_ideal_ratio_mask_on_scipys_stft(n_samples):
     """The runtime's STFT frames the clip as scipy.signal.stft does (centred, zero-padded)."""
@@ -313,7 +300,7 @@ def test_oracle_mask_uses_the_models_frames(tmp_path):
     rng = np.random.default_rng(4)
     clean = (0.3 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000)).astype(np.float32)
     noisy = clean + (0.1 * rng.standard_normal(clean.size)).astype(np.float32)
-    model = _model_with_frames(tmp_path / "frames640.onnx", 640)
+    model = model_with_frames(tmp_path / "frames640.onnx", 640)
     output = evaluate.oracle_mask(clean, noisy, model=model)
     reference = _scipy_oracle(clean, noisy, n_fft=640, hop=320)
     np.testing.assert_allclose(output, reference, rtol=0, atol=1e-7)
@@ -334,6 +321,6 @@ def test_oracle_mask_keeps_clips_shorter_than_a_frame(n_samples):
 def test_oracle_mask_errors(tmp_path):
     with pytest.raises(ValueError, match=r"clean \(10,\) and noisy \(11,\) must have the same"):
         evaluate.oracle_mask(np.zeros(10), np.zeros(11))
-    model = _model_with_frames(tmp_path / "8k.onnx", 160, sample_rate_hz=8000)
+    model = model_with_frames(tmp_path / "8k.onnx", 160, sample_rate_hz=8000)
     with pytest.raises(ValueError, match="runs at 8000 Hz; the oracle mask works on 16000 Hz"):
         evaluate.oracle_mask(np.zeros(10), np.zeros(10), model=model)

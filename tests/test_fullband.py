@@ -11,6 +11,7 @@ from scipy import signal as sps
 from seproc import Denoiser
 from seproc.highband import HighBandGain, host_framing
 from tests.model_factory import bypass_model, make_model
+from tests.streaming import stream
 
 FULL_BAND_RATES = [32000, 44100, 48000, 88200, 96000]
 RESAMPLED_RATES = [8000, 11025, 16000, 22050]
@@ -126,13 +127,7 @@ def test_any_partition_gives_the_one_shot_output_at_48k(sizes):
     reference = Denoiser(sample_rate=rate, channels=1)
     expected = reference.process(x).copy()
     denoiser = Denoiser(sample_rate=rate, channels=1)
-    pieces, start, i = [], 0, 0
-    while start < x.shape[1]:
-        size = sizes[i % len(sizes)]
-        pieces.append(denoiser.process(x[:, start : start + size]).copy())
-        start += size
-        i += 1
-    np.testing.assert_array_equal(np.concatenate(pieces, axis=1), expected)
+    np.testing.assert_array_equal(stream(denoiser, x, sizes), expected)
 
 
 @pytest.mark.parametrize("rate", [32000, 44100, 48000])

@@ -17,6 +17,7 @@ from seproc._onnx_proto import read_graph, write_model
 from seproc.errors import ParameterError
 from seproc.model import OnnxModel, default_model_path
 from tests.model_factory import make_model
+from tests.streaming import stream
 
 TOLERANCE = 1e-5
 
@@ -254,13 +255,7 @@ def test_denoiser_partitions_equal_one_call_with_the_one_frame_graph(speech_16k,
     expected = Denoiser(sample_rate=16000).process(speech_16k).copy()  # many frames per call
     denoiser = Denoiser(sample_rate=16000)
     assert denoiser._model.one_frame_graph
-    pieces, start, i = [], 0, 0
-    while start < speech_16k.shape[1]:
-        size = sizes[i % len(sizes)]
-        pieces.append(denoiser.process(speech_16k[:, start : start + size]).copy())
-        start += size
-        i += 1
-    np.testing.assert_array_equal(np.concatenate(pieces, axis=1), expected)
+    np.testing.assert_array_equal(stream(denoiser, speech_16k, sizes), expected)
 
 
 @pytest.mark.parametrize(("sample_rate", "block"), [(16000, 160), (48000, 480), (48000, 128)])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from scipy.signal import correlate, correlation_lags
 
 from tests.eval_fixtures import SAMPLE_RATE_HZ, mix, speech_like, white_noise
-from tests.model_factory import bypass_model, make_model, reference_gain
+from tests.model_factory import bypass_model, make_model, model_with_frames, reference_gain
 from training import metrics, peers
 
 EXTERNAL_PEERS = ("noisereduce", "rnnoise", "nsnet2", "deepfilternet3")
@@ -217,26 +216,17 @@ def test_seproc_noise_subtraction(tmp_path, signals):
     assert np.max(np.abs(silent)) == 0.0
 
 
-def _bypass_model_at(path: Path, sample_rate_hz: int) -> Path:
-    """A bypass mask model with 20 ms frames, 10 ms hop at ``sample_rate_hz``."""
-    n_fft = sample_rate_hz // 50
-    bins = n_fft // 2 + 1
-    metadata = {
-        "sample_rate_hz": str(sample_rate_hz),
-        "n_fft": str(n_fft),
-        "hop_length": str(n_fft // 2),
-        "win_length": str(n_fft),
-        "feature_mean_db": json.dumps([-40.0] * bins),
-        "feature_std_db": json.dumps([20.0] * bins),
-    }
-    return make_model(path, scale=0.0, bias=100.0, n_bins=bins, metadata=metadata)
-
-
 @pytest.mark.parametrize("sample_rate_hz", [8000, 24000])
 def test_seproc_runs_a_model_of_another_rate_at_16k(tmp_path, signals, sample_rate_hz):
     """The runtime resamples (24 kHz) or frames at 16 kHz (8 kHz) inside, aligned."""
     clean, _ = signals
-    path = _bypass_model_at(tmp_path / f"bypass{sample_rate_hz}.onnx", sample_rate_hz)
+    path = model_with_frames(
+        tmp_path / f"bypass{sample_rate_hz}.onnx",
+        sample_rate_hz // 50,  # 20 ms frames, 10 ms hop
+        sample_rate_hz,
+        scale=0.0,
+        bias=100.0,
+    )
     seproc = peers.Seproc(path)
     assert seproc.sample_rate_hz == sample_rate_hz
     output = seproc.denoise(clean)

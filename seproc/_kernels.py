@@ -533,27 +533,30 @@ def ring_copy(source, source_pos, target, target_pos, n):
 
 
 @_njit()
-def apply_fullband_gain(spec, model_gain, min_gain, band_start, band_stop, activity, ref_start):
-    """Apply a model's gain below its Nyquist bin and a derived gain above, in place.
+def apply_fullband_gain(
+    spec, model_gain, min_gain, band_start, band_stop, activity, ref_start, model_stop
+):
+    """Apply a model's gain in the band it hears and a derived gain above it, in place.
 
     ``spec`` is a host-rate spectrum ``(frames, n_host_bins)`` whose first
-    ``model_gain.shape[1]`` bins are the model's bins (same bin spacing). Those take
-    the model's gain (raised to ``min_gain``, NaN counts as ``min_gain``, capped at 1),
-    and ``activity`` is measured as in :func:`apply_mask_gain`.
+    ``model_gain.shape[1]`` bins are the model's bins (same bin spacing). Bins below
+    ``model_stop`` take the model's gain (raised to ``min_gain``, NaN counts as
+    ``min_gain``, capped at 1), and ``activity`` is measured there as in
+    :func:`apply_mask_gain`.
 
-    Every bin above them takes the share of the noisy amplitude in model bins
-    ``ref_start`` and up that the model keeps, ``sqrt(sum g^2 |X|^2 / sum |X|^2)``
+    Every bin from ``model_stop`` up takes the share of the noisy amplitude in bins
+    ``ref_start:model_stop`` that the model keeps, ``sqrt(sum g^2 |X|^2 / sum |X|^2)``
     (1 for a silent frame), raised to ``min_gain``: the model's own decision about the
-    top of its band.
+    top of the band it hears. (The model's last bins below its Nyquist frequency see
+    the resampler's roll-off, not the host's signal, so they take the derived gain too.)
     """
     n_frames = spec.shape[0]
-    n_model_bins = model_gain.shape[1]
     for t in range(n_frames):
         kept = 0.0
         total = 0.0
         ref_kept = 0.0
         ref_total = 0.0
-        for f in range(n_model_bins):
+        for f in range(model_stop):
             gain = _clamp_gain(model_gain[t, f], min_gain)
             value = spec[t, f]
             power = value.real * value.real + value.imag * value.imag
@@ -566,7 +569,7 @@ def apply_fullband_gain(spec, model_gain, min_gain, band_start, band_stop, activ
             spec[t, f] = value * gain
         activity[t] = kept / total if total > 0.0 else 1.0
         gain = _clamp_gain(np.sqrt(ref_kept / ref_total) if ref_total > 0.0 else 1.0, min_gain)
-        for f in range(n_model_bins, spec.shape[1]):
+        for f in range(model_stop, spec.shape[1]):
             spec[t, f] = spec[t, f] * gain
 
 

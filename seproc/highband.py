@@ -10,9 +10,12 @@ bin ``k`` for every ``k`` up to the model's Nyquist frequency:
 * the model still hears what it was trained on: :class:`ModelRateFrames` resamples
   the host stream to the model's rate and frames it with the model's STFT, and the
   host stream is delayed to line its frames up with those;
-* the model's gains apply to host bins ``0 .. F - 1`` unchanged;
+* the model's gains apply to host bins up to ``MODEL_BAND_EDGE_HZ`` (7.8 kHz)
+  unchanged;
 * the bins above get one gain per frame (:class:`HighBandGain`): the model's own
-  decision about the top octave of its band.
+  decision about the top octave of its band. Its last few bins below 8 kHz are among
+  them: the resampler in front of the model rolls them off, so the model cannot hear
+  the host signal there.
 
 The output is the inverse host-rate STFT: no resampler on the output side, so no band
 cut. With every gain at 1 (``attenuation_limit_db=0``) the output is the input
@@ -33,9 +36,21 @@ from seproc._interface import Setting
 from seproc.resample import StreamResampler
 from seproc.stft import STFT
 
-__all__ = ["REFERENCE_BAND_HZ", "HighBandGain", "ModelRateFrames", "host_framing"]
+__all__ = [
+    "MODEL_BAND_EDGE_HZ",
+    "REFERENCE_BAND_HZ",
+    "HighBandGain",
+    "ModelRateFrames",
+    "host_framing",
+]
 
 REFERENCE_BAND_HZ = (4000.0, 8000.0)
+# The top of the band whose model gains the host spectrum takes. The model hears the
+# host signal through the host -> 16 kHz resampler, which rolls off from about 7.4 kHz
+# (-20 dB at 7.8 kHz, -98 dB at 8 kHz): above this edge the model's features hold the
+# filter's skirt, not the signal, and its gains there let noise through (white noise at
+# 48 kHz: -32 dB at 8 kHz against -40 dB elsewhere, a line in the spectrogram).
+MODEL_BAND_EDGE_HZ = 7800.0
 """The top octave of the model's band: the share of it the model keeps is the gain of
 every bin above (``models/FORMAT.md`` has the alternatives measured against it)."""
 
@@ -149,7 +164,7 @@ class ModelRateFrames:
 
 
 class HighBandGain:
-    """The gains of a host-rate spectrum: the model's below its Nyquist bin, derived above.
+    """The gains of a host-rate spectrum: the model's below 7.8 kHz, derived above.
 
     Parameters
     ----------
@@ -173,8 +188,12 @@ class HighBandGain:
         self, host_rate_hz: int, n_fft: int, n_model_bins: int, activity_bins: tuple[int, int]
     ) -> None:
         bin_hz = host_rate_hz / n_fft
-        self._reference_start = min(round(REFERENCE_BAND_HZ[0] / bin_hz), n_model_bins - 1)
-        self._reference_band_hz = (self._reference_start * bin_hz, (n_model_bins - 1) * bin_hz)
+        self._model_stop = min(n_model_bins, int(MODEL_BAND_EDGE_HZ / bin_hz) + 1)
+        self._reference_start = min(round(REFERENCE_BAND_HZ[0] / bin_hz), self._model_stop - 1)
+        self._reference_band_hz = (
+            self._reference_start * bin_hz,
+            (self._model_stop - 1) * bin_hz,
+        )
         self._activity_bins = activity_bins
 
     reference_band_hz = Setting[tuple[float, float]](
@@ -206,4 +225,5 @@ class HighBandGain:
             self._activity_bins[1],
             activity,
             self._reference_start,
+            self._model_stop,
         )

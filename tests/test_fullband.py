@@ -134,4 +134,26 @@ def test_any_partition_gives_the_one_shot_output_at_48k(sizes):
 def test_the_high_band_follows_the_models_top_octave(rate):
     n_fft, _, _ = host_framing(rate, 16000, 320, 160, 320)
     gains = HighBandGain(rate, n_fft, 161, (6, 81))
-    assert gains.reference_band_hz == (4000.0, 8000.0)
+    assert gains.reference_band_hz == (4000.0, 7800.0)
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_no_seam_at_the_models_nyquist_frequency(rate):
+    """White noise comes out as suppressed at 7.9-8.1 kHz as at 6-7.5 and 8.5-12 kHz.
+
+    The model hears the host signal through a resampler that rolls off above 7.4 kHz; its
+    gains on the last bins below 8 kHz once let 7 dB more noise through there (a line
+    across the spectrogram).
+    """
+    x = 0.5 * white(rate, 4.0, seed=3)  # -26 dBFS: the seam was widest at such levels
+    y = Denoiser(sample_rate=rate)(x, rate)
+    n_fft = rate // 50  # 20 ms: the STFT's own 50 Hz bins
+    freqs, p_in = sps.welch(x, rate, nperseg=n_fft)
+    _, p_out = sps.welch(y, rate, nperseg=n_fft)
+    level_db = 10 * np.log10(p_out / p_in)
+
+    def band(low_hz, high_hz):
+        return level_db[(freqs >= low_hz) & (freqs < high_hz)]
+
+    around = max(np.mean(band(6000, 7500)), np.mean(band(8500, 12000)))
+    assert np.mean(band(7900, 8100)) < around + 2.0  # the old seam: 4-7 dB above

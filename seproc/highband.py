@@ -10,8 +10,8 @@ bin ``k`` for every ``k`` up to the model's Nyquist frequency:
 * the model still hears what it was trained on: :class:`ModelRateFrames` resamples
   the host stream to the model's rate and frames it with the model's STFT, and the
   host stream is delayed to line its frames up with those;
-* the model's gains apply to host bins up to ``MODEL_BAND_EDGE_HZ`` (7.8 kHz)
-  unchanged;
+* the model's gains apply to host bins up to ``MODEL_BAND_EDGE`` of its Nyquist
+  frequency (7.8 kHz for a 16 kHz model) unchanged;
 * the bins above get one gain per frame (:class:`HighBandGain`): the model's own
   decision about the top octave of its band. Its last few bins below 8 kHz are among
   them: the resampler in front of the model rolls them off, so the model cannot hear
@@ -37,20 +37,21 @@ from seproc.resample import StreamResampler
 from seproc.stft import STFT
 
 __all__ = [
-    "MODEL_BAND_EDGE_HZ",
-    "REFERENCE_BAND_HZ",
+    "MODEL_BAND_EDGE",
     "HighBandGain",
     "ModelRateFrames",
     "host_framing",
 ]
 
-REFERENCE_BAND_HZ = (4000.0, 8000.0)
-# The top of the band whose model gains the host spectrum takes. The model hears the
-# host signal through the host -> 16 kHz resampler, which rolls off from about 7.4 kHz
-# (-20 dB at 7.8 kHz, -98 dB at 8 kHz): above this edge the model's features hold the
+# The top of the band whose model gains the host spectrum takes, as a share of the
+# model's Nyquist frequency. The model hears the host signal through the host -> model
+# resampler, which rolls off just below that frequency (16 kHz model: from about 7.4 kHz,
+# -20 dB at 7.8 kHz, -98 dB at 8 kHz): above this edge the model's features hold the
 # filter's skirt, not the signal, and its gains there let noise through (white noise at
-# 48 kHz: -32 dB at 8 kHz against -40 dB elsewhere, a line in the spectrogram).
-MODEL_BAND_EDGE_HZ = 7800.0
+# 48 kHz: -32 dB at 8 kHz against -40 dB elsewhere, a line in the spectrogram). The bins
+# above take the share the model keeps in its top octave, from half its Nyquist frequency
+# to this edge.
+MODEL_BAND_EDGE = 0.975
 """The top octave of the model's band: the share of it the model keeps is the gain of
 every bin above (``models/FORMAT.md`` has the alternatives measured against it)."""
 
@@ -164,7 +165,7 @@ class ModelRateFrames:
 
 
 class HighBandGain:
-    """The gains of a host-rate spectrum: the model's below 7.8 kHz, derived above.
+    """The gains of a host-rate spectrum: the model's in the band it hears, derived above.
 
     Parameters
     ----------
@@ -188,8 +189,9 @@ class HighBandGain:
         self, host_rate_hz: int, n_fft: int, n_model_bins: int, activity_bins: tuple[int, int]
     ) -> None:
         bin_hz = host_rate_hz / n_fft
-        self._model_stop = min(n_model_bins, int(MODEL_BAND_EDGE_HZ / bin_hz) + 1)
-        self._reference_start = min(round(REFERENCE_BAND_HZ[0] / bin_hz), self._model_stop - 1)
+        last_model_bin = n_model_bins - 1  # the model's Nyquist bin
+        self._model_stop = round(MODEL_BAND_EDGE * last_model_bin) + 1
+        self._reference_start = last_model_bin // 2
         self._reference_band_hz = (
             self._reference_start * bin_hz,
             (self._model_stop - 1) * bin_hz,

@@ -137,6 +137,13 @@ def test_the_high_band_follows_the_models_top_octave(rate):
     assert gains.reference_band_hz == (4000.0, 7800.0)
 
 
+def test_the_model_band_edge_follows_the_models_nyquist_frequency():
+    """A 24 kHz model keeps its own gains to 11.7 kHz, its top octave from 6 kHz."""
+    n_fft, _, _ = host_framing(48000, 24000, 480, 240, 480)
+    gains = HighBandGain(48000, n_fft, 241, (6, 81))
+    assert gains.reference_band_hz == (6000.0, 11700.0)
+
+
 @pytest.mark.parametrize("rate", [44100, 48000])
 def test_no_seam_at_the_models_nyquist_frequency(rate):
     """White noise comes out as suppressed at 7.9-8.1 kHz as at 6-7.5 and 8.5-12 kHz.

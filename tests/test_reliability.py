@@ -159,14 +159,10 @@ print(json.dumps({name: after[name] - before[name] for name in after
 """
 
 
-def test_warm_up_compiles_every_kernel_the_first_blocks_need(models):
-    """float32 and float64 blocks, into the internal buffer or a float32/float64 ``out``.
-
-    Run in a fresh interpreter, where nothing is compiled yet. (Without warm-up the same
-    probe reports apply_mask_gain, ring_read and the rest: the check can fail.)
-    """
+def _new_signatures(probe: str, *args) -> dict:
+    """Run a compile probe in a fresh interpreter; return what it reports as newly compiled."""
     completed = subprocess.run(
-        [sys.executable, "-c", COMPILE_PROBE, str(models["stateful"]), "1"],
+        [sys.executable, "-c", probe, *map(str, args)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -174,7 +170,16 @@ def test_warm_up_compiles_every_kernel_the_first_blocks_need(models):
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
-    assert json.loads(completed.stdout.strip().splitlines()[-1]) == {}
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_warm_up_compiles_every_kernel_the_first_blocks_need(models):
+    """float32 and float64 blocks, into the internal buffer or a float32/float64 ``out``.
+
+    Run in a fresh interpreter, where nothing is compiled yet. (Without warm-up the same
+    probe reports apply_mask_gain, ring_copy and the rest: the check can fail.)
+    """
+    assert _new_signatures(COMPILE_PROBE, models["stateful"], 1) == {}
 
 
 SWEEP_PROBE = """
@@ -239,25 +244,11 @@ def test_after_warm_up_no_block_layout_or_size_compiles_anything(
     """Every block size path (0, below a hop, a hop, one buffer, several buffers) and host
     layout (C, F, strided, read-only, 1-D; float32/float64 blocks and out) after warm-up:
     numba's dispatchers gain no signature. Before, a 48 kHz stereo stream of blocks shorter
-    than a hop compiled ring_read, copy_flushing_tiny and more on its first calls."""
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            SWEEP_PROBE,
-            str(models["stateful"]),
-            str(sample_rate),
-            str(channels),
-            str(max_block_samples),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    than a hop compiled the ring buffer copy, copy_flushing_tiny and more on its first calls."""
+    assert (
+        _new_signatures(SWEEP_PROBE, models["stateful"], sample_rate, channels, max_block_samples)
+        == {}
     )
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    assert json.loads(completed.stdout.strip().splitlines()[-1]) == {}
 
 
 # ---------------------------------------------------------------------------

@@ -22,7 +22,12 @@ ort = pytest.importorskip("onnxruntime")
 from training import spectral  # noqa: E402
 from training.batches import BatchConfig, ClipPool, Mixer, load_val_clips  # noqa: E402
 from training.losses import si_sdr  # noqa: E402
-from training.model import ModelConfig, SeprocNet  # noqa: E402
+from training.model import (  # noqa: E402
+    ModelConfig,
+    SeprocNet,
+    count_flops_per_frame,
+    grow_refine,
+)
 from training.shards import Clip, write_shards  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "training" / "configs"
@@ -319,6 +324,27 @@ def test_mask_is_bounded_by_the_gain_floor() -> None:
     assert float(gain.max()) <= 1.0
 
 
+def test_grown_refine_head_keeps_the_output_then_sees_single_bins() -> None:
+    torch.manual_seed(0)
+    model = SeprocNet(ModelConfig(channels=(4, 8), gru_hidden=16)).eval()
+    grown = grow_refine(model, 6).eval()
+    features = torch.randn(1, 20, 161)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(features)[0], model(features)[0], rtol=0, atol=0)
+        for param in grown.refine.conv3.parameters():
+            param.add_(0.1)
+        a = grown(features)[0]
+        changed = features.clone()
+        changed[:, :, 80] += 5.0  # one bin: the refine head reaches 6 bins each side
+        b = grown(changed)[0]
+    assert float((a - b)[:, :, 74:87].abs().max()) > 1e-4
+    assert count_flops_per_frame(grown) > count_flops_per_frame(model)
+    with pytest.raises(ValueError, match="already has a refine head"):
+        grow_refine(grown, 6)
+    with pytest.raises(ValueError, match="refine_channels"):
+        ModelConfig(refine_channels=-1)
+
+
 # -- training ---------------------------------------------------------------------------------
 def test_tiny_training_lowers_the_loss_and_writes_checkpoints(trained: Path, corpus: Path) -> None:
     steps = _records(trained, "train")
@@ -469,9 +495,11 @@ def test_noise_subtraction_config_trains_and_exports_noise_db(corpus: Path, tmp_
     assert float(np.abs(noise_db).max()) > 5.0
 
 
-@pytest.mark.parametrize("name", ["tiny", "cpu", "gpu", "cpu-noise-subtraction"])
+@pytest.mark.parametrize(
+    "name", ["tiny", "cpu", "gpu", "cpu-noise-subtraction", "cpu-finetune-refine"]
+)
 def test_configs_load_and_fit_the_compute_budget(name: str) -> None:
-    from training.model import count_flops_per_frame
+
     from training.train import load_config
 
     cfg = load_config(CONFIGS / f"{name}.toml")

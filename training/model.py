@@ -37,7 +37,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["ModelConfig", "SeprocNet", "count_flops_per_frame", "count_parameters"]
+__all__ = [
+    "ModelConfig",
+    "Refine",
+    "SeprocNet",
+    "count_flops_per_frame",
+    "count_parameters",
+    "grow_refine",
+]
 
 FORMULATIONS = ("mask", "noise_subtraction")
 
@@ -52,6 +59,7 @@ class ModelConfig:
     first_kernel_freq: int = 5
     kernel_freq: int = 3
     gru_hidden: int = 160
+    refine_channels: int = 0
     activation: str = "leaky_relu"
     formulation: str = "mask"
     gain_floor_db: float = -25.0
@@ -66,6 +74,8 @@ class ModelConfig:
             raise ValueError(f"activation={self.activation!r} must be 'leaky_relu' or 'prelu'")
         if self.kernel_time < 1:
             raise ValueError(f"kernel_time={self.kernel_time} must be >= 1")
+        if self.refine_channels < 0:
+            raise ValueError(f"refine_channels={self.refine_channels} must be >= 0")
 
 
 def _encoder_bins(n_bins: int, n_layers: int) -> list[int]:
@@ -138,6 +148,34 @@ class UpConv(nn.Module):
         return self.act(self.deconv(x))
 
 
+class Refine(nn.Module):
+    """A full-resolution head: three convolutions in frequency over the current frame.
+
+    The U-Net halves the frequency resolution in its first layer, so its output cannot
+    follow detail finer than two bins (100 Hz at 16 kHz): the harmonics of a voice
+    (spaced 2-5 bins) and the noise between them. This head sees the frame's noisy
+    features at full resolution next to the U-Net's output (pre-activation) and adds a
+    correction to it; its last convolution starts at zero, so a model grown with it
+    (:func:`grow_refine`) computes exactly what it computed before.
+    """
+
+    def __init__(self, channels: int, kernel_freq: int = 5) -> None:
+        super().__init__()
+        pad = (0, kernel_freq // 2)
+        self.conv1 = nn.Conv2d(2, channels, (1, kernel_freq), padding=pad)
+        self.conv2 = nn.Conv2d(channels, channels, (1, kernel_freq), padding=pad)
+        self.conv3 = nn.Conv2d(channels, 1, (1, kernel_freq), padding=pad)
+        self.act = nn.LeakyReLU(0.1)
+        nn.init.zeros_(self.conv3.weight)
+        nn.init.zeros_(self.conv3.bias)
+
+    def forward(self, features: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Correct ``out [B, 1, T, F]`` from ``features [B, 1, T, F]``."""
+        x = self.act(self.conv1(torch.cat([features, out], dim=1)))
+        x = self.act(self.conv2(x))
+        return out + self.conv3(x)
+
+
 class SeprocNet(nn.Module):
     """The causal U-Net denoiser; see the module docstring for the layout."""
 
@@ -166,6 +204,7 @@ class SeprocNet(nn.Module):
                     2 * channels[i], c_out, kf, bins[i], bins[i + 1], config.activation if i else ""
                 )
             )
+        self.refine = Refine(config.refine_channels) if config.refine_channels else None
         mean = torch.tensor(config.feature_mean_db or [0.0] * config.n_bins, dtype=torch.float32)
         std = torch.tensor(config.feature_std_db or [1.0] * config.n_bins, dtype=torch.float32)
         self.register_buffer("feature_mean_db", mean, persistent=True)
@@ -229,6 +268,8 @@ class SeprocNet(nn.Module):
         x = y.reshape(b, t, c, f).permute(0, 2, 1, 3)
         for layer, skip in zip(self.decoder, reversed(skips), strict=True):
             x = layer(torch.cat([x, skip], dim=1))
+        if self.refine is not None:
+            x = self.refine(features.unsqueeze(1), x)
         out = x.squeeze(1)
         if self.config.formulation == "mask":
             out = self.gain_floor + (1.0 - self.gain_floor) * torch.sigmoid(out)
@@ -261,4 +302,25 @@ def count_flops_per_frame(model: SeprocNet) -> int:
         flops += (
             2 * deconv.in_channels * deconv.out_channels * deconv.kernel_size[1] * model.bins[i + 1]
         )
+    if model.refine is not None:
+        for conv in (model.refine.conv1, model.refine.conv2, model.refine.conv3):
+            flops += 2 * conv.in_channels * conv.out_channels * conv.kernel_size[1] * cfg.n_bins
     return flops
+
+
+def grow_refine(model: SeprocNet, channels: int) -> SeprocNet:
+    """Return ``model`` with a :class:`Refine` head of ``channels`` added (same output).
+
+    The new head's last convolution is zero, so the grown model's output equals
+    ``model``'s until training moves it.
+    """
+    if model.refine is not None:
+        raise ValueError("the model already has a refine head")
+    if channels < 1:
+        raise ValueError(f"channels={channels} must be >= 1")
+    config = ModelConfig(**{**model.config.__dict__, "refine_channels": channels})
+    grown = SeprocNet(config)
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("refine.") for key in missing):
+        raise ValueError(f"cannot grow: missing {missing}, unexpected {unexpected}")
+    return grown.to(next(model.parameters()).device)

@@ -37,7 +37,13 @@ from training import spectral
 from training.batches import BatchConfig, ClipPool, Mixer, ValClip, load_val_clips
 from training.losses import LossConfig, total_loss
 from training.metrics import si_sdr
-from training.model import ModelConfig, SeprocNet, count_flops_per_frame, count_parameters
+from training.model import (
+    ModelConfig,
+    SeprocNet,
+    count_flops_per_frame,
+    count_parameters,
+    grow_refine,
+)
 
 __all__ = ["TrainConfig", "enhance", "load_config", "load_model", "main", "train"]
 
@@ -396,6 +402,10 @@ def train(
         model, init_payload = load_model(init, device)
         if gain_floor_db is not None:
             model.config.gain_floor_db = float(gain_floor_db)
+        refine = cfg["model"].refine_channels
+        if refine and model.refine is None:
+            # grow: the config asks for a refine head the init model lacks (same output)
+            model = grow_refine(model, refine)
         model.train()
         steps_before = init_payload.get("step", 0) + init_payload.get("steps_before", 0)
         init_record = {
@@ -403,6 +413,7 @@ def train(
             "step": init_payload.get("step"),
             "steps_before": steps_before,
             "gain_floor_db": model.config.gain_floor_db,
+            "refine_channels": model.config.refine_channels,
         }
     else:
         mcfg: ModelConfig = cfg["model"]

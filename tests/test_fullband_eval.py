@@ -114,3 +114,40 @@ def test_oracle_mask_system_scores_the_ideal_mask_against_the_clean_clip():
     band_rows = [{"rate_hz": 48000, "attenuation_limit_db": 0, "error_db": -136.0}]
     text = fb.report(list(rows.values()), {}, band_rows, ["# test"])
     assert fb.ORACLE in text and "seproc minus each peer" not in text
+
+
+def test_mask_diagnosis_variants_mix_the_gains_where_they_say():
+    from training.mask_diagnosis import BANDS_HZ, hybrid_gains
+
+    rng = np.random.default_rng(1)
+    model, ideal = rng.uniform(0.01, 1, (2, 7, 161))
+    variants = hybrid_gains(model, ideal, bin_hz=50.0)
+    assert np.array_equal(variants["model"], model)
+    assert np.all(variants["max(model,oracle)"] >= model)
+    assert np.all(variants["min(model,oracle)"] <= model)
+    assert np.array_equal(
+        variants["max(model,oracle)"] + variants["min(model,oracle)"], model + ideal
+    )
+    low = variants[f"oracle {BANDS_HZ[1][0]}-{BANDS_HZ[1][1]} Hz"]  # 300-1000 Hz: bins 6..19
+    assert np.array_equal(low[:, 6:20], ideal[:, 6:20])
+    assert np.array_equal(low[:, :6], model[:, :6]) and np.array_equal(low[:, 20:], model[:, 20:])
+    with pytest.raises(ValueError, match="must match"):
+        hybrid_gains(model, ideal[:, :100], bin_hz=50.0)
+
+
+def test_mask_diagnosis_ideal_gains_beat_the_models_on_pesq():
+    from training import metrics
+    from training.mask_diagnosis import diagnose
+
+    t = np.arange(3 * 48000) / 48000
+    clean = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 20))
+    clean *= 0.05 * (1 + np.sin(2 * np.pi * 3 * t)) / np.sqrt(np.mean(clean**2))
+    mixes = [m for m in fb.mixtures([("clip", clean)]) if m["noise"] == "pink"][:1]
+
+    def score(clean16, estimate16):
+        return {"pesq_wb": metrics.pesq_wb(clean16, estimate16)}
+
+    means = diagnose(default_model_path(), mixes, score)
+    assert means["oracle"]["pesq_wb"] > means["model"]["pesq_wb"] + 0.3
+    # the ideal gains in every band at once would be the oracle; one band helps less
+    assert means["oracle 300-1000 Hz"]["pesq_wb"] < means["oracle"]["pesq_wb"]

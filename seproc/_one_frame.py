@@ -21,8 +21,10 @@ onnxruntime does not fuse differently: see ``seproc.model._open_session_bytes``)
 The inputs, outputs and state tensors keep their names, shapes and meaning, so a
 stream can switch between this graph and the file's graph from call to call. The
 derivation knows the layout of ``training/model.py`` (causal convolutions with a
-kernel of 2 frames, a MatMul/GRU/MatMul bottleneck, transposed convolutions); for a
-graph of another shape it raises ``ValueError`` and the caller keeps the file's graph.
+kernel of 2 frames, a MatMul/GRU/MatMul bottleneck, transposed convolutions, and an
+optional refine head: convolutions within one frame over a channel concatenation of
+the features and the decoder's output, then the elementwise head); for a graph of
+another shape it raises ``ValueError`` and the caller keeps the file's graph.
 :class:`seproc.model.OnnxModel` also checks the derived graph against the file's on
 a few frames before using it.
 """
@@ -58,6 +60,34 @@ class _Builder:
     def node(self, op: str, inputs: list[str], output: str, **attributes: object) -> str:
         self.nodes.append(OnnxNode(op, inputs, [output], dict(attributes)))
         return output
+
+
+_HEAD_OPS = ("Sigmoid", "Mul", "Add", "Sub", "Div", "Concat", "Conv", "LeakyRelu")
+"""The operators the head may use between the decoder and the output."""
+
+
+def _head_attributes(node: OnnxNode) -> dict[str, object]:
+    """Return a head node's attributes, refusing any that would mix frames.
+
+    The head sees one frame in the derived graph and ``T`` frames in the file's, so a
+    Concat must join channels (axis 1 of ``[1, C, T, F]``) and a Conv must work within a
+    frame (a kernel of one frame, no stride or padding in time).
+    """
+    attributes = dict(node.attributes)
+    if node.op_type == "Concat" and attributes.get("axis") != 1:
+        raise ValueError("a Concat after the decoder does not join channels")
+    if node.op_type == "Conv":
+        kernel = list(attributes.get("kernel_shape", []))
+        strides = list(attributes.get("strides", [1, 1]))
+        pads = list(attributes.get("pads", [0, 0, 0, 0]))
+        dilations = list(attributes.get("dilations", [1, 1]))
+        if len(kernel) != 2 or kernel[0] != 1 or strides[0] != 1 or pads[0] or pads[2]:
+            raise ValueError("a Conv after the decoder reaches across frames")
+        if len(dilations) != 2 or dilations[0] != 1:
+            raise ValueError("a Conv after the decoder reaches across frames")
+    if node.op_type == "LeakyRelu":
+        attributes = {"alpha": float(attributes.get("alpha", 0.01))}
+    return attributes
 
 
 def _single(nodes: list[OnnxNode], what: str) -> OnnxNode:
@@ -119,9 +149,12 @@ def one_frame_graph(
     renamed: dict[str, str] = {}
 
     # -- encoder: Concat(state, x) in time -> Conv (2 frames) -> LeakyRelu ----------------
-    convs = [n for n in nodes if n.op_type == "Conv"]
-    if not convs:
+    if not any(n.op_type == "Conv" for n in nodes):
         raise ValueError("the graph has no Conv")
+    gru = _single([n for n in nodes if n.op_type == "GRU"], "GRU")
+    # the encoder's convolutions come before the bottleneck (nodes are in file order, which
+    # is topological); those after the decoder belong to the head (a refine head, below)
+    convs = [n for n in nodes[: nodes.index(gru)] if n.op_type == "Conv"]
     x = b.node("Reshape", [_FEATURES, b.shape("shape_features", (1, 1, 1, n_bins))], "features_4d")
     first_input = None
     enc_shape = (0, 0)
@@ -146,8 +179,7 @@ def one_frame_graph(
         # the layer's input frame is its new state: produce it under the state's name
         previous = b.nodes[-1]
         previous.outputs[0] = f"{base}_out"
-        if k > 0:
-            renamed[layer_in] = f"{base}_out"
+        renamed[layer_in] = f"{base}_out"
         x = f"{base}_out"
         x = b.node("Concat", [state_in, x], f"enc{k}_frames", axis=2)
         bias = [b.const(f"enc{k}_b", init[conv.inputs[2]])] if len(conv.inputs) > 2 else []
@@ -171,7 +203,6 @@ def one_frame_graph(
     matmuls = [n for n in nodes if n.op_type == "MatMul"]
     if len(matmuls) != 2:
         raise ValueError(f"expected the bottleneck's 2 MatMul, found {len(matmuls)}")
-    gru = _single([n for n in nodes if n.op_type == "GRU"], "GRU")
     if gru.attributes.get("direction", "forward") not in ("forward", b"forward"):
         raise ValueError("the GRU is not forward")
     if "activations" in gru.attributes or "clip" in gru.attributes:
@@ -262,29 +293,42 @@ def one_frame_graph(
             )
             last = act
 
-    # -- head: the elementwise nodes after the decoder, with constants as initializers ----------
-    x = b.node("Reshape", [x, b.shape("shape_head", (1, 1, n_bins))], "head")
+    # -- head: what follows the decoder, with constants as initializers ---------------------
+    # Elementwise nodes (the mask's sigmoid and scaling, or the noise denormalisation) and
+    # optionally a refine head (``training/model.py``'s ``Refine``): convolutions over one
+    # frame, on a concatenation in channels of the features and the decoder's output.
+    renamed[last.outputs[0]] = x  # type: ignore[union-attr]
     tail = nodes[nodes.index(last) + 1 :]  # type: ignore[arg-type]
-    current = last.outputs[0]  # type: ignore[union-attr]
     for node in tail:
         if node.op_type == "Constant":
             continue
-        if node.op_type == "Squeeze" and node.inputs[0] == current:
-            current = node.outputs[0]
-            renamed[current] = x
+        if node.op_type == "Squeeze":
+            if node.inputs[0] not in renamed:
+                raise ValueError(f"the head squeezes {node.inputs[0]!r}, which it does not make")
+            x = b.node(
+                "Reshape",
+                [renamed[node.inputs[0]], b.shape("shape_head", (1, 1, n_bins))],
+                "head",
+            )
+            renamed[node.outputs[0]] = x
             continue
-        if node.op_type not in ("Sigmoid", "Mul", "Add", "Sub", "Div"):
+        if node.op_type not in _HEAD_OPS:
             raise ValueError(f"unexpected {node.op_type} after the decoder")
         inputs = []
         for name in node.inputs:
-            if name in renamed:
+            if node.op_type == "Conv" and name in init and name != node.inputs[0]:
+                inputs.append(b.const(f"head_{len(b.initializers)}", init[name]))
+            elif name in renamed:
                 inputs.append(renamed[name])
             elif name in values:
                 inputs.append(b.const(f"head_{len(b.initializers)}", np.asarray(values[name])))
             else:
                 raise ValueError(f"the head reads {name!r}, which it does not make")
+        attributes = _head_attributes(node)
         out = node.outputs[0]
-        renamed[out] = b.node(node.op_type, inputs, out if out == output_name else f"head_{out}")
+        renamed[out] = b.node(
+            node.op_type, inputs, out if out == output_name else f"head_{out}", **attributes
+        )
         x = renamed[out]
     if x != output_name:
         raise ValueError(f"the head does not end in {output_name!r}")

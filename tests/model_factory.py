@@ -130,3 +130,36 @@ def reference_gain(features: np.ndarray, scale: float = 0.01, bias: float = 0.0)
     """What ``make_model``'s mask graph computes for one stream, in float64."""
     running = np.cumsum(features.astype(np.float64), axis=0)
     return 1.0 / (1.0 + np.exp(-(scale * running + bias)))
+
+
+def make_unet_model(
+    path: Path, *, refine_channels: int = 0, channels: tuple[int, ...] = (4, 8), seed: int = 0
+) -> Path:
+    """Export a small random ``training.model.SeprocNet`` with ``training.export.export``.
+
+    The network has the shipped model's layout (strided causal encoder, GRU bottleneck,
+    transposed-conv decoder, mask head) at a toy size; with ``refine_channels`` it has a
+    refine head whose last convolution is random too (a grown head starts at zero, which
+    would make it an identity). Needs torch; the file is written next to its checkpoint.
+    """
+    import dataclasses
+
+    import torch
+
+    from training.export import export
+    from training.model import ModelConfig, SeprocNet
+
+    torch.manual_seed(seed)
+    config = ModelConfig(channels=channels, gru_hidden=16, refine_channels=refine_channels)
+    model = SeprocNet(config).eval()
+    if model.refine is not None:
+        with torch.no_grad():
+            model.refine.conv3.weight.normal_(0.0, 0.2)
+            model.refine.conv3.bias.fill_(0.05)
+    path = Path(path)
+    checkpoint = path.with_suffix(".pt")
+    torch.save(
+        {"model": model.state_dict(), "model_config": dataclasses.asdict(config)}, checkpoint
+    )
+    export(checkpoint, path)
+    return path

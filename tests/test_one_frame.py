@@ -2,8 +2,10 @@
 
 Against the file's graph on the bundled model: every output and state element of a
 long stream, one frame per call, within 1e-5 (the acceptance bound; here they agree
-bit for bit), and a stream that switches between both graphs call by call. The ONNX
-writer against the ``onnx`` package.
+bit for bit), and a stream that switches between both graphs call by call. The same, bit for
+bit, on small U-Nets exported by ``training.export`` with and without a refine head;
+heads the derivation cannot follow keep the file's graph. The ONNX writer against the
+``onnx`` package.
 """
 
 import tracemalloc
@@ -16,7 +18,7 @@ from seproc._one_frame import OPSET, one_frame_graph
 from seproc._onnx_proto import read_graph, write_model
 from seproc.errors import ParameterError
 from seproc.model import OnnxModel, default_model_path
-from tests.model_factory import make_model
+from tests.model_factory import make_model, make_unet_model
 from tests.streaming import stream
 
 TOLERANCE = 1e-5
@@ -275,3 +277,121 @@ def test_denoiser_one_frame_calls_allocate_nothing(sample_rate, block):
     grown, peak = _traced(step, 500, 1500)
     assert grown < 1024  # nothing kept per call
     assert peak < 8 * 1024  # views and numbers only: no audio buffer, no binding
+
+
+# -- exported U-Nets, with and without a refine head ----------------------------------------
+@pytest.fixture(scope="module")
+def refine_path(tmp_path_factory):
+    pytest.importorskip("torch")
+    return make_unet_model(tmp_path_factory.mktemp("refine") / "refine.onnx", refine_channels=4)
+
+
+@pytest.fixture(scope="module", params=["plain", "refine"])
+def unet_path(request, tmp_path_factory, refine_path):
+    if request.param == "refine":
+        return refine_path
+    return make_unet_model(tmp_path_factory.mktemp("plain") / "plain.onnx")
+
+
+def test_the_derived_graph_equals_the_file_graph_bit_for_bit_on_exported_unets(unet_path):
+    one = OnnxModel(unet_path, one_frame_graph=True)
+    assert one.one_frame_graph, one.one_frame_refusal
+    file_model = OnnxModel(unet_path)
+    frames = 1200
+    features = speech_like_features(frames, seed=5)
+    expected = np.zeros_like(features)
+    whole = file_model.new_state()
+    file_model.run(features, expected, whole)
+
+    state = one.new_state()
+    row = np.zeros((1, 161), np.float32)
+    out = np.zeros((1, 161), np.float32)
+    run = one.frame_run(row, out, state)
+    reference = file_model.new_state()
+    reference_out = np.zeros((1, 161), np.float32)
+    for t in range(frames):
+        row[:] = features[t]
+        run()
+        np.testing.assert_array_equal(out[0], expected[t])
+        file_model.run(features[t : t + 1], reference_out, reference)
+        if t % 53 == 0:  # states mid-stream, against the file graph's own one-frame runs
+            for name, value in states_of(state).items():
+                np.testing.assert_array_equal(value, reference.inputs()[name])
+    for name, value in states_of(state).items():
+        np.testing.assert_array_equal(value, whole.inputs()[name])
+    # the gains move with the input: a model with a dead head would pass the above too
+    assert float(np.std(expected)) > 1e-3
+
+
+def test_the_refine_head_is_in_the_derived_graph(refine_path):
+    path = refine_path
+    info = OnnxModel(path).info
+    graph, _, _ = one_frame_graph(read_graph(path), info.state_shapes, info.n_bins, "gain")
+    ops = [node.op_type for node in graph.nodes]
+    assert ops.count("Conv") == 2 + 3  # two encoder levels, three refine convolutions
+    refine_concat = graph.nodes[len(ops) - ops[::-1].index("ConvTranspose")]
+    assert refine_concat.op_type == "Concat"
+    assert refine_concat.inputs[0] == "conv1_out"  # the frame's features
+    assert refine_concat.attributes["axis"] == 1
+
+
+def _concat_in_time(node):
+    node.attributes["axis"] = 2
+
+
+def _kernel_over_two_frames(node):
+    node.attributes["kernel_shape"] = [2, 5]
+
+
+def _tanh(node):
+    node.op_type = "Tanh"
+    node.attributes.clear()
+
+
+@pytest.mark.parametrize(
+    ("op_type", "edit", "message"),
+    [
+        ("Concat", _concat_in_time, "Concat after the decoder does not join channels"),
+        ("Conv", _kernel_over_two_frames, "Conv after the decoder reaches across frames"),
+        ("LeakyRelu", _tanh, "unexpected Tanh after the decoder"),
+    ],
+)
+def test_a_head_that_the_derivation_cannot_follow_is_refused(refine_path, op_type, edit, message):
+    info = OnnxModel(refine_path).info
+    graph = read_graph(refine_path)
+    one_frame_graph(graph, info.state_shapes, info.n_bins, "gain")  # as exported: derived
+    deconv = max(i for i, n in enumerate(graph.nodes) if n.op_type == "ConvTranspose")
+    edit(next(n for n in graph.nodes[deconv + 1 :] if n.op_type == op_type))
+    with pytest.raises(ValueError, match=message):
+        one_frame_graph(graph, info.state_shapes, info.n_bins, "gain")
+
+
+def test_a_model_with_an_unknown_head_runs_on_the_file_graph(refine_path, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    proto = onnx.load(refine_path)
+    act = next(n for n in proto.graph.node if n.name.startswith("/model/refine/act"))
+    act.op_type = "Softsign"  # not a head operator the derivation knows
+    del act.attribute[:]
+    onnx.save(proto, tmp_path / "softsign.onnx")
+    model = OnnxModel(tmp_path / "softsign.onnx", one_frame_graph=True)
+    assert not model.one_frame_graph
+    assert model.one_frame_refusal == "unexpected Softsign after the decoder"
+    features = speech_like_features(20, seed=6)
+    expected = np.zeros_like(features)
+    model.run(features, expected, model.new_state())
+    state = model.new_state()
+    got = np.zeros_like(features)
+    for t in range(20):
+        model.run(features[t : t + 1], got[t : t + 1], state)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("sizes", [[160], [1, 159, 160, 161, 480]])
+def test_denoiser_partitions_equal_one_call_with_a_refine_head(refine_path, speech_16k, sizes):
+    from seproc import Denoiser
+
+    path = refine_path
+    expected = Denoiser(sample_rate=16000, model=path).process(speech_16k).copy()
+    denoiser = Denoiser(sample_rate=16000, model=path)
+    assert denoiser._model.one_frame_graph
+    np.testing.assert_array_equal(stream(denoiser, speech_16k, sizes), expected)

@@ -133,6 +133,23 @@ def test_mask_diagnosis_variants_mix_the_gains_where_they_say():
     assert np.array_equal(low[:, :6], model[:, :6]) and np.array_equal(low[:, 20:], model[:, 20:])
     with pytest.raises(ValueError, match="must match"):
         hybrid_gains(model, ideal[:, :100], bin_hz=50.0)
+    # with the mixture's power: the band's level from the ideal mask, or its smoothed shape
+    power = rng.uniform(0.1, 10, model.shape)
+    variants = hybrid_gains(model, ideal, bin_hz=50.0, noisy_power=power, gain_floor=0.01)
+    level = variants["oracle 300-1000 Hz level"]
+    band = slice(6, 20)
+    scale = level[:, band] / model[:, band]
+    unclipped = (level[:, band] > 0.01) & (level[:, band] < 1.0)
+    for row, keep in zip(scale, unclipped, strict=True):  # one factor per frame
+        assert np.ptp(row[keep]) < 1e-9
+    energy = (np.minimum(level, 1.0)[:, band] ** 2 * power[:, band]).sum(axis=1)
+    ideal_energy = (ideal[:, band] ** 2 * power[:, band]).sum(axis=1)
+    assert np.all(
+        energy[unclipped.all(axis=1)] == pytest.approx(ideal_energy[unclipped.all(axis=1)])
+    )
+    smooth = variants["oracle 300-1000 Hz smoothed"]
+    assert np.array_equal(smooth[:, :6], model[:, :6])
+    assert np.std(np.diff(smooth[:, band], axis=1)) < np.std(np.diff(ideal[:, band], axis=1))
 
 
 def test_mask_diagnosis_ideal_gains_beat_the_models_on_pesq():

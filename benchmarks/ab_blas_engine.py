@@ -39,12 +39,12 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("NUMBA_NRT_STATS", "1")  # the allocation counters below
 
-import numba as nb  # noqa: E402
-import numpy as np  # noqa: E402
-from numba.core.runtime import rtsys  # noqa: E402
+import numba as nb
+import numpy as np
+from numba.core.runtime import rtsys
 
-from seproc._onnx_proto import read_graph  # noqa: E402
-from seproc.model import OnnxModel, default_model_path  # noqa: E402
+from seproc._onnx_proto import read_graph
+from seproc.model import OnnxModel, default_model_path
 
 
 def _weights(path):
@@ -73,8 +73,14 @@ def _weights(path):
         w = init[n.inputs[1]]  # [C_in, C_out, 1, k]
         c_in, c_out, _, k = w.shape
         wm = np.ascontiguousarray(w[:, :, 0, :].transpose(0, 2, 1).reshape(c_in, k * c_out))
-        dec.append((wm.astype(np.float32), init[n.inputs[2]].astype(np.float32), k,
-                    int(n.attributes["pads"][1])))
+        dec.append(
+            (
+                wm.astype(np.float32),
+                init[n.inputs[2]].astype(np.float32),
+                k,
+                int(n.attributes["pads"][1]),
+            )
+        )
     c5, f5 = init[convs[-1].inputs[1]].shape[0], 6
     # flat index in the file graph: c * F + f; here f * C + c
     perm = np.arange(c5 * f5).reshape(c5, f5).T.ravel()
@@ -87,15 +93,56 @@ def _weights(path):
     gb = init[gru.inputs[3]][0].astype(np.float32)  # [960]
     mul = np.broadcast_to(consts.get(head_mul.inputs[1], init.get(head_mul.inputs[1])), (161,))
     add = np.broadcast_to(consts.get(head_add.inputs[1], init.get(head_add.inputs[1])), (161,))
-    return dict(enc=enc, dec=dec, sq_w=sq_w, sq_b=sq_b, ex_w=ex_w, ex_b=ex_b, gw=gw, gr=gr,
-                gb=gb, mul=np.ascontiguousarray(mul, np.float32),
-                add=np.ascontiguousarray(add, np.float32), alpha=alpha)
+    return dict(
+        enc=enc,
+        dec=dec,
+        sq_w=sq_w,
+        sq_b=sq_b,
+        ex_w=ex_w,
+        ex_b=ex_b,
+        gw=gw,
+        gr=gr,
+        gb=gb,
+        mul=np.ascontiguousarray(mul, np.float32),
+        add=np.ascontiguousarray(add, np.float32),
+        alpha=alpha,
+    )
 
 
 @nb.njit(cache=False)
-def _frame(features, out, xpad, spad, col, ew, eb, epad, cat, tmp, dw, db, dk, dpad,
-           sq_w, sq_b, ex_w, ex_b, gw, gr, gb, z, gx, gh, h, ex, head_mul, head_add,
-           alpha, acc_out, stop):  # pragma: no cover - compiled
+def _frame(
+    features,
+    out,
+    xpad,
+    spad,
+    col,
+    ew,
+    eb,
+    epad,
+    cat,
+    tmp,
+    dw,
+    db,
+    dk,
+    dpad,
+    sq_w,
+    sq_b,
+    ex_w,
+    ex_b,
+    gw,
+    gr,
+    gb,
+    z,
+    gx,
+    gh,
+    h,
+    ex,
+    head_mul,
+    head_add,
+    alpha,
+    acc_out,
+    stop,
+):  # pragma: no cover - compiled
     n_enc = len(ew)
     # features into level 0's padded input (channels-last, C = 1)
     p0 = epad[0]
@@ -207,19 +254,25 @@ class BlasEngine:
             bins.append((bins[-1] + 1) // 2)
         pads = [p for _, _, p in wt["enc"]] + [0]
         chans = [1] + [w.shape[1] for w, _, _ in wt["enc"]]
-        self.xpad = tuple(np.zeros((bins[i] + 2 * pads[i], chans[i]), np.float32)
-                          for i in range(len(bins)))
+        self.xpad = tuple(
+            np.zeros((bins[i] + 2 * pads[i], chans[i]), np.float32) for i in range(len(bins))
+        )
         self.spad = tuple(np.zeros_like(a) for a in self.xpad[:-1])
-        self.col = tuple(np.zeros((bins[i + 1], w.shape[0]), np.float32)
-                         for i, (w, _, _) in enumerate(wt["enc"]))
+        self.col = tuple(
+            np.zeros((bins[i + 1], w.shape[0]), np.float32) for i, (w, _, _) in enumerate(wt["enc"])
+        )
         self.ew = tuple(w for w, _, _ in wt["enc"])
         self.eb = tuple(b for _, b, _ in wt["enc"])
         self.epad = np.array(pads, np.int64)
         n_enc = len(wt["enc"])
-        self.cat = tuple(np.zeros((bins[n_enc - j], w.shape[0]), np.float32)
-                         for j, (w, _, _, _) in enumerate(wt["dec"]))
-        self.tmp = tuple(np.zeros((bins[n_enc - j], w.shape[1]), np.float32)
-                         for j, (w, _, _, _) in enumerate(wt["dec"]))
+        self.cat = tuple(
+            np.zeros((bins[n_enc - j], w.shape[0]), np.float32)
+            for j, (w, _, _, _) in enumerate(wt["dec"])
+        )
+        self.tmp = tuple(
+            np.zeros((bins[n_enc - j], w.shape[1]), np.float32)
+            for j, (w, _, _, _) in enumerate(wt["dec"])
+        )
         self.dw = tuple(w for w, _, _, _ in wt["dec"])
         self.db = tuple(b for _, b, _, _ in wt["dec"])
         self.dk = np.array([k for _, _, k, _ in wt["dec"]], np.int64)
@@ -237,10 +290,39 @@ class BlasEngine:
 
     def __call__(self, features, out):
         wt = self.wt
-        _frame(features, out, self.xpad, self.spad, self.col, self.ew, self.eb, self.epad,
-               self.cat, self.tmp, self.dw, self.db, self.dk, self.dpad, wt["sq_w"],
-               wt["sq_b"], wt["ex_w"], wt["ex_b"], wt["gw"], wt["gr"], wt["gb"], self.z,
-               self.gx, self.gh, self.h, self.ex, wt["mul"], wt["add"], np.float32(wt["alpha"]), self.acc_out, self.stop)
+        _frame(
+            features,
+            out,
+            self.xpad,
+            self.spad,
+            self.col,
+            self.ew,
+            self.eb,
+            self.epad,
+            self.cat,
+            self.tmp,
+            self.dw,
+            self.db,
+            self.dk,
+            self.dpad,
+            wt["sq_w"],
+            wt["sq_b"],
+            wt["ex_w"],
+            wt["ex_b"],
+            wt["gw"],
+            wt["gr"],
+            wt["gb"],
+            self.z,
+            self.gx,
+            self.gh,
+            self.h,
+            self.ex,
+            wt["mul"],
+            wt["add"],
+            np.float32(wt["alpha"]),
+            self.acc_out,
+            self.stop,
+        )
 
     def onnx_states(self):
         """The state in the file's layout: ``conv<k>`` [1, C, 1, F] and ``gru`` [1, 1, H]."""
@@ -266,9 +348,7 @@ def _check(model, engine, frames, rng):
         engine(features, out_b)
         worst = max(worst, float(np.max(np.abs(out_a - out_b))))
     mine = engine.onnx_states()
-    worst_state = max(
-        float(np.max(np.abs(state.inputs()[name] - mine[name]))) for name in mine
-    )
+    worst_state = max(float(np.max(np.abs(state.inputs()[name] - mine[name]))) for name in mine)
     return worst, worst_state
 
 
@@ -302,6 +382,18 @@ def main() -> None:
     def blas():
         engine(features, out_b)
 
+    variants = [("onnxruntime one-frame", run), ("numba + BLAS (prototype)", blas)]
+    try:
+        integrated = OnnxModel(path, engine="blas")
+    except TypeError:  # a seproc without the engine
+        integrated = None
+    if integrated is not None:
+        assert integrated.engine == "blas", integrated.engine_refusal
+        out_c = np.zeros((1, n_bins), np.float32)
+        variants.append(
+            ("seproc engine='blas'", integrated.frame_run(features, out_c, integrated.new_state()))
+        )
+
     for _ in range(200):
         run()
         blas()
@@ -310,19 +402,18 @@ def main() -> None:
         blas()
     after = rtsys.get_allocation_stats()
     print(f"NRT allocations in 1000 calls: {after.alloc - before.alloc}")
-    times = {"onnxruntime one-frame": [], "numba + BLAS": []}
+    times = {name: [] for name, _ in variants}
     for r in range(args.rounds):
-        order = [("onnxruntime one-frame", run), ("numba + BLAS", blas)]
-        if r % 2:
-            order.reverse()
+        order = variants if r % 2 == 0 else variants[::-1]
         for name, call in order:
             times[name].append(_time(call, args.frames))
-    base = np.median(times["onnxruntime one-frame"])
-    ratios = np.array(times["numba + BLAS"]) / np.array(times["onnxruntime one-frame"])
-    print(f"| engine | median µs per frame | vs onnxruntime | (median of round ratios {np.median(ratios):.3f})")
+    base = np.array(times["onnxruntime one-frame"])
+    print("| engine | median µs per frame | vs onnxruntime | median of round ratios |")
+    print("| --- | ---: | ---: | ---: |")
     for name, values in times.items():
         med = np.median(values)
-        print(f"| {name} | {med:.1f} | {med / base:.3f} |")
+        ratio = np.median(np.array(values) / base)
+        print(f"| {name} | {med:.1f} | {med / np.median(base):.3f} | {ratio:.3f} |")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,11 @@ difference of every output and of the final states), checks that the compiled ca
 allocates nothing (numba's NRT allocation counters), then times both interleaved
 (rounds alternate which goes first), median µs per frame:
 
+With seproc's integrated engine (``OnnxModel(engine="blas")``) it also times that, prints
+the distance of onnxruntime and of the engine (float32) to the engine run in float64 on
+free-running streams, and times ``Denoiser.process(block, out=)`` per 10 ms hop on both
+engines (``seproc.denoiser._ENGINE``), interleaved:
+
 ``taskset -c 1 python benchmarks/ab_blas_engine.py --rounds 40 --frames 100``
 """
 
@@ -359,11 +364,103 @@ def _time(call, frames):
     return (time.perf_counter() - start) / frames * 1e6
 
 
+def _speech_like(frames, seed):
+    """Normalised features as ``tests/test_one_frame.py`` makes them (voiced and silent)."""
+    rng = np.random.default_rng(seed)
+    features = rng.standard_normal((frames, 161)).astype(np.float32)
+    envelope = np.sin(2 * np.pi * np.arange(frames) / 150.0)[:, None]
+    harmonics = np.cos(2 * np.pi * np.arange(161) / 3.6)[None, :]
+    features += (2.5 * np.maximum(envelope, 0) * harmonics).astype(np.float32)
+    features[frames // 3 : frames // 3 + 100] = -3.0
+    return features
+
+
+def _accuracy(path, frames):
+    """Free-running streams: onnxruntime, the engine in float32 and the engine in float64."""
+    from seproc._blas_net import _blas_run
+
+    file_model = OnnxModel(path)
+    net = OnnxModel(path, engine="blas")._net
+    print("| stream | frames | |blas - ort| | |ort - float64| | |blas - float64| |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for label, features in (
+        ("unit variance, seed 0", np.random.default_rng(0).standard_normal((frames, 161))),
+        ("speech-like, seed 0", _speech_like(frames, 0)),
+        ("speech-like, seed 3", _speech_like(frames, 3)),
+    ):
+        features = features.astype(np.float32)
+        ort = np.zeros_like(features)
+        file_model.run(features, ort, file_model.new_state())
+        results = {}
+        for dtype in (np.float32, np.float64):
+            weights = net.weights.astype(dtype)
+            work = np.zeros(net.work_size, dtype)
+            state = np.zeros((2, file_model.new_state()._packed[0].size), dtype)
+            out = np.zeros(features.shape, dtype)
+            x = features.astype(dtype)
+            for t in range(len(x)):
+                _blas_run(
+                    x[t : t + 1],
+                    out[t : t + 1],
+                    state[t % 2],
+                    state[1 - t % 2],
+                    weights,
+                    work,
+                    net.table,
+                )
+            results[dtype] = out
+        b32, b64 = results[np.float32], results[np.float64]
+        print(
+            f"| {label} | {frames} | {np.max(np.abs(b32 - ort)):.2g} | "
+            f"{np.max(np.abs(ort - b64)):.2g} | {np.max(np.abs(b32 - b64)):.2g} |"
+        )
+
+
+def _denoisers(rounds, seconds):
+    """Denoiser.process(block, out=) per 10 ms hop: today's path against engine='blas'."""
+    import seproc.denoiser
+    from seproc import Denoiser
+
+    print("| rate (Hz) | block | engine | median µs per hop | vs onnxruntime |")
+    print("| ---: | ---: | --- | ---: | ---: |")
+    for rate, block in ((16000, 160), (48000, 480), (16000, 64), (48000, 128)):
+        rng = np.random.default_rng(0)
+        t = np.arange(int(seconds * rate)) / rate
+        voice = 0.2 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 4 * t))
+        signal = (voice + 0.03 * rng.standard_normal(t.size)).astype(np.float32)[None]
+        out = np.zeros((1, block), np.float32)
+        made = {}
+        for engine in ("onnxruntime", "blas"):
+            seproc.denoiser._ENGINE = engine
+            try:
+                made[engine] = Denoiser(sample_rate=rate)
+            finally:
+                seproc.denoiser._ENGINE = "onnxruntime"
+            assert made[engine]._model.engine == engine
+        hops = signal.shape[1] / (rate / 100)
+        times = {name: [] for name in made}
+        for r in range(rounds + 1):  # round 0 warms up and is dropped
+            for name in made if r % 2 else list(made)[::-1]:
+                d = made[name]
+                d.reset()
+                start = time.perf_counter()
+                for i in range(0, signal.shape[1] - block + 1, block):
+                    d.process(signal[:, i : i + block], out=out)
+                if r:
+                    times[name].append((time.perf_counter() - start) / hops * 1e6)
+        base = np.array(times["onnxruntime"])
+        for name, values in times.items():
+            ratio = np.median(np.array(values) / base)
+            print(f"| {rate} | {block} | {name} | {np.median(values):.1f} | {ratio:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--check-frames", type=int, default=3000)
+    parser.add_argument("--accuracy-frames", type=int, default=6000, help="0: skip")
+    parser.add_argument("--denoiser-rounds", type=int, default=30, help="0: skip")
     args = parser.parse_args()
     path = default_model_path()
     model = OnnxModel(path, one_frame_graph=True)
@@ -414,6 +511,10 @@ def main() -> None:
         med = np.median(values)
         ratio = np.median(np.array(values) / base)
         print(f"| {name} | {med:.1f} | {med / np.median(base):.3f} | {ratio:.3f} |")
+    if integrated is not None and args.accuracy_frames:
+        _accuracy(path, args.accuracy_frames)
+    if integrated is not None and args.denoiser_rounds:
+        _denoisers(args.denoiser_rounds, 1.0)
 
 
 if __name__ == "__main__":

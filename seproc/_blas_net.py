@@ -14,20 +14,24 @@ by node, and runs each frame in one numba function whose products go to BLAS thr
   level's padded input;
 - the bottleneck's squeeze rows and expand columns are permuted to that flattening;
   its three one-row products (squeeze, the GRU's input and recurrent matrices, expand)
-  are numba loops vectorised over the outputs, not BLAS: OpenBLAS may split an sgemv of
-  this size over several threads on a multi-core host, and a real-time stream keeps to
-  one (the sgemm calls of the convolutions are below OpenBLAS's threading threshold);
+  are numba loops vectorised over the outputs, not BLAS: OpenBLAS splits an sgemv of
+  this size (above 9216 elements) over the cores the process may use, and a real-time
+  stream keeps to one (the convolutions' sgemm calls, m n k <= 110 k for the shipped
+  model, are under OpenBLAS's default threading threshold of 262 k);
 - a transposed convolution is ``concat [F_in, Ca + Cb] @ W [C_in, k C_out]`` (the level
   below writes the left half, the skip is copied into the right) and a col2im
   scatter-add with the bias and the activation, or the head on the last level.
 
 Every frame is computed alone, also inside a call of several frames, so a stream's
 output does not depend on how it is cut into calls. The sums run in another order than
-onnxruntime's (about 1e-6 apart on the shipped model; the model checks it against
-onnxruntime at load and refuses it past 1e-5). The streaming state is the file graph's
-own tensors (``conv<k>`` ``[1, C, 1, F]``, ``gru`` ``[1, 1, H]``) in one packed buffer,
-read at the start of a call and written at its end, so either engine can continue a
-stream. A graph of any other layout raises :class:`BlasUnsupported`.
+onnxruntime's: one frame from the same state differs by up to ~1e-5 on the shipped
+model, and the GRU carries that forward to ~2e-5 over long streams (onnxruntime itself
+is ~1.4e-5 from a float64 evaluation; ``benchmarks/README.md``). The model checks the
+engine against onnxruntime on a few frames at load and refuses it past 1e-5. The
+streaming state is the file graph's own tensors (``conv<k>`` ``[1, C, 1, F]``, ``gru``
+``[1, 1, H]``) in one packed buffer, read at the start of a call and written at its
+end, so either engine can continue a stream. A graph of any other layout raises
+:class:`BlasUnsupported`.
 """
 
 from __future__ import annotations

@@ -40,10 +40,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seproc._kernels import _njit
+from seproc._kernels import njit_cached
 from seproc._onnx_proto import OnnxGraph, OnnxNode
 
-__all__ = ["BlasNet", "BlasUnsupported", "build_blas_net"]
+__all__ = ["BlasNet", "BlasUnsupported", "blas_run", "build_blas_net"]
 
 
 class BlasUnsupported(ValueError):
@@ -62,7 +62,7 @@ _E = 12
 _D = 12
 
 
-@_njit()
+@njit_cached()
 def _matvec(w, x, x_off, n_in, w_off, b_off, n_out, y, y_off):  # pragma: no cover
     """``y[y_off:] = x[x_off:x_off+n_in] @ W + b``, ``W [n_in, n_out]`` row-major in ``w``.
 
@@ -82,8 +82,8 @@ def _matvec(w, x, x_off, n_in, w_off, b_off, n_out, y, y_off):  # pragma: no cov
             ys[j] += m[r, j] * xv
 
 
-@_njit()
-def _blas_run(features, out, state_in, state_out, w, work, tab):  # pragma: no cover - compiled
+@njit_cached()
+def blas_run(features, out, state_in, state_out, w, work, tab):  # pragma: no cover - compiled
     """Run ``features [T, F]`` into ``out [T, F]``; state ``state_in`` -> ``state_out``."""
     n_enc, n_dec = tab[H_N_ENC], tab[H_N_DEC]
     hidden = tab[H_HIDDEN]
@@ -112,7 +112,7 @@ def _blas_run(features, out, state_in, state_out, w, work, tab):  # pragma: no c
     return n_dec
 
 
-@_njit()
+@njit_cached()
 def _frame(features, out, t, w, work, tab):  # pragma: no cover - compiled
     """One frame: encoder, bottleneck, decoder, head (the state is in ``work``).
 
@@ -263,7 +263,7 @@ class BlasNet:
         work: np.ndarray,
     ) -> None:
         """Run ``features [T, F]`` into ``out [T, F]``; packed state in -> out."""
-        _blas_run(features, out, state_in, state_out, self.weights, work, self.table)
+        blas_run(features, out, state_in, state_out, self.weights, work, self.table)
 
 
 class _Packer:
@@ -371,7 +371,7 @@ def build_blas_net(
     output_name: str,
     state_shapes: dict[str, tuple[int, ...]],
 ) -> BlasNet:
-    """Recognise the seproc U-Net in ``graph`` and pack it for :func:`_blas_run`.
+    """Recognise the seproc U-Net in ``graph`` and pack it for :func:`blas_run`.
 
     Parameters
     ----------

@@ -27,7 +27,7 @@ import numpy as np
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import onnxruntime as ort
 
-from seproc._blas_net import BlasNet, _blas_run, build_blas_net
+from seproc._blas_net import BlasNet, blas_run, build_blas_net
 from seproc._interface import Setting
 from seproc._one_frame import OPSET as _ONE_FRAME_OPSET
 from seproc._one_frame import one_frame_graph as _one_frame_graph
@@ -557,7 +557,7 @@ class BlasFrameRun:
         """Run the network on the frame in ``features``; advance the state."""
         state = self._state
         current = state._current
-        _blas_run(
+        blas_run(
             self._features,
             self._out,
             state._packed[current],

@@ -94,6 +94,11 @@ def _njit(**options: object) -> Callable[[Callable], Callable]:
     return decorate
 
 
+njit_cached = _njit
+"""The decorator of seproc's kernels, for the one engine that keeps its own
+(``seproc._blas_net``): ``numba.njit`` cached in :func:`cache_dir`."""
+
+
 # ---------------------------------------------------------------------------
 # Framing, windowing and overlap-add (used by seproc.stft)
 # ---------------------------------------------------------------------------

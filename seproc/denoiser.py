@@ -49,6 +49,9 @@ _FLUSH_BELOW = 1e-30
 _ONE_FRAME_GRAPH = True
 """Run one-frame model calls on the graph derived for them (``OnnxModel(one_frame_graph=)``);
 a switch for benchmarks, which compare both in the same run."""
+_ENGINE = "onnxruntime"
+"""What evaluates the network (``OnnxModel(engine=)``): ``"blas"`` runs every frame on the
+numba + BLAS engine derived from the model file; a switch for benchmarks and tests."""
 
 
 class Denoiser:
@@ -146,7 +149,10 @@ class Denoiser:
         # offline caller (warm_up=False: seproc.denoise, whole files) runs many frames
         # a call and would only pay its ~15 ms of derivation and checking.
         self._model = OnnxModel(
-            model, num_threads=num_threads, one_frame_graph=_ONE_FRAME_GRAPH and warm_up
+            model,
+            num_threads=num_threads,
+            one_frame_graph=_ONE_FRAME_GRAPH and warm_up and _ENGINE == "onnxruntime",
+            engine=_ENGINE,
         )
         info = self._model.info
         if info.lookahead_frames != 0:

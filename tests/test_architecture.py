@@ -28,6 +28,7 @@ LAYERS = [
     "seproc.highband",
     "seproc._onnx_proto",
     "seproc._one_frame",
+    "seproc._blas_net",
     "seproc.model",
     "seproc.denoiser",
     "seproc._jack_latency",

@@ -1,0 +1,573 @@
+"""The seproc network as one compiled function per call, its products in BLAS.
+
+At one frame per call onnxruntime's kernels run at 13-33 GMAC/s on the model's 1.1 M
+multiply-adds and it spends ~20 µs more on layout reorders and concatenations
+(``benchmarks/README.md``, issue 20). This engine reads the weights of the model file
+(:mod:`seproc._onnx_proto`), recognises the causal U-Net of ``training/model.py`` node
+by node, and runs each frame in one numba function whose products go to BLAS through
+``np.dot(a, b, out)`` (scipy's OpenBLAS sgemm, into preallocated buffers):
+
+- activations are channels-last ``[F, C]`` in zero-padded buffers, so a strided
+  convolution's im2col row is two contiguous copies (``kf * C_in`` floats of the
+  previous frame's input and of the current one) and its product
+  ``col [F_out, 2 kf C_in] @ W [2 kf C_in, C_out]`` writes straight into the next
+  level's padded input;
+- the bottleneck's squeeze rows and expand columns are permuted to that flattening;
+  its three one-row products (squeeze, the GRU's input and recurrent matrices, expand)
+  are numba loops vectorised over the outputs, not BLAS: OpenBLAS splits an sgemv of
+  this size (above 9216 elements) over the cores the process may use, and a real-time
+  stream keeps to one (the convolutions' sgemm calls, m n k <= 110 k for the shipped
+  model, are under OpenBLAS's default threading threshold of 262 k);
+- a transposed convolution is ``concat [F_in, Ca + Cb] @ W [C_in, k C_out]`` (the level
+  below writes the left half, the skip is copied into the right) and a col2im
+  scatter-add with the bias and the activation, or the head on the last level.
+
+Every frame is computed alone, also inside a call of several frames, so a stream's
+output does not depend on how it is cut into calls. The sums run in another order than
+onnxruntime's: one frame from the same state differs by up to ~1e-5 on the shipped
+model, and the GRU carries that forward to ~2e-5 over long streams (onnxruntime itself
+is ~1.4e-5 from a float64 evaluation; ``benchmarks/README.md``). The model checks the
+engine against onnxruntime on a few frames at load and refuses it past 1e-5. The
+streaming state is the file graph's own tensors (``conv<k>`` ``[1, C, 1, F]``, ``gru``
+``[1, 1, H]``) in one packed buffer, read at the start of a call and written at its
+end, so either engine can continue a stream. A graph of any other layout raises
+:class:`BlasUnsupported`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from seproc._kernels import njit_cached
+from seproc._onnx_proto import OnnxGraph, OnnxNode
+
+__all__ = ["BlasNet", "BlasUnsupported", "blas_run", "build_blas_net"]
+
+
+class BlasUnsupported(ValueError):
+    """The graph is not one this engine recognises (the model stays on onnxruntime)."""
+
+
+# Integer table: a header, then one row per encoder level (and one for the flat
+# bottleneck input after them), then one row per decoder level.
+(H_N_ENC, H_N_DEC, H_HIDDEN, H_N_BINS, H_SIGMOID, H_MUL, H_ADD) = range(7)
+(H_SQ_W, H_SQ_B, H_GW, H_GR, H_GB, H_EX_W, H_EX_B, H_Z, H_GX, H_GH, H_H, H_EX) = range(7, 19)
+(H_GRU_STATE, H_OUT) = range(19, 21)
+_HEADER = 24
+(E_C, E_F, E_PAD, E_X, E_S, E_COL, E_W, E_B, E_ALPHA, E_STATE, E_KF) = range(11)
+_E = 12
+(D_CA, D_CB, D_C_OUT, D_F_IN, D_F_OUT, D_K, D_PAD, D_W, D_B, D_CAT, D_T, D_ALPHA) = range(12)
+_D = 12
+
+
+@njit_cached()
+def _matvec(w, x, x_off, n_in, w_off, b_off, n_out, y, y_off):  # pragma: no cover
+    """``y[y_off:] = x[x_off:x_off+n_in] @ W + b``, ``W [n_in, n_out]`` row-major in ``w``.
+
+    On views indexed by ``range`` alone, so LLVM vectorises the inner loop (offsets
+    added inside it, which numba must check for negative wraparound, kept it scalar
+    and 10x slower).
+    """
+    m = w[w_off : w_off + n_in * n_out].reshape((n_in, n_out))
+    b = w[b_off : b_off + n_out]
+    xs = x[x_off : x_off + n_in]
+    ys = y[y_off : y_off + n_out]
+    for j in range(n_out):
+        ys[j] = b[j]
+    for r in range(n_in):
+        xv = xs[r]
+        for j in range(n_out):
+            ys[j] += m[r, j] * xv
+
+
+@njit_cached()
+def blas_run(features, out, state_in, state_out, w, work, tab):  # pragma: no cover - compiled
+    """Run ``features [T, F]`` into ``out [T, F]``; state ``state_in`` -> ``state_out``."""
+    n_enc, n_dec = tab[H_N_ENC], tab[H_N_DEC]
+    hidden = tab[H_HIDDEN]
+    # the state, channels-first in the file's layout, into each level's previous input
+    for i in range(n_enc):
+        row = _HEADER + i * _E
+        c, f, pad = tab[row + E_C], tab[row + E_F], tab[row + E_PAD]
+        s, so = tab[row + E_S], tab[row + E_STATE]
+        for ci in range(c):
+            for fi in range(f):
+                work[s + (pad + fi) * c + ci] = state_in[so + ci * f + fi]
+    h0 = tab[H_H]
+    for j in range(hidden):
+        work[h0 + j] = state_in[tab[H_GRU_STATE] + j]
+    for t in range(features.shape[0]):
+        _frame(features, out, t, w, work, tab)
+    for i in range(n_enc):
+        row = _HEADER + i * _E
+        c, f, pad = tab[row + E_C], tab[row + E_F], tab[row + E_PAD]
+        s, so = tab[row + E_S], tab[row + E_STATE]
+        for ci in range(c):
+            for fi in range(f):
+                state_out[so + ci * f + fi] = work[s + (pad + fi) * c + ci]
+    for j in range(hidden):
+        state_out[tab[H_GRU_STATE] + j] = work[h0 + j]
+    return n_dec
+
+
+@njit_cached()
+def _frame(features, out, t, w, work, tab):  # pragma: no cover - compiled
+    """One frame: encoder, bottleneck, decoder, head (the state is in ``work``).
+
+    Loops run over views indexed by ``range`` alone, or are slice copies: an offset
+    added inside a loop is checked for negative wraparound on every element, which keeps
+    LLVM from vectorising it.
+    """
+    n_enc, n_dec = tab[H_N_ENC], tab[H_N_DEC]
+    hidden = tab[H_HIDDEN]
+    n_bins = tab[H_N_BINS]
+    x0 = tab[_HEADER + E_X] + tab[_HEADER + E_PAD]  # level 0 has one channel
+    work[x0 : x0 + n_bins] = features[t]
+    for i in range(n_enc):
+        row = _HEADER + i * _E
+        nrow = row + _E
+        c_in, f_in, pad, kf = tab[row + E_C], tab[row + E_F], tab[row + E_PAD], tab[row + E_KF]
+        c_out, f_out = tab[nrow + E_C], tab[nrow + E_F]
+        n_pad = (f_in + 2 * pad) * c_in
+        xv = work[tab[row + E_X] : tab[row + E_X] + n_pad]
+        sv = work[tab[row + E_S] : tab[row + E_S] + n_pad]
+        nk = kf * c_in
+        col = work[tab[row + E_COL] : tab[row + E_COL] + f_out * 2 * nk].reshape((f_out, 2 * nk))
+        # im2col: the previous frame's kf bins, then the current frame's (contiguous rows)
+        for fo in range(f_out):
+            base = 2 * fo * c_in
+            col[fo, :nk] = sv[base : base + nk]
+            col[fo, nk:] = xv[base : base + nk]
+        wm = w[tab[row + E_W] : tab[row + E_W] + 2 * nk * c_out].reshape((2 * nk, c_out))
+        y0 = tab[nrow + E_X] + tab[nrow + E_PAD] * c_out
+        y = work[y0 : y0 + f_out * c_out].reshape((f_out, c_out))
+        np.dot(col, wm, y)
+        bias, alpha = w[tab[row + E_B] : tab[row + E_B] + c_out], w[tab[row + E_ALPHA]]
+        for fo in range(f_out):
+            for co in range(c_out):
+                v = y[fo, co] + bias[co]
+                y[fo, co] = v if v >= 0 else alpha * v
+        sv[:] = xv  # this frame's input becomes the level's state
+    # bottleneck on the last encoder output, flattened channels-last
+    last = _HEADER + n_enc * _E
+    c5 = tab[last + E_C]
+    flat, n_flat = tab[last + E_X], c5 * tab[last + E_F]
+    z, gx, gh, h, ex = tab[H_Z], tab[H_GX], tab[H_GH], tab[H_H], tab[H_EX]
+    _matvec(w, work, flat, n_flat, tab[H_SQ_W], tab[H_SQ_B], hidden, work, z)
+    zv = work[z : z + hidden]
+    for j in range(hidden):
+        v = zv[j]
+        zv[j] = v if v > 0 else np.float32(0.0)
+    gb = tab[H_GB]
+    _matvec(w, work, z, hidden, tab[H_GW], gb, 3 * hidden, work, gx)
+    _matvec(w, work, h, hidden, tab[H_GR], gb + 3 * hidden, 3 * hidden, work, gh)
+    xz, xr, xn = (
+        work[gx : gx + hidden],
+        work[gx + hidden : gx + 2 * hidden],
+        work[gx + 2 * hidden : gx + 3 * hidden],
+    )
+    hz, hr, hn = (
+        work[gh : gh + hidden],
+        work[gh + hidden : gh + 2 * hidden],
+        work[gh + 2 * hidden : gh + 3 * hidden],
+    )
+    hv = work[h : h + hidden]
+    one = np.float32(1.0)
+    for j in range(hidden):  # ONNX gates z, r, h; linear_before_reset
+        zz = one / (one + np.exp(-(xz[j] + hz[j])))
+        r = one / (one + np.exp(-(xr[j] + hr[j])))
+        n = np.tanh(xn[j] + r * hn[j])
+        hv[j] = (one - zz) * n + zz * hv[j]
+    _matvec(w, work, h, hidden, tab[H_EX_W], tab[H_EX_B], n_flat, work, ex)
+    # decoder level 0 reads expand + residual in the left half of its concat
+    drow = _HEADER + (n_enc + 1) * _E
+    f0, cat0 = tab[drow + D_F_IN], tab[drow + D_CAT]
+    a0 = work[cat0 : cat0 + f0 * (c5 + tab[drow + D_CB])].reshape((f0, c5 + tab[drow + D_CB]))
+    exv = work[ex : ex + n_flat].reshape((f0, c5))
+    flv = work[flat : flat + n_flat].reshape((f0, c5))
+    for f in range(f0):
+        for c in range(c5):
+            a0[f, c] = exv[f, c] + flv[f, c]
+    for j in range(n_dec):
+        row = drow + j * _D
+        ca, cb, c_out = tab[row + D_CA], tab[row + D_CB], tab[row + D_C_OUT]
+        f_in, f_out, k, pad = (
+            tab[row + D_F_IN],
+            tab[row + D_F_OUT],
+            tab[row + D_K],
+            tab[row + D_PAD],
+        )
+        width = ca + cb
+        a = work[tab[row + D_CAT] : tab[row + D_CAT] + f_in * width].reshape((f_in, width))
+        # the skip: encoder level n_dec - 1 - j's output (the next level's padded input)
+        erow = _HEADER + (n_enc - j) * _E
+        skip = tab[erow + E_X] + tab[erow + E_PAD] * cb
+        a[:, ca:] = work[skip : skip + f_in * cb].reshape((f_in, cb))
+        wm = w[tab[row + D_W] : tab[row + D_W] + width * k * c_out].reshape((width, k * c_out))
+        tt = work[tab[row + D_T] : tab[row + D_T] + f_in * k * c_out].reshape((f_in, k * c_out))
+        np.dot(a, wm, tt)
+        final = j == n_dec - 1
+        if final:
+            dst, dst_width = tab[H_OUT], c_out
+        else:
+            dst = tab[row + _D + D_CAT]
+            dst_width = tab[row + _D + D_CA] + tab[row + _D + D_CB]
+        d = work[dst : dst + f_out * dst_width].reshape((f_out, dst_width))
+        bias, alpha = w[tab[row + D_B] : tab[row + D_B] + c_out], w[tab[row + D_ALPHA]]
+        # col2im: output bin fo sums T[fi, kk] over 2 fi + kk - pad == fo
+        for fo in range(f_out):
+            dr = d[fo, :c_out]
+            for co in range(c_out):
+                dr[co] = bias[co]
+            for kk in range(k):
+                q = fo + pad - kk
+                if q >= 0 and q % 2 == 0 and q // 2 < f_in:
+                    src = tt[q // 2, kk * c_out : (kk + 1) * c_out]
+                    for co in range(c_out):
+                        dr[co] += src[co]
+            if not final:
+                for co in range(c_out):
+                    v = dr[co]
+                    dr[co] = v if v >= 0 else alpha * v
+    ov = work[tab[H_OUT] : tab[H_OUT] + n_bins]
+    mul, add = w[tab[H_MUL] : tab[H_MUL] + n_bins], w[tab[H_ADD] : tab[H_ADD] + n_bins]
+    orow = out[t]
+    if tab[H_SIGMOID]:
+        for f in range(n_bins):
+            orow[f] = (one / (one + np.exp(-ov[f]))) * mul[f] + add[f]
+    else:
+        for f in range(n_bins):
+            orow[f] = ov[f] * mul[f] + add[f]
+
+
+@dataclass
+class BlasNet:
+    """The packed network: weights, the integer table and the size of its scratch."""
+
+    weights: np.ndarray
+    table: np.ndarray
+    work_size: int
+
+    def new_work(self) -> np.ndarray:
+        """Return a scratch buffer for one stream."""
+        return np.zeros(self.work_size, np.float32)
+
+    def run(
+        self,
+        features: np.ndarray,
+        out: np.ndarray,
+        state_in: np.ndarray,
+        state_out: np.ndarray,
+        work: np.ndarray,
+    ) -> None:
+        """Run ``features [T, F]`` into ``out [T, F]``; packed state in -> out."""
+        blas_run(features, out, state_in, state_out, self.weights, work, self.table)
+
+
+class _Packer:
+    """Appends float32 arrays to one buffer, each at a 16-float (64-byte) boundary."""
+
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []
+        self.size = 0
+
+    def add(self, array: np.ndarray | float) -> int:
+        offset = self.size
+        flat = np.ascontiguousarray(array, np.float32).ravel()
+        pad = (-flat.size) % 16
+        self.parts.append(np.concatenate([flat, np.zeros(pad, np.float32)]))
+        self.size += flat.size + pad
+        return offset
+
+    def reserve(self, size: int) -> int:
+        offset = self.size
+        self.size += size + (-size) % 16
+        return offset
+
+    def buffer(self) -> np.ndarray:
+        return np.concatenate(self.parts)
+
+
+class _Walker:
+    """Steps through the graph's non-constant nodes in order, checking each one."""
+
+    def __init__(self, graph: OnnxGraph) -> None:
+        self.consts: dict[str, np.ndarray] = dict(graph.initializers)
+        self.nodes: list[OnnxNode] = []
+        for node in graph.nodes:
+            if node.op_type == "Constant" and isinstance(node.attributes.get("value"), np.ndarray):
+                self.consts[node.outputs[0]] = node.attributes["value"]  # type: ignore[assignment]
+            else:
+                self.nodes.append(node)
+        self.pos = 0
+
+    def take(self, op_type: str, first_input: str | None = None) -> OnnxNode:
+        if self.pos >= len(self.nodes):
+            raise BlasUnsupported(f"the graph ends where a {op_type} node was expected")
+        node = self.nodes[self.pos]
+        if node.op_type != op_type:
+            raise BlasUnsupported(f"node {self.pos} is {node.op_type}, expected {op_type}")
+        if first_input is not None and (not node.inputs or node.inputs[0] != first_input):
+            raise BlasUnsupported(f"{op_type} node {self.pos} does not read {first_input!r}")
+        self.pos += 1
+        return node
+
+    def peek(self) -> str:
+        return self.nodes[self.pos].op_type if self.pos < len(self.nodes) else ""
+
+    def const(self, name: str) -> np.ndarray:
+        if name not in self.consts:
+            raise BlasUnsupported(f"{name!r} is not a constant or initializer")
+        return np.asarray(self.consts[name])
+
+    def other_operand(self, node: OnnxNode, data: str) -> np.ndarray:
+        """Return the constant operand of a binary node whose other operand is ``data``."""
+        if len(node.inputs) != 2 or data not in node.inputs:
+            raise BlasUnsupported(f"{node.op_type} does not combine {data!r} with a constant")
+        return self.const(node.inputs[1] if node.inputs[0] == data else node.inputs[0])
+
+
+def _ints(node: OnnxNode, key: str, default: list[int]) -> list[int]:
+    return [int(v) for v in node.attributes.get(key, default)]  # type: ignore[union-attr]
+
+
+def _leaky(walker: _Walker, data: str, required: bool) -> tuple[float, str]:
+    """Consume a LeakyRelu on ``data``; return its slope and output (1.0 when none)."""
+    if walker.peek() == "LeakyRelu" and walker.nodes[walker.pos].inputs[0] == data:
+        node = walker.take("LeakyRelu", data)
+        return float(node.attributes.get("alpha", 0.01)), node.outputs[0]  # type: ignore[arg-type]
+    if required:
+        raise BlasUnsupported("a convolution is not followed by a LeakyRelu")
+    return 1.0, data
+
+
+def _check_conv(node: OnnxNode, kernel: tuple[int, int], transposed: bool) -> int:
+    """Check a (transposed) convolution's attributes; return its frequency padding."""
+    kt, kf = kernel
+    pads = _ints(node, "pads", [0, 0, 0, 0])
+    if _ints(node, "strides", [1, 1]) != [1, 2] or _ints(node, "dilations", [1, 1]) != [1, 1]:
+        raise BlasUnsupported(f"{node.op_type} has strides or dilations this engine lacks")
+    if int(node.attributes.get("group", 1)) != 1 or node.attributes.get(
+        "auto_pad", b"NOTSET"
+    ) not in (  # type: ignore[call-overload]
+        b"NOTSET",
+        "NOTSET",
+    ):
+        raise BlasUnsupported(f"{node.op_type} has groups or auto padding")
+    if pads[0] or pads[2] or pads[1] != pads[3] or kf % 2 == 0 or pads[1] != kf // 2:
+        raise BlasUnsupported(f"{node.op_type} pads {pads} are not kf // 2 in frequency only")
+    if transposed and (kt != 1 or "output_shape" in node.attributes):
+        raise BlasUnsupported("a ConvTranspose reaches across frames")
+    if not transposed and kt != 2:
+        raise BlasUnsupported("an encoder convolution's kernel is not two frames")
+    return pads[1]
+
+
+def build_blas_net(
+    graph: OnnxGraph,
+    n_bins: int,
+    output_name: str,
+    state_shapes: dict[str, tuple[int, ...]],
+) -> BlasNet:
+    """Recognise the seproc U-Net in ``graph`` and pack it for :func:`blas_run`.
+
+    Parameters
+    ----------
+    graph : OnnxGraph
+        The model file's nodes and initializers.
+    n_bins : int
+        Bins per frame.
+    output_name : str
+        The graph output of the model's formulation (``gain`` or ``noise_db``).
+    state_shapes : dict[str, tuple[int, ...]]
+        The state tensors in packed order (:class:`seproc.model.ModelState`'s buffers).
+
+    Returns
+    -------
+    BlasNet
+
+    Raises
+    ------
+    BlasUnsupported
+        If any node departs from the layout ``training/export.py`` writes.
+    """
+    walker = _Walker(graph)
+    weights = _Packer()
+    work = _Packer()
+    state_offsets: dict[str, int] = {}
+    offset = 0
+    for name, shape in state_shapes.items():
+        state_offsets[name] = offset
+        offset += int(np.prod(shape))
+
+    x = walker.take("Unsqueeze", "features").outputs[0]
+    c_in, f_in = 1, n_bins
+    enc: list[dict[str, int]] = []
+    skips: list[str] = []
+    while walker.peek() == "Concat":
+        concat = walker.take("Concat")
+        if concat.attributes.get("axis") != 2 or len(concat.inputs) != 2 or concat.inputs[1] != x:
+            raise BlasUnsupported("an encoder Concat is not [state, input] along time")
+        state = concat.inputs[0].removesuffix("_in")
+        if state_shapes.get(state) != (1, c_in, 1, f_in):
+            raise BlasUnsupported(
+                f"encoder state {concat.inputs[0]!r} is not [1, {c_in}, 1, {f_in}]"
+            )
+        walker.take("Slice", concat.outputs[0])  # the new state: this engine keeps its own
+        conv = walker.take("Conv", concat.outputs[0])
+        weight = walker.const(conv.inputs[1]).astype(np.float32)
+        c_out, wc_in, kt, kf = weight.shape
+        if wc_in != c_in:
+            raise BlasUnsupported("an encoder convolution's input channels do not match")
+        pad = _check_conv(conv, (kt, kf), transposed=False)
+        bias = walker.const(conv.inputs[2]) if len(conv.inputs) > 2 else np.zeros(c_out)
+        alpha, x = _leaky(walker, conv.outputs[0], required=True)
+        f_out = (f_in + 1) // 2
+        if f_in % 2 == 0 or (f_in + 2 * pad - kf) // 2 + 1 != f_out:
+            raise BlasUnsupported("an encoder level's bins are not odd")
+        padded = (f_in + 2 * pad) * c_in
+        enc.append(
+            {
+                "c": c_in,
+                "f": f_in,
+                "pad": pad,
+                "x": work.reserve(padded),
+                "s": work.reserve(padded),
+                "col": work.reserve(f_out * kt * kf * c_in),
+                "w": weights.add(weight.transpose(2, 3, 1, 0).reshape(-1, c_out)),
+                "b": weights.add(bias),
+                "alpha": weights.add(alpha),
+                "state": state_offsets[state],
+                "kf": kf,
+            }
+        )
+        skips.append(x)
+        c_in, f_in = c_out, f_out
+    if not enc:
+        raise BlasUnsupported("the graph has no encoder convolution")
+    # the flat bottleneck input: the last encoder output, no padding
+    enc.append({"c": c_in, "f": f_in, "pad": 0, "x": work.reserve(c_in * f_in)})
+    n_flat = c_in * f_in
+    perm = np.arange(n_flat).reshape(c_in, f_in).T.ravel()  # file index c F + f -> f C + c
+
+    transpose = walker.take("Transpose", x)
+    if _ints(transpose, "perm", []) != [0, 2, 1, 3]:
+        raise BlasUnsupported("the bottleneck's Transpose is not [0, 2, 1, 3]")
+    flat = walker.take("Reshape", transpose.outputs[0]).outputs[0]
+    squeeze = walker.take("MatMul", flat)
+    sq_w = walker.const(squeeze.inputs[1])
+    add = walker.take("Add")
+    sq_b = walker.other_operand(add, squeeze.outputs[0])
+    relu = walker.take("Relu", add.outputs[0])
+    hidden = sq_w.shape[1] if sq_w.ndim == 2 else 0
+    if sq_w.shape != (n_flat, hidden) or sq_b.shape != (hidden,):
+        raise BlasUnsupported("the squeeze is not [flat, hidden] + bias")
+    pre = walker.take("Transpose", relu.outputs[0])
+    gru = walker.take("GRU", pre.outputs[0])
+    gw, gr = walker.const(gru.inputs[1]), walker.const(gru.inputs[2])
+    gb = walker.const(gru.inputs[3]) if len(gru.inputs) > 3 and gru.inputs[3] else None
+    if (
+        int(gru.attributes.get("linear_before_reset", 0)) != 1  # type: ignore[call-overload]
+        or int(gru.attributes.get("hidden_size", 0)) != hidden  # type: ignore[call-overload]
+        or gru.attributes.get("direction", b"forward") not in (b"forward", "forward")
+        or any(key in gru.attributes for key in ("activations", "clip", "layout"))
+        or (len(gru.inputs) > 4 and gru.inputs[4])
+        or len(gru.inputs) < 6
+        or gru.inputs[5] != "gru_in"
+        or state_shapes.get("gru") != (1, 1, hidden)
+        or gw.shape != (1, 3 * hidden, hidden)
+        or gr.shape != (1, 3 * hidden, hidden)
+    ):
+        raise BlasUnsupported("the GRU is not one forward layer with linear_before_reset=1")
+    gb = np.zeros((1, 6 * hidden), np.float32) if gb is None else gb
+    walker.take("Squeeze", gru.outputs[0])
+    walker.take("Transpose")
+    expand = walker.take("MatMul")
+    ex_w = walker.const(expand.inputs[1])
+    add = walker.take("Add")
+    ex_b = walker.other_operand(add, expand.outputs[0])
+    residual = walker.take("Add", add.outputs[0])
+    if residual.inputs[1] != flat or ex_w.shape != (hidden, n_flat) or ex_b.shape != (n_flat,):
+        raise BlasUnsupported("the expand is not [hidden, flat] + bias + the flat input")
+    reshape = walker.take("Reshape", residual.outputs[0])
+    x = walker.take("Transpose", reshape.outputs[0]).outputs[0]
+
+    dec: list[dict[str, int]] = []
+    ca = c_in
+    for level in range(len(skips) - 1, -1, -1):
+        concat = walker.take("Concat", x)
+        if concat.attributes.get("axis") != 1 or concat.inputs != [x, skips[level]]:
+            raise BlasUnsupported("a decoder Concat does not join the skip in channels")
+        deconv = walker.take("ConvTranspose", concat.outputs[0])
+        weight = walker.const(deconv.inputs[1]).astype(np.float32)
+        width, c_out, kt, k = weight.shape
+        cb = enc[level + 1]["c"]
+        if width != ca + cb:
+            raise BlasUnsupported("a ConvTranspose's input channels do not match")
+        pad = _check_conv(deconv, (kt, k), transposed=True)
+        f_in, f_out = enc[level + 1]["f"], enc[level]["f"]
+        out_pad = _ints(deconv, "output_padding", [0, 0])
+        if out_pad[0] or (f_in - 1) * 2 - 2 * pad + k + out_pad[1] != f_out:
+            raise BlasUnsupported("a ConvTranspose does not restore its encoder level's bins")
+        bias = walker.const(deconv.inputs[2]) if len(deconv.inputs) > 2 else np.zeros(c_out)
+        alpha, x = _leaky(walker, deconv.outputs[0], required=level > 0)
+        if level == 0 and (alpha != 1.0 or c_out != 1):
+            raise BlasUnsupported("the last ConvTranspose has an activation or several channels")
+        dec.append(
+            {
+                "ca": ca,
+                "cb": cb,
+                "c_out": c_out,
+                "f_in": f_in,
+                "f_out": f_out,
+                "k": k,
+                "pad": pad,
+                "w": weights.add(weight[:, :, 0, :].transpose(0, 2, 1).reshape(width, k * c_out)),
+                "b": weights.add(bias),
+                "cat": work.reserve(f_in * width),
+                "t": work.reserve(f_in * k * c_out),
+                "alpha": weights.add(alpha),
+            }
+        )
+        ca = c_out
+
+    # the head: Squeeze, then [Sigmoid], Mul by a constant, Add a constant -> the output
+    x = walker.take("Squeeze", x).outputs[0]
+    sigmoid = walker.peek() == "Sigmoid"
+    if sigmoid:
+        x = walker.take("Sigmoid", x).outputs[0]
+    mul = walker.take("Mul")
+    head_mul = np.broadcast_to(walker.other_operand(mul, x), (n_bins,))
+    add = walker.take("Add")
+    head_add = np.broadcast_to(walker.other_operand(add, mul.outputs[0]), (n_bins,))
+    if add.outputs[0] != output_name or walker.pos != len(walker.nodes):
+        raise BlasUnsupported(f"the head is not [Sigmoid,] Mul, Add into {output_name!r}")
+
+    header = np.zeros(_HEADER, np.int64)
+    header[H_N_ENC], header[H_N_DEC] = len(skips), len(dec)
+    header[H_HIDDEN], header[H_N_BINS], header[H_SIGMOID] = hidden, n_bins, int(sigmoid)
+    header[H_MUL], header[H_ADD] = weights.add(head_mul), weights.add(head_add)
+    header[H_SQ_W], header[H_SQ_B] = weights.add(sq_w[perm]), weights.add(sq_b)
+    header[H_GW] = weights.add(gw[0].T)
+    header[H_GR] = weights.add(gr[0].T)
+    header[H_GB] = weights.add(gb[0])
+    header[H_EX_W], header[H_EX_B] = weights.add(ex_w[:, perm]), weights.add(ex_b[perm])
+    header[H_Z] = work.reserve(hidden)
+    header[H_GX], header[H_GH] = work.reserve(3 * hidden), work.reserve(3 * hidden)
+    header[H_H], header[H_EX] = work.reserve(hidden), work.reserve(n_flat)
+    header[H_GRU_STATE] = state_offsets["gru"]
+    header[H_OUT] = work.reserve(n_bins)
+    keys_e = ("c", "f", "pad", "x", "s", "col", "w", "b", "alpha", "state", "kf")
+    keys_d = ("ca", "cb", "c_out", "f_in", "f_out", "k", "pad", "w", "b", "cat", "t", "alpha")
+    rows = [header]
+    for level in enc:
+        row = np.zeros(_E, np.int64)
+        row[: len(keys_e)] = [level.get(key, 0) for key in keys_e]
+        rows.append(row)
+    for level in dec:
+        row = np.zeros(_D, np.int64)
+        row[: len(keys_d)] = [level[key] for key in keys_d]
+        rows.append(row)
+    return BlasNet(weights.buffer(), np.concatenate(rows), work.size)

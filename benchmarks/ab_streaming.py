@@ -10,8 +10,10 @@ The earlier code paths are rebuilt on today's objects:
   called through their checked public methods (as on main before issue 20);
 - ``+ FrameRun``: one-frame calls run on buffers bound once (``OnnxModel.frame_run``);
 - ``+ one-frame graph``: ... on the graph derived for one frame (``seproc._one_frame``);
-- ``+ unchecked DSP`` (= today's Denoiser): the owned DSP objects called without re-checks,
-  equal rates passed through without copies.
+- ``+ unchecked DSP``: the owned DSP objects called without re-checks, equal rates passed
+  through without copies;
+- ``+ BLAS engine`` (= today's streaming Denoiser): every frame on the numba + BLAS engine
+  (``seproc._blas_net``) instead of onnxruntime.
 
 ``taskset -c 1 python benchmarks/ab_streaming.py --rounds 30``
 """
@@ -39,11 +41,13 @@ class _Checked:
 
 
 def build(variant: str, sample_rate_hz: int) -> Denoiser:
-    seproc.denoiser._ONE_FRAME_GRAPH = variant in ("+ one-frame graph", "+ unchecked DSP")
+    seproc.denoiser._ONE_FRAME_GRAPH = variant != "main" and variant != "+ FrameRun"
+    seproc.denoiser._ENGINE = "blas" if variant == "+ BLAS engine" else "onnxruntime"
     try:
         d = Denoiser(sample_rate=sample_rate_hz)
     finally:
         seproc.denoiser._ONE_FRAME_GRAPH = True
+        seproc.denoiser._ENGINE = None
     if variant == "main":
         rows = len(d._frame_runs[0])
         d._frame_runs = [
@@ -57,7 +61,7 @@ def build(variant: str, sample_rate_hz: int) -> Denoiser:
             ]
             for c in range(d.channels)
         ]
-    if variant != "+ unchecked DSP":
+    if variant not in ("+ unchecked DSP", "+ BLAS engine"):
         d._analyzer = _Checked(d._analyzer, push=d._analyzer.process)
         d._synthesizer = _Checked(d._synthesizer, push=d._synthesizer.process)
         d._features = _Checked(d._features, compute_frames=d._features.compute)
@@ -65,7 +69,7 @@ def build(variant: str, sample_rate_hz: int) -> Denoiser:
     return d
 
 
-VARIANTS = ("main", "+ FrameRun", "+ one-frame graph", "+ unchecked DSP")
+VARIANTS = ("main", "+ FrameRun", "+ one-frame graph", "+ unchecked DSP", "+ BLAS engine")
 
 
 def noisy(sample_rate_hz: int, seconds: float) -> np.ndarray:

@@ -49,9 +49,14 @@ _FLUSH_BELOW = 1e-30
 _ONE_FRAME_GRAPH = True
 """Run one-frame model calls on the graph derived for them (``OnnxModel(one_frame_graph=)``);
 a switch for benchmarks, which compare both in the same run."""
-_ENGINE = "onnxruntime"
-"""What evaluates the network (``OnnxModel(engine=)``): ``"blas"`` runs every frame on the
-numba + BLAS engine derived from the model file; a switch for benchmarks and tests."""
+_ENGINE: str | None = None
+"""What evaluates the network (``OnnxModel(engine=)``). ``None`` chooses by measurement
+(``benchmarks/README.md``, issue 20): a streaming Denoiser (``warm_up=True``, one thread)
+runs every frame on the numba + BLAS engine derived from the model file (0.70-0.78x
+onnxruntime's time per 10 ms hop; output within ~1e-7 of it), falling back to
+onnxruntime's one-frame graph where the engine refuses the model; an offline one
+(``warm_up=False``) or one with more threads runs onnxruntime, whose many-frame calls
+cost less per frame. ``"onnxruntime"`` / ``"blas"`` force one (benchmarks, tests)."""
 
 
 class Denoiser:
@@ -148,11 +153,14 @@ class Denoiser:
         # The one-frame graph serves streaming hosts (10 ms blocks: one frame a call); an
         # offline caller (warm_up=False: seproc.denoise, whole files) runs many frames
         # a call and would only pay its ~15 ms of derivation and checking.
+        engine = _ENGINE
+        if engine is None:
+            engine = "blas" if warm_up and num_threads == 1 else "onnxruntime"
         self._model = OnnxModel(
             model,
             num_threads=num_threads,
-            one_frame_graph=_ONE_FRAME_GRAPH and warm_up and _ENGINE == "onnxruntime",
-            engine=_ENGINE,
+            one_frame_graph=_ONE_FRAME_GRAPH and warm_up,
+            engine=engine,
         )
         info = self._model.info
         if info.lookahead_frames != 0:

@@ -266,14 +266,16 @@ class OnnxModel:
         self._path = default_model_path() if path is None else Path(path)
         self._session = _open_session(self._path, num_threads)
         self._info = _read_info(self._path, self._session)
-        self._one_session: ort.InferenceSession | None = None
-        self._one_frame_refusal = "not requested"
-        if one_frame_graph:
-            self._one_session, self._one_frame_refusal = self._derive_one_frame(num_threads)
         self._net: BlasNet | None = None
         self._engine_refusal = "not requested" if engine == "onnxruntime" else ""
         if engine == "blas":
             self._net, self._engine_refusal = self._derive_blas()
+        self._one_session: ort.InferenceSession | None = None
+        self._one_frame_refusal = "not requested"
+        if self._net is not None:
+            self._one_frame_refusal = "the BLAS engine runs every frame"
+        elif one_frame_graph:  # also where the BLAS engine was asked for and refused
+            self._one_session, self._one_frame_refusal = self._derive_one_frame(num_threads)
 
     info = Setting[ModelInfo]("_info", "The model's validated metadata.")
     path = Setting[Path]("_path", "The model file.")
@@ -411,7 +413,10 @@ class OnnxModel:
             )
         except Exception as error:  # a graph of another layout
             return None, _first_line(error)
-        difference = self._blas_difference(net)
+        try:
+            difference = self._blas_difference(net)
+        except Exception as error:  # e.g. numba without SciPy, which its BLAS calls need
+            return None, f"it does not compile or run here: {_first_line(error)}"
         if not difference <= _ONE_FRAME_TOLERANCE:
             return None, f"it differs from the file's graph by {difference:.3g}"
         return net, ""

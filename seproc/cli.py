@@ -637,7 +637,7 @@ def _latency_report(model: str | None) -> dict[str, dict[str, float]]:
     return report
 
 
-#: onnxruntime threads of the speed measurement (the Denoiser's default).
+#: Threads of the speed measurement (the Denoiser's default; its engine follows from it).
 _SPEED_THREADS = 1
 
 
@@ -672,6 +672,7 @@ def _speed_report(model: str | None, budget_s: float = 1.0) -> dict[str, dict[st
             "block_samples": block_samples,
             "block_ms": 10.0,
             "channels": 1,
+            "engine": denoiser._model.engine,
             "onnxruntime_threads": _SPEED_THREADS,
             "audio_s": round(audio_s, 3),
             "real_time_factor": round(elapsed / audio_s, 5),
@@ -725,7 +726,8 @@ def _print_report(report: dict[str, object]) -> None:
     for rate, speed in speeds.items():
         print(
             f"  {rate:<8} block {speed['block_samples']} samples ({speed['block_ms']:g} ms), "
-            f"mono, {speed['onnxruntime_threads']} onnxruntime thread, {speed['audio_s']:.1f} s: "
+            f"mono, {speed['engine']} engine, {speed['onnxruntime_threads']} thread, "
+            f"{speed['audio_s']:.1f} s: "
             f"real-time factor {speed['real_time_factor']:.4f} "
             f"({speed['times_real_time']:.0f}x real time, {speed['ms_per_block']:.3f} ms per block)"
         )

@@ -93,12 +93,21 @@ def test_import_leaves_numba_config_alone():
 def test_every_kernel_caches_in_the_per_user_folder():
     """Each kernel is made by ``_kernels._njit``; a bare ``numba.njit(cache=True)`` caches
     in ``__pycache__`` beside the installed package (two full-band kernels once did)."""
+    from seproc import _blas_net
+
     kernels = {
-        name: kernel
-        for name, kernel in vars(_kernels).items()
+        f"{module.__name__}.{name}": kernel
+        for module in (_kernels, _blas_net)
+        for name, kernel in vars(module).items()
         if isinstance(kernel, numba.core.registry.CPUDispatcher)
     }
-    assert {"frame_windowed", "ring_copy", "apply_fullband_gain", "delay_line"} <= set(kernels)
+    assert {
+        "seproc._kernels.frame_windowed",
+        "seproc._kernels.ring_copy",
+        "seproc._kernels.apply_fullband_gain",
+        "seproc._kernels.delay_line",
+        "seproc._blas_net.blas_run",
+    } <= set(kernels)
     for name, kernel in kernels.items():
         assert Path(kernel._cache.cache_path).is_relative_to(_kernels.cache_dir()), name
 

@@ -224,6 +224,20 @@ def test_stoi_term_is_weighted_differentiable_and_skips_speech_free_items() -> N
     assert float(estimate.grad[1].abs().sum()) == 0  # the speech-free item is left out
 
 
+def _total_loss_of(config, estimate: torch.Tensor, clean: torch.Tensor):
+    """``total_loss`` of two speech waveforms ``[1, samples]`` on the model's STFT."""
+    from training.losses import total_loss
+
+    return total_loss(
+        config,
+        estimate_spec=spectral.stft(estimate),
+        clean_spec=spectral.stft(clean),
+        estimate_wave=estimate,
+        clean_wave=clean,
+        has_speech=torch.tensor([True]),
+    )
+
+
 def test_erb_bands_follow_the_erb_rate_scale_and_partition_the_bins() -> None:
     from training.losses import erb_band_matrix
 
@@ -244,7 +258,7 @@ def test_erb_bands_follow_the_erb_rate_scale_and_partition_the_bins() -> None:
 
 
 def test_erb_band_term_weighs_the_low_bands_and_is_trainable() -> None:
-    from training.losses import LossConfig, erb_band_loss, erb_band_matrix, total_loss
+    from training.losses import LossConfig, erb_band_loss, erb_band_matrix
 
     rng = np.random.default_rng(3)
     clean = torch.from_numpy(_speechlike(rng, 1.0)[None]).float()
@@ -260,14 +274,7 @@ def test_erb_band_term_weighs_the_low_bands_and_is_trainable() -> None:
     assert float(loss_low) > 2 * float(loss_high)
     estimate = (clean * 0.5).requires_grad_(True)
     config = LossConfig(compressed_mag=0, compressed_complex=0, mrstft=0, sisdr=0, erb_band=2.0)
-    total, terms = total_loss(
-        config,
-        estimate_spec=spectral.stft(estimate),
-        clean_spec=clean_spec,
-        estimate_wave=estimate,
-        clean_wave=clean,
-        has_speech=torch.tensor([True]),
-    )
+    total, terms = _total_loss_of(config, estimate, clean)
     assert set(terms) == {"erb_band"}
     assert float(total.detach()) == pytest.approx(2.0 * terms["erb_band"], rel=1e-6)
     total.backward()
@@ -276,7 +283,7 @@ def test_erb_band_term_weighs_the_low_bands_and_is_trainable() -> None:
 
 def test_over_suppression_counts_only_speech_taken_out() -> None:
     """The asymmetric term: zero for an estimate louder than the target, else the shortfall."""
-    from training.losses import LossConfig, compressed_loss, total_loss
+    from training.losses import LossConfig, compressed_loss
 
     rng = np.random.default_rng(7)
     clean = torch.from_numpy(_speechlike(rng, 1.0)[None]).float()
@@ -290,14 +297,7 @@ def test_over_suppression_counts_only_speech_taken_out() -> None:
     config = LossConfig(
         compressed_mag=1.0, compressed_complex=0, mrstft=0, sisdr=0, over_suppression=3.0
     )
-    total, terms = total_loss(
-        config,
-        estimate_spec=spectral.stft(estimate),
-        clean_spec=clean_spec,
-        estimate_wave=estimate,
-        clean_wave=clean,
-        has_speech=torch.tensor([True]),
-    )
+    total, terms = _total_loss_of(config, estimate, clean)
     assert set(terms) == {"compressed_mag", "compressed_complex", "over_suppression"}
     assert float(total.detach()) == pytest.approx(
         terms["compressed_mag"] + 3.0 * terms["over_suppression"], rel=1e-5
@@ -305,14 +305,8 @@ def test_over_suppression_counts_only_speech_taken_out() -> None:
     total.backward()
     assert float(estimate.grad.abs().sum()) > 0
     # without the weight the term is neither computed nor logged
-    _, plain = total_loss(
-        LossConfig(compressed_mag=1.0, compressed_complex=0, mrstft=0, sisdr=0),
-        estimate_spec=spectral.stft(clean * 0.5),
-        clean_spec=clean_spec,
-        estimate_wave=clean * 0.5,
-        clean_wave=clean,
-        has_speech=torch.tensor([True]),
-    )
+    plain_config = LossConfig(compressed_mag=1.0, compressed_complex=0, mrstft=0, sisdr=0)
+    _, plain = _total_loss_of(plain_config, clean * 0.5, clean)
     assert "over_suppression" not in plain
 
 

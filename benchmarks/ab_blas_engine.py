@@ -418,36 +418,24 @@ def _accuracy(path, frames):
 
 def _denoisers(rounds, seconds):
     """Denoiser.process(block, out=) per 10 ms hop: today's path against engine='blas'."""
+    from _interleave import noisy, us_per_hop
+
     import seproc.denoiser
     from seproc import Denoiser
 
     print("| rate (Hz) | block | engine | median µs per hop | vs onnxruntime |")
     print("| ---: | ---: | --- | ---: | ---: |")
     for rate, block in ((16000, 160), (48000, 480), (16000, 64), (48000, 128)):
-        rng = np.random.default_rng(0)
-        t = np.arange(int(seconds * rate)) / rate
-        voice = 0.2 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 4 * t))
-        signal = (voice + 0.03 * rng.standard_normal(t.size)).astype(np.float32)[None]
-        out = np.zeros((1, block), np.float32)
         made = {}
         for engine in ("onnxruntime", "blas"):
             seproc.denoiser._ENGINE = engine
             try:
                 made[engine] = Denoiser(sample_rate=rate)
             finally:
-                seproc.denoiser._ENGINE = "onnxruntime"
+                seproc.denoiser._ENGINE = None
             assert made[engine]._model.engine == engine
-        hops = signal.shape[1] / (rate / 100)
-        times = {name: [] for name in made}
-        for r in range(rounds + 1):  # round 0 warms up and is dropped
-            for name in made if r % 2 else list(made)[::-1]:
-                d = made[name]
-                d.reset()
-                start = time.perf_counter()
-                for i in range(0, signal.shape[1] - block + 1, block):
-                    d.process(signal[:, i : i + block], out=out)
-                if r:
-                    times[name].append((time.perf_counter() - start) / hops * 1e6)
+        signal = noisy(rate, seconds)
+        times = us_per_hop(made, signal, block, rounds, reverse_every_other=True)
         base = np.array(times["onnxruntime"])
         for name, values in times.items():
             ratio = np.median(np.array(values) / base)

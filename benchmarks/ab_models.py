@@ -14,30 +14,25 @@ its file graph.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
+from _interleave import noisy, us_per_hop
 
 import seproc.denoiser
 from seproc import Denoiser
 
 
-def noisy(sample_rate_hz: int, seconds: float) -> np.ndarray:
-    """The signal of ``ab_streaming.py``: a modulated 180 Hz tone in white noise."""
-    rng = np.random.default_rng(0)
-    t = np.arange(int(seconds * sample_rate_hz)) / sample_rate_hz
-    voice = 0.2 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 4 * t))
-    return (voice + 0.03 * rng.standard_normal(t.size)).astype(np.float32)[np.newaxis]
-
-
 def build(model: Path | None, one_frame: bool, sample_rate_hz: int) -> Denoiser:
-    """Return a Denoiser on ``model`` (None: the shipped one), one-frame graph on or off."""
+    """Return a Denoiser on ``model`` (None: the shipped one) on onnxruntime, one-frame graph
+    on or off."""
     seproc.denoiser._ONE_FRAME_GRAPH = one_frame
+    seproc.denoiser._ENGINE = "onnxruntime"  # the paths priced here are onnxruntime's
     try:
         d = Denoiser(sample_rate=sample_rate_hz, model=model)
     finally:
         seproc.denoiser._ONE_FRAME_GRAPH = True
+        seproc.denoiser._ENGINE = None
     if d._model.one_frame_graph != one_frame:
         raise RuntimeError(f"{model}: one-frame graph refused: {d._model.one_frame_refusal}")
     return d
@@ -51,19 +46,8 @@ def compare(
     seconds: float,
 ) -> None:
     """Time the variants interleaved; print one table row each."""
-    signal = noisy(sample_rate_hz, seconds)
-    out = np.zeros((1, block), np.float32)
     denoisers = {name: build(*spec, sample_rate_hz) for name, spec in variants.items()}
-    hops = signal.shape[1] / (sample_rate_hz / 100)
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for r in range(rounds + 1):  # round 0 warms caches and is dropped
-        for name, d in denoisers.items():
-            d.reset()
-            start = time.perf_counter()
-            for s in range(0, signal.shape[1] - block + 1, block):
-                d.process(signal[:, s : s + block], out=out)
-            if r:
-                times[name].append((time.perf_counter() - start) / hops * 1e6)
+    times = us_per_hop(denoisers, noisy(sample_rate_hz, seconds), block, rounds)
     base = float(np.median(times[next(iter(variants))]))
     for name in variants:
         median = float(np.median(times[name]))

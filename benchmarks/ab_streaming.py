@@ -21,9 +21,9 @@ The earlier code paths are rebuilt on today's objects:
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from _interleave import noisy, us_per_hop
 
 import seproc.denoiser
 from seproc import Denoiser
@@ -72,27 +72,9 @@ def build(variant: str, sample_rate_hz: int) -> Denoiser:
 VARIANTS = ("main", "+ FrameRun", "+ one-frame graph", "+ unchecked DSP", "+ BLAS engine")
 
 
-def noisy(sample_rate_hz: int, seconds: float) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    t = np.arange(int(seconds * sample_rate_hz)) / sample_rate_hz
-    voice = 0.2 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 4 * t))
-    return (voice + 0.03 * rng.standard_normal(t.size)).astype(np.float32)[np.newaxis]
-
-
 def compare(sample_rate_hz: int, block: int, rounds: int, seconds: float) -> None:
-    signal = noisy(sample_rate_hz, seconds)
-    out = np.zeros((1, block), np.float32)
     denoisers = {v: build(v, sample_rate_hz) for v in VARIANTS}
-    hops = signal.shape[1] / (sample_rate_hz / 100)
-    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    for r in range(rounds + 1):  # round 0 warms caches and is dropped
-        for variant, d in denoisers.items():
-            d.reset()
-            start = time.perf_counter()
-            for s in range(0, signal.shape[1] - block + 1, block):
-                d.process(signal[:, s : s + block], out=out)
-            if r:
-                times[variant].append((time.perf_counter() - start) / hops * 1e6)
+    times = us_per_hop(denoisers, noisy(sample_rate_hz, seconds), block, rounds)
     base = float(np.median(times[VARIANTS[0]]))
     previous = base
     for variant in VARIANTS:

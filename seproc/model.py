@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -414,36 +415,13 @@ class OnnxModel:
         except Exception as error:  # a graph of another layout
             return None, _first_line(error)
         try:
-            difference = self._blas_difference(net)
+            names = [output.name for output in self._session.get_outputs()]
+            difference = self._difference_from_file(_blas_step(net, info, names))
         except Exception as error:  # e.g. numba without SciPy, which its BLAS calls need
             return None, f"it does not compile or run here: {_first_line(error)}"
         if not difference <= _ONE_FRAME_TOLERANCE:
             return None, f"it differs from the file's graph by {difference:.3g}"
         return net, ""
-
-    def _blas_difference(self, net: BlasNet) -> float:
-        """Run the file's graph and ``net`` frame by frame on seeded noise; largest difference."""
-        rng = np.random.default_rng(0)
-        n_bins = self._info.n_bins
-        names = [info.name for info in self._session.get_outputs()]
-        state = ModelState(self._info.state_shapes)
-        for array in state.inputs().values():
-            array[...] = 0.5 * rng.standard_normal(array.shape)
-        states = {f"{name}_in": array.copy() for name, array in state.inputs().items()}
-        work = net.new_work()
-        out = np.zeros((1, n_bins), np.float32)
-        worst = 0.0
-        for _ in range(_ONE_FRAME_CHECK_FRAMES):
-            features = (2.0 * rng.standard_normal((1, n_bins))).astype(np.float32)
-            expected = self._session.run(names, {_FEATURES_INPUT: features[None], **states})
-            current = state._current
-            net.run(features, out, state._packed[current], state._packed[1 - current], work)
-            state.swap()
-            got = [out[None], *(state.inputs()[_state_input(n)[:-3]] for n in names[1:])]
-            for a, b in zip(expected, got, strict=True):
-                worst = max(worst, float(np.max(np.abs(a - b))))
-            states = {_state_input(n): a for n, a in zip(names[1:], expected[1:], strict=True)}
-        return worst
 
     def _derive_one_frame(self, num_threads: int) -> tuple[ort.InferenceSession | None, str]:
         """Build and check the one-frame session; return it, or None and the reason."""
@@ -456,15 +434,24 @@ class OnnxModel:
             session = _open_session_bytes(data, num_threads)
         except Exception as error:  # a graph of another layout, or one onnxruntime refuses
             return None, _first_line(error)
-        difference = self._one_frame_difference(session)
+        names = [output.name for output in self._session.get_outputs()]
+        difference = self._difference_from_file(
+            lambda features, states: session.run(names, {_FEATURES_INPUT: features, **states})
+        )
         if not difference <= _ONE_FRAME_TOLERANCE:
             return None, f"it differs from the file's graph by {difference:.3g}"
         return session, ""
 
-    def _one_frame_difference(self, session: ort.InferenceSession) -> float:
-        """Run both graphs frame by frame on seeded noise; return the largest difference."""
+    def _difference_from_file(self, step: Callable[..., list[np.ndarray]]) -> float:
+        """Run the file's graph and ``step`` frame by frame on seeded noise; largest difference.
+
+        ``step(features [1, 1, bins], {"<state>_in": array})`` returns the file graph's
+        outputs in its order (the output, then each new state); both start from the same
+        random states and carry their own along, so a difference that grows over the
+        frames is seen too.
+        """
         rng = np.random.default_rng(0)
-        names = [info.name for info in self._session.get_outputs()]
+        names = [output.name for output in self._session.get_outputs()]
         states = {
             f"{name}_in": (0.5 * rng.standard_normal(shape)).astype(np.float32)
             for name, shape in self._info.state_shapes.items()
@@ -474,7 +461,7 @@ class OnnxModel:
         for _ in range(_ONE_FRAME_CHECK_FRAMES):
             features = (2.0 * rng.standard_normal((1, 1, self._info.n_bins))).astype(np.float32)
             expected = self._session.run(names, {_FEATURES_INPUT: features, **states})
-            got = session.run(names, {_FEATURES_INPUT: features, **mine})
+            got = step(features, mine)
             for a, b in zip(expected, got, strict=True):
                 worst = max(worst, float(np.max(np.abs(a - b))))
             states = {_state_input(n): a for n, a in zip(names[1:], expected[1:], strict=True)}
@@ -572,6 +559,26 @@ class BlasFrameRun:
             self._table,
         )
         state._current = 1 - current
+
+
+def _blas_step(
+    net: BlasNet, info: ModelInfo, output_names: list[str]
+) -> Callable[..., list[np.ndarray]]:
+    """One frame of ``net`` on named state arrays, returning the file graph's outputs in order."""
+    state = ModelState(info.state_shapes)
+    work = net.new_work()
+    out = np.zeros((1, info.n_bins), np.float32)
+
+    def step(features: np.ndarray, states: dict[str, np.ndarray]) -> list[np.ndarray]:
+        for name, array in state.inputs().items():
+            array[...] = states[f"{name}_in"]
+        current = state._current
+        net.run(features[0], out, state._packed[current], state._packed[1 - current], work)
+        state.swap()
+        new = state.inputs()  # after the swap: what the frame wrote, keyed by state name
+        return [out[None].copy(), *(new[n[: -len("_out")]].copy() for n in output_names[1:])]
+
+    return step
 
 
 def _frames(count: int) -> str:

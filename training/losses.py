@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from training import spectral
+
 __all__ = [
     "LossConfig",
     "compressed_loss",
@@ -279,8 +281,8 @@ _ERB_CACHE: dict[tuple[int, int, str], torch.Tensor] = {}
 def _erb_bands(n_bins: int, n_bands: int, device: torch.device) -> torch.Tensor:
     key = (n_bins, n_bands, str(device))
     if key not in _ERB_CACHE:
-        sample_rate_hz = 16000  # the model's rate (training/spectral.py frames 16 kHz audio)
-        _ERB_CACHE[key] = erb_band_matrix(n_bins, sample_rate_hz, n_bands).to(device)
+        bands = erb_band_matrix(n_bins, spectral.SAMPLE_RATE_HZ, n_bands)
+        _ERB_CACHE[key] = bands.to(device)
     return _ERB_CACHE[key]
 
 

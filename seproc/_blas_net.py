@@ -18,6 +18,10 @@ by node, and runs each frame in one numba function whose products go to BLAS thr
   this size (above 9216 elements) over the cores the process may use, and a real-time
   stream keeps to one (the convolutions' sgemm calls, m n k <= 110 k for the shipped
   model, are under OpenBLAS's default threading threshold of 262 k);
+- where all four of those matrices lie on a per-row int8 grid (``training.quantize``
+  writes such files, still float32 ONNX), they are held as int8 with a float32 scale
+  per row, a quarter of the bytes, and multiplied by an int8 loop (:func:`int8_grid`,
+  :func:`_matvec_int8`); any other model keeps the float32 loop;
 - a transposed convolution is ``concat [F_in, Ca + Cb] @ W [C_in, k C_out]`` (the level
   below writes the left half, the skip is copied into the right) and a col2im
   scatter-add with the bias and the activation, or the head on the last level.

@@ -1,9 +1,10 @@
 """Shared pieces of the interleaved A/B scripts (``ab_streaming.py``, ``ab_models.py``,
-``ab_blas_engine.py``): their test signal and their timing loop."""
+``ab_blas_engine.py``): their test signal and their timing loops."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -48,4 +49,24 @@ def us_per_hop(
                 d.process(signal[:, s : s + block], out=out)
             if r:
                 times[name].append((time.perf_counter() - start) / hops * 1e6)
+    return times
+
+
+def us_per_call(
+    calls: dict[str, Callable[[], object]], rounds: int, calls_per_round: int
+) -> dict[str, list[float]]:
+    """Time each callable ``calls_per_round`` times a round, round by round; µs per call.
+
+    The variants take turns within a round, in reverse order every other round, so load
+    from neighbours hits them alike.
+    """
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            call = calls[name]
+            start = time.perf_counter()
+            for _ in range(calls_per_round):
+                call()
+            times[name].append((time.perf_counter() - start) / calls_per_round * 1e6)
     return times

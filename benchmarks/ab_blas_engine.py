@@ -39,13 +39,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("NUMBA_NRT_STATS", "1")  # the allocation counters below
 
 import numba as nb
 import numpy as np
+from _interleave import us_per_call
 from numba.core.runtime import rtsys
 
 from seproc._onnx_proto import read_graph
@@ -357,13 +357,6 @@ def _check(model, engine, frames, rng):
     return worst, worst_state
 
 
-def _time(call, frames):
-    start = time.perf_counter()
-    for _ in range(frames):
-        call()
-    return (time.perf_counter() - start) / frames * 1e6
-
-
 def _speech_like(frames, seed):
     """Normalised features as ``tests/test_one_frame.py`` makes them (voiced and silent)."""
     rng = np.random.default_rng(seed)
@@ -490,11 +483,7 @@ def main() -> None:
             call()
         after = rtsys.get_allocation_stats()
         print(f"{name}: NRT allocations in 1000 calls: {after.alloc - before.alloc}")
-    times = {name: [] for name, _ in variants}
-    for r in range(args.rounds):
-        order = variants if r % 2 == 0 else variants[::-1]
-        for name, call in order:
-            times[name].append(_time(call, args.frames))
+    times = us_per_call(dict(variants), args.rounds, args.frames)
     base = np.array(times["onnxruntime one-frame"])
     print("| engine | median µs per frame | vs onnxruntime | median of round ratios |")
     print("| --- | ---: | ---: | ---: |")

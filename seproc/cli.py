@@ -673,6 +673,7 @@ def _speed_report(model: str | None, budget_s: float = 1.0) -> dict[str, dict[st
             "block_ms": 10.0,
             "channels": 1,
             "engine": denoiser._model.engine,
+            "int8_matrices": len(denoiser._model.int8_matrices),
             "onnxruntime_threads": _SPEED_THREADS,
             "audio_s": round(audio_s, 3),
             "real_time_factor": round(elapsed / audio_s, 5),

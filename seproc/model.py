@@ -55,6 +55,9 @@ _ONE_FRAME_TOLERANCE = 1e-5
 """The most the one-frame graph may differ from the file's graph, in any output or
 state element, over the frames checked at load time."""
 _ONE_FRAME_CHECK_FRAMES = 16
+_BLAS_INT8 = True
+"""Whether the BLAS engine holds matrices that lie on an int8 grid as int8 (False: float32,
+the same weights; ``benchmarks/ab_models.py --engine blas`` times both)."""
 ENGINES = ("onnxruntime", "blas")
 """What may evaluate the network: onnxruntime's session(s), or :mod:`seproc._blas_net`."""
 _REQUIRED_KEYS = (
@@ -301,6 +304,17 @@ class OnnxModel:
         """Why the BLAS engine is not in use (empty when it is)."""
         return self._engine_refusal
 
+    @property
+    def int8_matrices(self) -> tuple[str, ...]:
+        """The initializers the BLAS engine holds as int8 (empty: float32, or onnxruntime).
+
+        A model whose bottleneck matrices lie on a per-row int8 grid (``training.quantize``)
+        has them packed as int8 with one scale per row, a quarter of their float32 bytes,
+        and multiplied by an int8 kernel; its output is checked against the file's graph
+        as the float32 engine's is.
+        """
+        return () if self._net is None else self._net.int8_matrices
+
     def new_state(self) -> ModelState:
         """Return zeroed streaming state for one new stream."""
         state = ModelState(self._info.state_shapes)
@@ -410,7 +424,11 @@ class OnnxModel:
         info = self._info
         try:
             net = build_blas_net(
-                read_graph(self._path), info.n_bins, info.output_name, info.state_shapes
+                read_graph(self._path),
+                info.n_bins,
+                info.output_name,
+                info.state_shapes,
+                int8=_BLAS_INT8,
             )
         except Exception as error:  # a graph of another layout
             return None, _first_line(error)

@@ -7,6 +7,10 @@ in another order, so they are not bit-exact); over a long speech-like stream onl
 of a stream into calls gives the same output bit for bit, in the model and in a
 Denoiser. Runs allocate nothing after warm-up. Small U-Nets exported by
 ``training.export`` derive too; graphs of another layout keep onnxruntime.
+
+A model whose bottleneck matrices ``training.quantize`` put on a per-row int8 grid is
+run with them held as int8: within 1e-5 of onnxruntime on the same file over 3000
+frames, states included; the shipped model stays float32.
 """
 
 import tracemalloc
@@ -16,7 +20,7 @@ import pytest
 
 import seproc.denoiser
 import seproc.model
-from seproc._blas_net import BlasUnsupported, build_blas_net
+from seproc._blas_net import BlasUnsupported, build_blas_net, int8_candidates, int8_grid
 from seproc._onnx_proto import read_graph
 from seproc.errors import ParameterError
 from seproc.model import OnnxModel, default_model_path
@@ -37,6 +41,24 @@ def blas_model():
     model = OnnxModel(engine="blas")
     assert model.engine == "blas", model.engine_refusal
     assert model.engine_refusal == ""
+    return model
+
+
+@pytest.fixture(scope="module")
+def int8_path(tmp_path_factory):
+    """The shipped model with its bottleneck matrices on the int8 grid (training.quantize)."""
+    pytest.importorskip("onnx")
+    from training.quantize import quantize_model
+
+    path = tmp_path_factory.mktemp("int8") / "int8.onnx"
+    quantize_model(default_model_path(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def int8_model(int8_path):
+    model = OnnxModel(int8_path, engine="blas")
+    assert model.engine == "blas", model.engine_refusal
     return model
 
 
@@ -83,8 +105,10 @@ def test_blas_engine_stays_near_the_file_graph_over_a_long_speech_like_stream(
         np.testing.assert_allclose(value, whole.inputs()[name], rtol=0, atol=5e-5)
 
 
+@pytest.mark.parametrize("which", ["blas_model", "int8_model"])
 @pytest.mark.parametrize("sizes", [[2], [1, 3, 1, 1, 7, 2], [500]])
-def test_any_partition_gives_the_same_output_bit_for_bit(blas_model, sizes):
+def test_any_partition_gives_the_same_output_bit_for_bit(request, which, sizes):
+    blas_model = request.getfixturevalue(which)
     features = speech_like_features(700, seed=4)
     expected, expected_state = _frame_by_frame(blas_model, features)
     state = blas_model.new_state()
@@ -112,7 +136,9 @@ def test_either_engine_continues_the_other_s_stream(file_model, blas_model):
     np.testing.assert_allclose(got, expected, rtol=0, atol=5e-5)
 
 
-def test_frame_run_allocates_nothing_and_reset_starts_a_new_stream(blas_model):
+@pytest.mark.parametrize("which", ["blas_model", "int8_model"])
+def test_frame_run_allocates_nothing_and_reset_starts_a_new_stream(request, which):
+    blas_model = request.getfixturevalue(which)
     features = speech_like_features(1500, seed=6)
     row = np.zeros((1, 161), np.float32)
     out = np.zeros((1, 161), np.float32)
@@ -227,6 +253,97 @@ def test_the_recogniser_refuses_a_changed_node():
     gru.attributes["linear_before_reset"] = 0
     with pytest.raises(BlasUnsupported, match="GRU"):
         build_blas_net(graph, info.n_bins, info.output_name, info.state_shapes)
+
+
+# -- int8 bottleneck matrices ----------------------------------------------------------------
+def _rows_first(array, axis):
+    return np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
+
+
+def test_quantize_puts_the_four_matrices_on_the_grid_and_leaves_every_other_byte(int8_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    candidates = int8_candidates(read_graph(default_model_path()))
+    assert len(candidates) == 4  # the squeeze, the GRU's W and R, the expand
+    original = onnx.load(str(default_model_path()))
+    quantised = onnx.load(str(int8_path))
+    before = {t.name: t for t in original.graph.initializer}
+    after = {t.name: t for t in quantised.graph.initializer}
+    for name, axis in candidates.items():
+        old = _rows_first(numpy_helper.to_array(before[name]), axis)
+        new = _rows_first(numpy_helper.to_array(after[name]), axis)
+        grid = int8_grid(new)
+        assert grid is not None, name
+        q, scale = grid
+        assert np.max(np.abs(q)) == 127
+        np.testing.assert_array_equal(q.astype(np.float32) * scale[:, None], new)
+        assert not np.array_equal(new, old)
+        peak = np.max(np.abs(old), axis=1, keepdims=True)
+        assert np.max(np.abs(new - old) / peak) <= 0.5 / 127 * (1 + 1e-5)  # half a step
+        after[name].CopyFrom(before[name])
+    # with the four tensors put back, the file is the original message, byte for byte
+    assert quantised.SerializeToString() == original.SerializeToString()
+
+
+def test_the_grid_check_refuses_a_value_one_ulp_off():
+    rng = np.random.default_rng(1)
+    scale = (0.01 * rng.random(6) + 1e-3).astype(np.float32)
+    q = rng.integers(-127, 128, (6, 9)).astype(np.int8)
+    q[:, 0] = 127
+    matrix = q.astype(np.float32) * scale[:, None]
+    got_q, got_scale = int8_grid(matrix)
+    np.testing.assert_array_equal(got_q, q)
+    np.testing.assert_array_equal(got_scale, scale)
+    matrix[2, 3] = np.nextafter(matrix[2, 3], np.float32(1.0))
+    assert int8_grid(matrix) is None
+    assert int8_grid(np.zeros((2, 3), np.float32))[1].tolist() == [0.0, 0.0]
+
+
+def test_the_shipped_model_keeps_float32_and_a_quantised_one_holds_int8(blas_model, int8_model):
+    assert blas_model.int8_matrices == ()
+    names = tuple(int8_candidates(read_graph(default_model_path())))
+    assert int8_model.int8_matrices == names
+    assert int8_model._net.weights.nbytes < 0.45 * blas_model._net.weights.nbytes
+
+
+def test_one_matrix_off_the_grid_keeps_all_four_float32(int8_path):
+    info = OnnxModel(int8_path).info
+    graph = read_graph(int8_path)
+    name = next(iter(int8_candidates(graph)))
+    weight = graph.initializers[name].copy()
+    weight[0, 0] = np.nextafter(weight[0, 0], np.float32(np.inf))
+    graph.initializers[name] = weight
+    net = build_blas_net(graph, info.n_bins, info.output_name, info.state_shapes)
+    assert net.int8_matrices == ()
+    whole = build_blas_net(read_graph(int8_path), info.n_bins, info.output_name, info.state_shapes)
+    assert len(whole.int8_matrices) == 4
+    forced = build_blas_net(
+        read_graph(int8_path), info.n_bins, info.output_name, info.state_shapes, int8=False
+    )
+    assert forced.int8_matrices == ()
+
+
+def test_int8_engine_is_within_1e_5_of_onnxruntime_and_of_the_float32_engine(
+    monkeypatch, int8_path, int8_model
+):
+    features = np.random.default_rng(0).standard_normal((3000, 161)).astype(np.float32)
+    file_model = OnnxModel(int8_path)
+    expected = np.zeros_like(features)
+    whole = file_model.new_state()
+    file_model.run(features, expected, whole)
+    got, state = _frame_by_frame(int8_model, features)
+    assert float(np.max(np.abs(got - expected))) <= TOLERANCE  # 8.3e-6 measured
+    for name, value in states_of(state).items():
+        np.testing.assert_allclose(value, whole.inputs()[name], rtol=0, atol=TOLERANCE)
+    # the float32 kernel on the same weights: the int8 one rounds its products otherwise
+    monkeypatch.setattr(seproc.model, "_BLAS_INT8", False)
+    float_model = OnnxModel(int8_path, engine="blas")
+    assert float_model.engine == "blas" and float_model.int8_matrices == ()
+    same, same_state = _frame_by_frame(float_model, features)
+    assert float(np.max(np.abs(got - same))) <= TOLERANCE  # 2.8e-6 measured
+    for name, value in states_of(state).items():
+        np.testing.assert_allclose(value, same_state.inputs()[name], rtol=0, atol=TOLERANCE)
 
 
 # -- exported U-Nets ----------------------------------------------------------------------

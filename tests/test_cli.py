@@ -298,6 +298,7 @@ def test_info_reports_versions_model_latency_and_speed(models):
         assert (speed["sample_rate_hz"], speed["block_samples"]) == (rate, rate // 100)
         assert (speed["channels"], speed["onnxruntime_threads"]) == (1, 1)
         assert speed["engine"] in ("blas", "onnxruntime")
+        assert speed["int8_matrices"] == 0  # a float32 model
     assert report["speed"]["machine"]["cpus"] == os.cpu_count()
 
     text = run_seproc("info", "--model", models["test"])

@@ -39,11 +39,11 @@ from seproc.errors import ModelError, ParameterError
 __all__ = [
     "DEFAULT_MODEL_NAME",
     "FORMULATIONS",
+    "POSTFILTER_KEYS",
     "FrameRun",
     "ModelInfo",
     "ModelState",
     "OnnxModel",
-    "POSTFILTER_KEYS",
     "default_model_path",
 ]
 

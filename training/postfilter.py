@@ -28,7 +28,7 @@ __all__ = ["main", "set_postfilter"]
 
 
 def _format_float(value: float) -> str:
-    """The shortest text that reads back as ``value`` (``repr``: ``60.0``, ``1.25``)."""
+    """Return the shortest text that reads back as ``value`` (``60.0``, ``1.25``)."""
     return repr(float(value))
 
 

@@ -24,12 +24,46 @@ import onnx
 
 from seproc.model import POSTFILTER_KEYS
 
-__all__ = ["main", "set_postfilter"]
+__all__ = ["main", "postfilter_keys", "set_postfilter"]
 
 
 def _format_float(value: float) -> str:
     """Return the shortest text that reads back as ``value`` (``60.0``, ``1.25``)."""
     return repr(float(value))
+
+
+def postfilter_keys(
+    release_db_per_s: float | None = None, exponent: float | None = None
+) -> dict[str, str]:
+    """Return the post-filter's metadata entries, key -> value (empty: no post-filter).
+
+    Parameters
+    ----------
+    release_db_per_s : float or None
+        ``gain_release_db_per_s``, >= 0; ``None`` or 0 leaves the key out.
+    exponent : float or None
+        ``gain_exponent``, > 0; ``None`` or 1 leaves the key out.
+
+    Raises
+    ------
+    ValueError
+        If a value is negative, zero (the exponent) or not finite.
+    """
+    for name, value, allowed_zero in (
+        ("release_db_per_s", release_db_per_s, True),
+        ("exponent", exponent, False),
+    ):
+        if value is None:
+            continue
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allowed_zero):
+            rule = ">= 0 (0: no release)" if allowed_zero else "> 0 (1: no exponent)"
+            raise ValueError(f"{name}={value!r} must be a finite number {rule}")
+    keys: dict[str, str] = {}
+    if release_db_per_s:
+        keys["gain_release_db_per_s"] = _format_float(release_db_per_s)
+    if exponent is not None and exponent != 1.0:
+        keys["gain_exponent"] = _format_float(exponent)
+    return keys
 
 
 def set_postfilter(
@@ -60,21 +94,7 @@ def set_postfilter(
         If a value is negative, zero (the exponent) or not finite, or if the model is
         not a seproc mask model and a key would be written.
     """
-    for name, value, allowed_zero in (
-        ("release_db_per_s", release_db_per_s, True),
-        ("exponent", exponent, False),
-    ):
-        if value is None:
-            continue
-        if not math.isfinite(value) or value < 0 or (value == 0 and not allowed_zero):
-            rule = ">= 0 (0: no release)" if allowed_zero else "> 0 (1: no exponent)"
-            raise ValueError(f"{name}={value!r} must be a finite number {rule}")
-    keys: dict[str, str] = {}
-    if release_db_per_s:
-        keys["gain_release_db_per_s"] = _format_float(release_db_per_s)
-    if exponent is not None and exponent != 1.0:
-        keys["gain_exponent"] = _format_float(exponent)
-
+    keys = postfilter_keys(release_db_per_s, exponent)
     model = onnx.load(str(source), load_external_data=False)
     meta = {entry.key: entry.value for entry in model.metadata_props}
     if "seproc_model_format" not in meta:

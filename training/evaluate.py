@@ -729,8 +729,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(system, peers.Seproc):
             header.append(
                 f"`{system.name}`: {system.model_path} (sha256 {_sha256(system.model_path)[:12]}, "
-                f"formulation {system.formulation}, run by seproc.Denoiser, post-filter "
-                f"{system.postfilter or 'none'})."
+                f"formulation {system.formulation}, run by seproc.Denoiser"
+                + (f", post-filter {system.postfilter}" if system.postfilter else "")
+                + ")."
             )
     rates = {system.name: system.sample_rate_hz for system in systems}
     reused: dict[tuple[str, str, str], dict] = {}

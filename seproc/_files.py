@@ -70,6 +70,8 @@ class DenoiseSettings:
         Samples read and denoised at a time.
     subtype : str or None
         The outputs' soundfile subtype; ``None`` keeps each input's where it can.
+    postfilter : bool
+        As for :class:`~seproc.Denoiser`: ``False`` applies the model's raw gains.
     """
 
     model: str | Path | None = None
@@ -77,6 +79,7 @@ class DenoiseSettings:
     num_threads: int = 1
     block_samples: int = DEFAULT_FILE_BLOCK_SAMPLES
     subtype: str | None = None
+    postfilter: bool = True
 
     def __post_init__(self) -> None:
         value = self.block_samples
@@ -92,6 +95,7 @@ class DenoiseSettings:
             attenuation_limit_db=self.attenuation_limit_db,
             max_block_samples=self.block_samples,
             num_threads=self.num_threads,
+            postfilter=self.postfilter,
         )
 
 

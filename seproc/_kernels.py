@@ -407,6 +407,34 @@ def _clamp_gain(gain, min_gain):
 
 
 @_njit()
+def release_gains(gains, held, factor, exponent):
+    """Post-filter a mask model's gains in place: a release on each bin, then an exponent.
+
+    For each row ``t`` of ``gains`` (frames in stream order) and bin ``f``::
+
+        held[f] = max(gains[t, f], factor * held[f])
+        gains[t, f] = held[f] ** exponent
+
+    so a bin's gain may fall by at most ``factor`` per frame and rises at once.
+    ``held`` (``(n_bins,)``, float32, zeros at the start of a stream) carries the
+    stream's state from call to call, so any split of the frames into calls gives the
+    same gains. A NaN gain counts as 0 and a gain above 1 (outside the format) as 1,
+    so ``held`` stays within [0, 1]. With ``exponent == 1`` no power is taken and the
+    output is the held gain bit for bit.
+    """
+    n_frames, n_bins = gains.shape
+    raise_power = exponent != 1.0
+    for t in range(n_frames):
+        for f in range(n_bins):
+            value = factor * held[f]
+            gain = gains[t, f]
+            if gain > value:  # NaN is never greater: it counts as 0
+                value = min(gain, 1.0)
+            held[f] = value
+            gains[t, f] = held[f] ** exponent if raise_power else held[f]
+
+
+@_njit()
 def apply_mask_gain(spec, model_out, min_gain, band_start, band_stop, activity):
     """Apply a mask model's gain to a spectrum in place and measure speech activity.
 

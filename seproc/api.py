@@ -39,6 +39,7 @@ def denoise(
     model: str | Path | None = None,
     attenuation_limit_db: float | None = None,
     num_threads: int = 1,
+    postfilter: bool = True,
 ) -> np.ndarray:
     """Denoise a whole signal; the output is aligned with the input.
 
@@ -56,6 +57,9 @@ def denoise(
         The most any bin is attenuated, in dB; ``None`` for no limit.
     num_threads : int
         onnxruntime threads for one run.
+    postfilter : bool
+        Apply the gain post-filter the model file carries (``False``: the raw model
+        gains); as for :class:`~seproc.Denoiser`.
 
     Returns
     -------
@@ -90,6 +94,7 @@ def denoise(
         attenuation_limit_db=attenuation_limit_db,
         num_threads=num_threads,
         warm_up=False,
+        postfilter=postfilter,
     )
     return denoiser(array, sample_rate)
 
@@ -103,6 +108,7 @@ def process_file(
     num_threads: int = 1,
     block_samples: int = DEFAULT_FILE_BLOCK_SAMPLES,
     subtype: str | None = None,
+    postfilter: bool = True,
     denoiser: Denoiser | None = None,
     on_block: Callable[[int], object] | None = None,
 ) -> FileResult:
@@ -127,6 +133,8 @@ def process_file(
     subtype : str or None
         A soundfile subtype for the output (``"PCM_16"``, ``"FLOAT"``, ...);
         ``None`` keeps the input's where the output format allows it.
+    postfilter : bool
+        As for :class:`~seproc.Denoiser`: ``False`` applies the model's raw gains.
     denoiser : Denoiser or None
         A denoiser to reuse (batch workers load their model once). It is used
         when its ``sample_rate`` and ``channels`` match the file's, and is reset
@@ -153,5 +161,6 @@ def process_file(
         num_threads=num_threads,
         block_samples=block_samples,
         subtype=subtype,
+        postfilter=postfilter,
     )
     return denoise_file(src, dst, settings, denoiser=denoiser, on_block=on_block)

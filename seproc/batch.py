@@ -150,6 +150,7 @@ def denoise_corpus(
     block_samples: int = DEFAULT_FILE_BLOCK_SAMPLES,
     subtype: str | None = None,
     overwrite: bool = False,
+    postfilter: bool = True,
     on_skip: Callable[[str], object] | None = None,
     _stop_after_files: int | None = None,
 ) -> BatchSummary:
@@ -187,6 +188,8 @@ def denoise_corpus(
         ``False`` resumes: a file whose output exists, whose manifest row says
         ``ok`` (or ``skipped``) and whose input and output checksums still match
         that row is skipped; every other file is (re)done. ``True`` redoes all.
+    postfilter : bool
+        As for :class:`~seproc.Denoiser`: ``False`` applies the model's raw gains.
     on_skip : callable or None
         Called with one line for each entry of ``in_dir`` left out although its name
         looks like audio (a FIFO, a broken link, a link loop, an unreadable folder);
@@ -256,6 +259,7 @@ def denoise_corpus(
             num_threads=1,
             block_samples=block_samples,
             subtype=subtype,
+            postfilter=postfilter,
         ),
         "kill_on": os.environ.get(_KILL_ENV),
     }

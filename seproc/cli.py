@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile as sf
@@ -42,6 +42,9 @@ from seproc._files import (
 )
 from seproc._validation import positive_int_argument
 from seproc.errors import ParameterError, SeprocError, one_line
+
+if TYPE_CHECKING:
+    from seproc.model import ModelInfo
 
 __all__ = ["AUDIO_EXTENSIONS", "main", "plan_outputs"]
 
@@ -136,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         default=None,
         help="an ONNX model in seproc's format (default: the bundled model)",
+    )
+    denoise.add_argument(
+        "--no-postfilter",
+        dest="postfilter",
+        action="store_false",
+        help="apply the model's raw gains, without the gain post-filter its file carries "
+        "(see 'seproc info'; for A/B comparisons)",
     )
     denoise.add_argument(
         "--block-size",
@@ -433,7 +443,8 @@ def _run_ray(args: argparse.Namespace) -> int:
             attenuation_limit_db=args.attenuation_limit,
             block_samples=args.block_size or DEFAULT_FILE_BLOCK_SAMPLES,
             subtype=args.subtype,
-            overwrite=args.overwrite,  # without it, the engine skips existing outputs
+            overwrite=args.overwrite,
+            postfilter=args.postfilter,  # without it, the engine skips existing outputs
         )
     except SeprocError as error:
         _error(str(error))
@@ -488,6 +499,7 @@ def _denoise_locally(
         attenuation_limit_db=args.attenuation_limit,
         block_samples=args.block_size or DEFAULT_FILE_BLOCK_SAMPLES,
         subtype=args.subtype,
+        postfilter=args.postfilter,
     )
     pool = DenoiserPool(settings)
     done, failures, audio_s = 0, 0, 0.0
@@ -619,8 +631,20 @@ def _model_report(model: str | None) -> dict[str, object]:
         "formulation": info.formulation,
         "gain_floor_db": info.gain_floor_db,
         "lookahead_frames": info.lookahead_frames,
+        "postfilter": _postfilter_report(info),
         "state_tensors": {name: list(shape) for name, shape in info.state_shapes.items()},
         "size_bytes": info.path.stat().st_size,
+    }
+
+
+def _postfilter_report(info: ModelInfo) -> dict[str, float | None] | None:
+    """Return the model file's gain post-filter (format 2), or ``None`` when it has none."""
+    if not info.has_postfilter:
+        return None
+    return {
+        "gain_release_db_per_s": info.gain_release_db_per_s,
+        "gain_exponent": info.gain_exponent,
+        "release_factor_per_hop": round(info.gain_release_factor, 6),
     }
 
 
@@ -701,6 +725,20 @@ def _machine_report() -> dict[str, object]:
     return {"cpu": cpu, "cpus": os.cpu_count(), "load_average_1min": load}
 
 
+def _postfilter_line(postfilter: dict[str, float | None] | None) -> str:
+    """One line for ``seproc info``: the model's gain post-filter, or that it has none."""
+    if postfilter is None:
+        return "none (format 1: the model's raw gains)"
+    release = postfilter["gain_release_db_per_s"]
+    parts = [
+        "no release"
+        if release is None
+        else f"release {release:g} dB/s (x{postfilter['release_factor_per_hop']:.4g} per hop)",
+        f"exponent {postfilter['gain_exponent']:g}",
+    ]
+    return ", ".join(parts) + " (seproc denoise --no-postfilter turns it off)"
+
+
 def _print_report(report: dict[str, object]) -> None:
     print("versions")
     for name, version in report["versions"].items():
@@ -713,6 +751,8 @@ def _print_report(report: dict[str, object]) -> None:
     for key, value in model.items():
         if key == "state_tensors":
             value = ", ".join(f"{name} {tuple(shape)}" for name, shape in value.items()) or "none"
+        elif key == "postfilter":
+            value = _postfilter_line(value)
         print(f"  {key:<16} {value}")
     print("latency")
     for rate, latency in report["latency"].items():

@@ -9,6 +9,8 @@ The data path of one :meth:`Denoiser.process` call, top to bottom:
 3. streaming STFT analysis: every complete frame of the block;
 4. normalised log-power features at the model's rate, one onnxruntime call per
    channel for all frames;
+4b. a format-2 mask model's gain post-filter (release, exponent), once per model
+   frame as the model produces it (``postfilter=True``);
 5. the model's gain (floored by the attenuation limit) applied to the noisy spectrum,
    and at full-band rates one gain per frame for the bins above the model's band;
 6. streaming overlap-add synthesis, resample model rate -> host rate (when resampled);
@@ -92,6 +94,12 @@ class Denoiser:
         graph for one-frame calls (``OnnxModel(one_frame_graph=True)``), which makes
         10 ms blocks about 8 % cheaper. ``False`` suits offline use (whole signals,
         many frames per call).
+    postfilter : bool
+        Apply the gain post-filter that a format-2 mask model's file carries
+        (``models/FORMAT.md``: a release of ``gain_release_db_per_s`` on each bin's gain,
+        then ``gain_exponent``), as the model's author tuned it. ``False`` applies the
+        model's raw gains (A/B listening, or a host that smooths on its own). No effect
+        on a model without the keys (:attr:`postfilter` is then ``None``).
 
     Raises
     ------
@@ -138,7 +146,13 @@ class Denoiser:
         max_block_samples: int = 8192,
         num_threads: int = 1,
         warm_up: bool = True,
+        postfilter: bool = True,
     ) -> None:
+        if not isinstance(postfilter, (bool, np.bool_)):
+            raise ParameterError(
+                f"Parameter postfilter={postfilter!r} must be True (apply the model's gain "
+                "post-filter) or False (the raw model gains)."
+            )
         self._sample_rate = check_sample_rate("sample_rate", sample_rate, MIN_SAMPLE_RATE_HZ)
         if self._sample_rate > MAX_SAMPLE_RATE_HZ:
             raise ParameterError(
@@ -206,6 +220,15 @@ class Denoiser:
             math.ceil(_ACTIVITY_BAND_HZ[0] / bin_hz),
             min(int(_ACTIVITY_BAND_HZ[1] / bin_hz) + 1, info.n_bins),
         )
+        self._postfilter: dict[str, float] | None = None
+        if postfilter and info.formulation == "mask" and info.has_postfilter:
+            self._postfilter = {
+                "gain_release_db_per_s": info.gain_release_db_per_s,
+                "gain_exponent": info.gain_exponent,
+                "release_factor_per_hop": info.gain_release_factor,
+            }
+        self._release_factor = info.gain_release_factor
+        self._gain_exponent = info.gain_exponent
         self._apply_gain = (
             _kernels.apply_mask_gain
             if info.formulation == "mask"
@@ -254,6 +277,21 @@ class Denoiser:
         "_max_block_samples", "The largest block :meth:`process` handles without allocating."
     )
     model_path = Setting[Path]("_model.path", "The model file in use.")
+
+    @property
+    def postfilter(self) -> dict[str, float | None] | None:
+        """The gain post-filter in use, or ``None`` when the model's raw gains are applied.
+
+        Returns
+        -------
+        dict or None
+            ``{"gain_release_db_per_s": float or None, "gain_exponent": float,
+            "release_factor_per_hop": float}`` from the model file (format 2): how fast a
+            bin's gain may fall in dB per second, the exponent on the released gain, and
+            the factor a gain may fall by per model hop. ``None`` when the model carries
+            no post-filter, is not a mask model, or ``postfilter=False`` was passed. A copy.
+        """
+        return None if self._postfilter is None else dict(self._postfilter)
 
     @property
     def speech_activity(self) -> np.ndarray:
@@ -361,6 +399,7 @@ class Denoiser:
             self._model_frames.reset()
             self._delay_history.fill(0.0)
         self._pending_frames = 0
+        self._held.fill(0.0)
         self._analyzer.reset()
         self._synthesizer.reset()
         for state in self._states:
@@ -428,6 +467,7 @@ class Denoiser:
             )
         self._feature_buffer = np.zeros((channels, model_frames, info.n_bins), np.float32)
         self._model_out = np.zeros((channels, model_frames, info.n_bins), np.float32)
+        self._held = np.zeros((channels, info.n_bins), np.float32)  # the post-filter's state
         self._activity = np.zeros((channels, max_frames), np.float32)
         self._synthesized = np.zeros((channels, max_frames * self._stft.hop_length), np.float32)
         fifo_capacity = self._bridge.prefill_samples + 2 * (
@@ -491,6 +531,10 @@ class Denoiser:
                 self._frame_runs[c][0]()
             else:
                 self._model.run(features, model_out, self._states[c])
+            if self._postfilter is not None:
+                _kernels.release_gains(
+                    model_out, self._held[c], self._release_factor, self._gain_exponent
+                )
             self._apply_gain(spec, model_out, self._min_gain, low, high, self._activity[c])
         return n_frames
 
@@ -504,11 +548,15 @@ class Denoiser:
                 break
             features = self._feature_buffer[c, :n_model]
             self._features.compute_frames(self._model_spec[c, :n_model], features)
+            fresh = self._model_out[c, pending : pending + n_model]
             if n_model == 1:
                 self._frame_runs[c][pending]()
             else:
-                self._model.run(
-                    features, self._model_out[c, pending : pending + n_model], self._states[c]
+                self._model.run(features, fresh, self._states[c])
+            if self._postfilter is not None:
+                # only the rows just produced: a pending row was filtered in its own call
+                _kernels.release_gains(
+                    fresh, self._held[c], self._release_factor, self._gain_exponent
                 )
         _kernels.delay_line(self._delay_history, block, size, self._delayed)
         n_frames = self._analyzer.push(self._delayed[:, :size], self._spec)

@@ -202,6 +202,9 @@ class LiveClient:
         ... on :meth:`start` (e.g. ``system:capture_1``, ``system:playback_1``).
     bypass : bool
         Start in bypass (:attr:`bypass`).
+    postfilter : bool
+        As for :class:`~seproc.Denoiser`: ``False`` applies the model's raw gains,
+        without the gain post-filter its file carries.
 
     Raises
     ------
@@ -244,6 +247,7 @@ class LiveClient:
         connect_input: Sequence[str] = (),
         connect_output: Sequence[str] = (),
         bypass: bool = False,
+        postfilter: bool = True,
     ) -> None:
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ParameterError(f"Parameter {channels=} must be an integer >= 1.")
@@ -257,6 +261,7 @@ class LiveClient:
         self._jack = jack
         self._channels = channels
         self._attenuation_limit_db = attenuation_limit_db
+        self._postfilter = postfilter
         self._model = model
         self._connect_input = list(connect_input)
         self._connect_output = list(connect_output)
@@ -583,6 +588,7 @@ class LiveClient:
             channels=self._channels,
             attenuation_limit_db=self._attenuation_limit_db,
             max_block_samples=block,
+            postfilter=self._postfilter,
         )
         chain = _Chain(denoiser, self._channels, block)
         chain.warm_up(period_samples)
@@ -682,7 +688,9 @@ def run(
 
     Parameters
     ----------
-    channels, attenuation_limit_db, model, name, server, connect_input, connect_output, bypass
+    channels, attenuation_limit_db, model, name, server, connect_input, connect_output
+        As for :class:`LiveClient`, passed on to it by keyword.
+    bypass, postfilter
         As for :class:`LiveClient`, passed on to it by keyword.
     duration_s : float or None
         Stop after this many seconds; ``None`` runs until a signal.
@@ -828,6 +836,12 @@ def add_parser(commands: Any, *, float_db: Callable[[str], float]) -> argparse.A
         "--model", metavar="PATH", default=None, help="an ONNX model in seproc's format"
     )
     live.add_argument(
+        "--no-postfilter",
+        dest="postfilter",
+        action="store_false",
+        help="apply the model's raw gains, without the gain post-filter its file carries",
+    )
+    live.add_argument(
         "--connect-input",
         action="append",
         default=[],
@@ -892,6 +906,7 @@ def main(args: argparse.Namespace) -> int:
             connect_input=args.connect_input,
             connect_output=args.connect_output,
             bypass=args.bypass,
+            postfilter=args.postfilter,
             duration_s=args.duration,
             report=say,
         )

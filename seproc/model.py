@@ -39,6 +39,7 @@ from seproc.errors import ModelError, ParameterError
 __all__ = [
     "DEFAULT_MODEL_NAME",
     "FORMULATIONS",
+    "POSTFILTER_KEYS",
     "FrameRun",
     "ModelInfo",
     "ModelState",
@@ -73,7 +74,10 @@ _REQUIRED_KEYS = (
     "feature_std_db",
     "formulation",
 )
-_SUPPORTED_FORMAT = "1"
+_SUPPORTED_FORMATS = ("1", "2")
+"""The ``seproc_model_format`` versions this seproc reads; 2 adds the gain post-filter."""
+POSTFILTER_KEYS = ("gain_release_db_per_s", "gain_exponent")
+"""The optional metadata keys of a format-2 mask model's gain post-filter (models/FORMAT.md)."""
 _WINDOW_MS = (8.0, 128.0)
 """The shortest and longest STFT window (``win_length``, and ``n_fft`` at most the
 longer bound) a model may declare, in ms at its ``sample_rate_hz``: speech models use
@@ -128,6 +132,12 @@ class ModelInfo:
         Frames of look-ahead; each adds ``hop_length`` samples of latency.
     model_version, description : str
         Free text from the file.
+    gain_release_db_per_s : float or None
+        The post-filter's release rate (format 2, mask models): how fast, in dB per
+        second, a bin's gain may fall; ``None`` when the file does not say (no release).
+    gain_exponent : float
+        The post-filter's exponent on the released gain (format 2, mask models); 1 when
+        the file does not say.
     state_shapes : dict[str, tuple[int, ...]]
         The shape of every state tensor, keyed by its name without ``_in``/``_out``.
     """
@@ -148,6 +158,8 @@ class ModelInfo:
     model_version: str
     description: str
     state_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    gain_release_db_per_s: float | None = None
+    gain_exponent: float = 1.0
 
     @property
     def n_bins(self) -> int:
@@ -158,6 +170,23 @@ class ModelInfo:
     def output_name(self) -> str:
         """The graph output this model's formulation produces."""
         return FORMULATIONS[self.formulation]
+
+    @property
+    def has_postfilter(self) -> bool:
+        """Whether the file asks for a gain post-filter (either key of format 2)."""
+        return self.gain_release_db_per_s is not None or self.gain_exponent != 1.0
+
+    @property
+    def gain_release_factor(self) -> float:
+        """The most a post-filtered gain may fall per model hop, as a factor in [0, 1).
+
+        ``10 ** (-gain_release_db_per_s * hop_length / sample_rate_hz / 20)``; 0 without a
+        release rate (the held gain is the model's gain).
+        """
+        if self.gain_release_db_per_s is None:
+            return 0.0
+        hop_seconds = self.hop_length / self.sample_rate_hz
+        return 10.0 ** (-self.gain_release_db_per_s * hop_seconds / 20.0)
 
 
 class ModelState:
@@ -708,10 +737,11 @@ def _read_info(path: Path, session: ort.InferenceSession) -> ModelInfo:
             f"Model {path} is not a seproc model: its metadata lacks {', '.join(missing)} "
             "(see models/FORMAT.md)."
         )
-    if meta["seproc_model_format"] != _SUPPORTED_FORMAT:
+    if meta["seproc_model_format"] not in _SUPPORTED_FORMATS:
         raise ModelError(
             f"Model {path} has seproc_model_format={meta['seproc_model_format']!r}; this "
-            f"seproc reads format {_SUPPORTED_FORMAT}. Upgrade seproc or re-export the model."
+            f"seproc reads formats {' and '.join(_SUPPORTED_FORMATS)}. Upgrade seproc or "
+            "re-export the model."
         )
     sample_rate_hz = _metadata_int(path, meta, "sample_rate_hz", 1)
     if not MIN_SAMPLE_RATE_HZ <= sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
@@ -766,6 +796,7 @@ def _read_info(path: Path, session: ort.InferenceSession) -> ModelInfo:
         _metadata_int(path, meta, "lookahead_frames", 0) if "lookahead_frames" in meta else 0
     )
     formulation = meta["formulation"]
+    release_db_per_s, exponent = _postfilter_metadata(path, meta, formulation)
     state_shapes = _validate_io(path, session, n_bins, FORMULATIONS[formulation])
     return ModelInfo(
         path=path,
@@ -784,7 +815,46 @@ def _read_info(path: Path, session: ort.InferenceSession) -> ModelInfo:
         model_version=meta.get("model_version", ""),
         description=meta.get("description", ""),
         state_shapes=state_shapes,
+        gain_release_db_per_s=release_db_per_s,
+        gain_exponent=exponent,
     )
+
+
+def _postfilter_metadata(
+    path: Path, meta: dict[str, str], formulation: str
+) -> tuple[float | None, float]:
+    """Return ``(gain_release_db_per_s or None, gain_exponent)`` from the metadata, validated.
+
+    Both keys are optional, belong to format 2, and apply to mask models only.
+    """
+    present = [key for key in POSTFILTER_KEYS if key in meta]
+    if not present:
+        return None, 1.0
+    if formulation != "mask":
+        raise ModelError(
+            f"Model {path}: metadata {', '.join(present)} (the gain post-filter) applies to "
+            f"mask models only, but formulation={formulation!r}; remove the key "
+            "(python -m training.postfilter IN --out OUT)."
+        )
+    if meta["seproc_model_format"] == "1":
+        raise ModelError(
+            f"Model {path}: metadata {', '.join(present)} needs seproc_model_format='2', "
+            "got '1' (a format-1 reader would ignore the post-filter); write the keys with "
+            "python -m training.postfilter."
+        )
+    values: dict[str, float] = {}
+    for key in present:
+        try:
+            value = float(meta[key])
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise ModelError(
+                f"Model {path}: metadata {key}={meta[key]!r} must be a finite number > 0 "
+                "(see models/FORMAT.md, format 2)."
+            )
+        values[key] = value
+    return values.get("gain_release_db_per_s"), values.get("gain_exponent", 1.0)
 
 
 def _check_frames_tensor(path: Path, kind: str, arg: ort.NodeArg, n_bins: int) -> None:

@@ -33,6 +33,7 @@ def test_denoiser():
         ("max_block_samples", KW, 8192),
         ("num_threads", KW, 1),
         ("warm_up", KW, True),
+        ("postfilter", KW, True),
     ]
     assert spec(Denoiser.process) == [
         ("self", POS, EMPTY),
@@ -48,11 +49,12 @@ def test_denoise():
         ("model", KW, None),
         ("attenuation_limit_db", KW, None),
         ("num_threads", KW, 1),
+        ("postfilter", KW, True),
     ]
 
 
 def test_process_file():
-    """``on_block`` is the one addition (a progress callback), at the end, defaulting to None."""
+    """``on_block`` (a progress callback, default None) and ``postfilter`` were added."""
     assert spec(process_file) == [
         ("src", POS, EMPTY),
         ("dst", POS, EMPTY),
@@ -61,6 +63,7 @@ def test_process_file():
         ("num_threads", KW, 1),
         ("block_samples", KW, 65536),
         ("subtype", KW, None),
+        ("postfilter", KW, True),
         ("denoiser", KW, None),
         ("on_block", KW, None),
     ]
@@ -77,6 +80,7 @@ def test_pedalboard_file_function():
         ("attenuation_limit_db", KW, None),
         ("chunk_samples", KW, 65536),
         ("bit_depth", KW, None),
+        ("postfilter", KW, True),
         ("denoiser", KW, None),
     ]
 
@@ -91,6 +95,7 @@ RAY_ENGINE = [
     ("block_samples", KW, 65536),
     ("subtype", KW, None),
     ("overwrite", KW, False),
+    ("postfilter", KW, True),
 ]
 
 
@@ -112,6 +117,7 @@ LIVE_CLIENT = [
     ("connect_input", KW, ()),
     ("connect_output", KW, ()),
     ("bypass", KW, False),
+    ("postfilter", KW, True),
 ]
 
 
@@ -142,6 +148,7 @@ def test_cli_denoise_defaults():
         "engine": "local",
         "address": None,
         "num_workers": None,
+        "postfilter": True,
         "run": None,
     }
 

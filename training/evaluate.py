@@ -251,9 +251,15 @@ def score(clean: np.ndarray, output: np.ndarray, dnsmos: metrics.Dnsmos | None) 
 
 
 def build_systems(
-    names: Iterable[str], model: Path | None, seed_model: Path | None
+    names: Iterable[str],
+    model: Path | None,
+    seed_model: Path | None,
+    postfilter: bool = True,
 ) -> tuple[list[peers.Peer], list[str]]:
-    """Build the requested peers; return them and notes on any that were skipped."""
+    """Build the requested peers; return them and notes on any that were skipped.
+
+    ``postfilter=False`` runs the seproc rows on their models' raw gains (``--no-postfilter``).
+    """
     systems: list[peers.Peer] = []
     notes: list[str] = []
     for name in names:
@@ -264,7 +270,9 @@ def build_systems(
             )
             continue
         try:
-            systems.append(peers.make_peer(name, model=model, seed_model=seed_model))
+            systems.append(
+                peers.make_peer(name, model=model, seed_model=seed_model, postfilter=postfilter)
+            )
         except (ImportError, OSError, FileNotFoundError) as error:
             notes.append(f"{name} skipped: {type(error).__name__}: {error}")
     return systems, notes
@@ -563,9 +571,13 @@ _WORKER: dict = {}
 
 
 def _init_worker(
-    names: Sequence[str], model: Path | None, seed_model: Path | None, use_dnsmos: bool
+    names: Sequence[str],
+    model: Path | None,
+    seed_model: Path | None,
+    use_dnsmos: bool,
+    postfilter: bool = True,
 ) -> None:
-    systems, _ = build_systems(names, model, seed_model)
+    systems, _ = build_systems(names, model, seed_model, postfilter)
     _WORKER.update(systems=systems, dnsmos=metrics.Dnsmos(num_threads=1) if use_dnsmos else None)
 
 
@@ -640,6 +652,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--jobs", type=int, default=1, help="worker processes, one mixture each (default 1)"
     )
     parser.add_argument(
+        "--no-postfilter",
+        dest="postfilter",
+        action="store_false",
+        help="run the seproc rows on their models' raw gains, without the gain post-filter "
+        "a format-2 model carries (for A/B)",
+    )
+    parser.add_argument(
         "--rtf-seconds",
         type=float,
         default=10.0,
@@ -692,7 +711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not mixtures:
         print("no mixtures to evaluate", file=sys.stderr)
         return 1
-    systems, notes = build_systems(args.systems, args.model, args.seed_model)
+    systems, notes = build_systems(args.systems, args.model, args.seed_model, args.postfilter)
     note = infrasonic_note(mixtures)
     if note is not None:
         notes.append(note)
@@ -710,7 +729,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(system, peers.Seproc):
             header.append(
                 f"`{system.name}`: {system.model_path} (sha256 {_sha256(system.model_path)[:12]}, "
-                f"formulation {system.formulation}, run by seproc.Denoiser)."
+                f"formulation {system.formulation}, run by seproc.Denoiser"
+                + (f", post-filter {system.postfilter}" if system.postfilter else "")
+                + ")."
             )
     rates = {system.name: system.sample_rate_hz for system in systems}
     reused: dict[tuple[str, str, str], dict] = {}
@@ -753,6 +774,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.model,
                     args.seed_model,
                     dnsmos is not None,
+                    args.postfilter,
                 ),
             )
             results = pool.imap(evaluate_mixture, tasks)

@@ -225,6 +225,7 @@ class _Systems:
         names: Sequence[str],
         attenuation_limit_db: float | None = None,
         model: str | None = None,
+        postfilter: bool = True,
     ) -> None:
         import soxr
 
@@ -238,12 +239,18 @@ class _Systems:
                 self.run[name] = lambda x: x.copy()
             elif name == "seproc":
                 denoiser = Denoiser(
-                    model, sample_rate=RATE_HZ, attenuation_limit_db=attenuation_limit_db
+                    model,
+                    sample_rate=RATE_HZ,
+                    attenuation_limit_db=attenuation_limit_db,
+                    postfilter=postfilter,
                 )
                 self.run[name] = lambda x, d=denoiser: d(x, RATE_HZ)
             elif name == "seproc-16k":
                 denoiser16 = Denoiser(
-                    model, sample_rate=16000, attenuation_limit_db=attenuation_limit_db
+                    model,
+                    sample_rate=16000,
+                    attenuation_limit_db=attenuation_limit_db,
+                    postfilter=postfilter,
                 )
                 self.run[name] = lambda x, d=denoiser16: self._at_16k(lambda y: d(y, 16000), x)
             elif name == ORACLE:
@@ -273,10 +280,11 @@ def _init(
     with_visqol: bool,
     attenuation_limit_db: float | None,
     model: str | None,
+    postfilter: bool = True,
 ) -> None:
     from training import metrics
 
-    _WORKER["systems"] = _Systems(names, attenuation_limit_db, model)
+    _WORKER["systems"] = _Systems(names, attenuation_limit_db, model, postfilter)
     _WORKER["dnsmos"] = metrics.Dnsmos() if with_dnsmos else None
     _WORKER["visqol"] = None
     if with_visqol:
@@ -336,8 +344,12 @@ def run(
     with_visqol: bool = False,
     attenuation_limit_db: float | None = None,
     model: str | None = None,
+    postfilter: bool = True,
 ) -> list[dict[str, object]]:
-    """Score every system on every mixture, in ``workers`` processes."""
+    """Score every system on every mixture, in ``workers`` processes.
+
+    ``postfilter=False`` runs seproc on the model's raw gains (``--no-postfilter``).
+    """
     try:
         from tqdm import tqdm
     except ImportError:  # progress is optional
@@ -349,7 +361,7 @@ def run(
     with Pool(
         workers,
         _init,
-        (tuple(names), with_dnsmos, with_visqol, attenuation_limit_db, model),
+        (tuple(names), with_dnsmos, with_visqol, attenuation_limit_db, model, postfilter),
     ) as pool:
         for part in tqdm(
             pool.imap(_score_mixture, mixes), total=len(mixes), desc="mixtures", unit="mix"
@@ -495,6 +507,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--attenuation-limit-db", type=float, default=None, help="seproc's attenuation limit"
     )
     parser.add_argument(
+        "--no-postfilter",
+        dest="postfilter",
+        action="store_false",
+        help="run seproc on the model's raw gains, without the gain post-filter a format-2 "
+        "model carries (for A/B)",
+    )
+    parser.add_argument(
         "--visqol",
         action="store_true",
         help="also ViSQOL v3 audio mode at 48 kHz (visqol-python; ~3 s per clip and system)",
@@ -517,6 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with_visqol=args.visqol,
         attenuation_limit_db=args.attenuation_limit_db,
         model=args.model,
+        postfilter=args.postfilter,
     )
     reference: dict[str, object] = {
         "clips": f"{len(clips)} ({', '.join(c for c, _ in clips)})",
@@ -543,6 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Command: `python -m training.evaluate_fullband --archive ARCHIVE --split {args.split}"
         f" --clips-per-talker {args.clips_per_talker}"
         + (" --visqol" if args.visqol else "")
+        + ("" if args.postfilter else " --no-postfilter")
         + (f" --model {args.model}" if args.model else "")
         + (
             f" --attenuation-limit-db {args.attenuation_limit_db:g}"

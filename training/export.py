@@ -28,6 +28,7 @@ from torch import nn
 
 from training import spectral
 from training.model import SeprocNet, count_flops_per_frame, count_parameters
+from training.postfilter import postfilter_keys
 from training.train import load_model
 
 __all__ = ["benchmark", "check_parity", "export", "main"]
@@ -161,17 +162,29 @@ def check_parity(model: SeprocNet, onnx_model: bytes, frames: int = 120, seed: i
     return {"torch_vs_onnx": parity, "streaming_vs_whole": max(streaming, final_state)}
 
 
-def export(checkpoint: Path, out: Path, gain_floor_db: float | None = None) -> dict:
+def export(
+    checkpoint: Path,
+    out: Path,
+    gain_floor_db: float | None = None,
+    release_db_per_s: float | None = None,
+    exponent: float | None = None,
+) -> dict:
     """Export ``checkpoint`` to ``out`` after the parity checks; return a summary.
 
     ``gain_floor_db`` exports a mask model with another floor than it trained with
     (an experiment: how much the floor alone changes, without retraining).
+    ``release_db_per_s`` and ``exponent`` write the gain post-filter's keys
+    (``gain_release_db_per_s``, ``gain_exponent``; ``seproc_model_format`` 2) as
+    ``training.postfilter`` does; ``None`` (or 0, or an exponent of 1) leaves them out.
     """
     model, payload = load_model(checkpoint)
     if gain_floor_db is not None:
         if model.config.formulation != "mask":
             raise ValueError("gain_floor_db applies to mask models only")
         model.config.gain_floor_db = float(gain_floor_db)
+    postfilter = postfilter_keys(release_db_per_s, exponent)
+    if postfilter and model.config.formulation != "mask":
+        raise ValueError("the gain post-filter applies to mask models only")
     raw = _onnx_bytes(model)
     proto = onnx.load_from_string(raw)
     # The tracer leaves some state outputs' time dimension symbolic (a slice of a
@@ -183,7 +196,10 @@ def export(checkpoint: Path, out: Path, gain_floor_db: float | None = None) -> d
             for dim, size in zip(dims, shapes[output.name[: -len("_out")]], strict=True):
                 dim.Clear()
                 dim.dim_value = size
-    for key, value in _metadata(model, payload).items():
+    metadata = _metadata(model, payload)
+    if postfilter:
+        metadata.update(postfilter, seproc_model_format="2")
+    for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "seproc training.export"
@@ -201,6 +217,7 @@ def export(checkpoint: Path, out: Path, gain_floor_db: float | None = None) -> d
         "parameters": count_parameters(model),
         "flops_per_frame": count_flops_per_frame(model),
         "formulation": model.config.formulation,
+        "postfilter": postfilter or None,
         "step": payload.get("step"),
         "validation": payload.get("validation"),
         **parity,
@@ -272,9 +289,29 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="export a mask model with this floor instead of the one it trained with",
     )
+    parser.add_argument(
+        "--release-db-per-s",
+        type=float,
+        default=None,
+        metavar="DB",
+        help="write the gain post-filter's release: the most a bin's gain may fall, in dB "
+        "per second (format 2; 0 or absent: none)",
+    )
+    parser.add_argument(
+        "--exponent",
+        type=float,
+        default=None,
+        help="write the gain post-filter's exponent on the released gain (1 or absent: none)",
+    )
     args = parser.parse_args(argv)
+    try:
+        postfilter_keys(args.release_db_per_s, args.exponent)
+    except ValueError as error:
+        parser.error(str(error))
     torch.set_num_threads(1)
-    summary = export(args.checkpoint, args.out, args.gain_floor_db)
+    summary = export(
+        args.checkpoint, args.out, args.gain_floor_db, args.release_db_per_s, args.exponent
+    )
     if args.benchmark:
         summary.update(benchmark(args.out))
     print(json.dumps(summary, indent=2))

@@ -348,6 +348,9 @@ class Seproc(Peer):
     name : str
         The row name: ``"seproc"`` for the shipped model, ``"seproc-seed"`` for the
         noise-subtraction (seed) formulation.
+    postfilter : bool
+        Apply the gain post-filter the model file carries (format 2); ``False`` scores
+        the model's raw gains (``seproc.Denoiser(postfilter=)``).
 
     Raises
     ------
@@ -364,7 +367,9 @@ class Seproc(Peer):
     inside, and its latency covers that too.
     """
 
-    def __init__(self, model_path: str | Path, *, name: str = "seproc") -> None:
+    def __init__(
+        self, model_path: str | Path, *, name: str = "seproc", postfilter: bool = True
+    ) -> None:
         from seproc import Denoiser
         from seproc.model import OnnxModel
 
@@ -374,8 +379,13 @@ class Seproc(Peer):
         self.sample_rate_hz = info.sample_rate_hz
         self.formulation = info.formulation
         self._runtime = Denoiser(
-            self.model_path, sample_rate=SAMPLE_RATE_HZ, channels=1, num_threads=1
+            self.model_path,
+            sample_rate=SAMPLE_RATE_HZ,
+            channels=1,
+            num_threads=1,
+            postfilter=postfilter,
         )
+        self.postfilter = self._runtime.postfilter
 
     def denoise(self, audio_16k: np.ndarray) -> np.ndarray:  # noqa: D102
         # Denoiser.__call__ returns float32 of the input's length, aligned (0 samples too)
@@ -395,9 +405,15 @@ PEER_NAMES = (
 
 
 def make_peer(
-    name: str, *, model: str | Path | None = None, seed_model: str | Path | None = None
+    name: str,
+    *,
+    model: str | Path | None = None,
+    seed_model: str | Path | None = None,
+    postfilter: bool = True,
 ) -> Peer:
     """Build the peer called ``name`` (one of :data:`PEER_NAMES`).
+
+    ``postfilter`` goes to the seproc rows (:class:`Seproc`); the others ignore it.
 
     Raises
     ------
@@ -419,7 +435,7 @@ def make_peer(
         if path is None:
             flag = "--model" if name == "seproc" else "--seed-model"
             raise ValueError(f"system {name!r} needs a model file: pass {flag} PATH")
-        return Seproc(path, name=name)
+        return Seproc(path, name=name, postfilter=postfilter)
     raise ValueError(f"unknown system {name!r}; choose from {', '.join(PEER_NAMES)}")
 
 

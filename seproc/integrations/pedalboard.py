@@ -392,6 +392,7 @@ def process_file_with_chain(
     attenuation_limit_db: float | None = None,
     chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
     bit_depth: int | None = None,
+    postfilter: bool = True,
     denoiser: Denoiser | None = None,
 ) -> FileResult:
     """Read a file with ``pedalboard.io.AudioFile``, run a chain, write another file.
@@ -421,6 +422,8 @@ def process_file_with_chain(
     bit_depth : int or None
         Bits per sample of the output, as ``AudioFile`` takes it: 16 or 24 (PCM)
         or 32 (float). ``None`` keeps the input's subtype.
+    postfilter : bool
+        As for :class:`seproc.Denoiser`: ``False`` applies the model's raw gains.
     denoiser : seproc.Denoiser or None
         A denoiser to reuse when its rate and channel count match the file's.
 
@@ -465,6 +468,7 @@ def process_file_with_chain(
                 channels=channels,
                 attenuation_limit_db=attenuation_limit_db,
                 max_block_samples=chunk_samples,
+                postfilter=postfilter,
             )
         chain = DenoisingChain(denoiser, before=before, after=after)
         frames = 0

@@ -1,6 +1,7 @@
 """The numba + BLAS engine (seproc._blas_net, ``OnnxModel(engine="blas")``).
 
-Against the file's graph on the bundled model: every output and state element of 3000
+Against the file's graph on the bundled model with its bottleneck moved off the int8 grid
+(the float32 path; fixture ``float_path``): every output and state element of 3000
 unit-variance frames, one frame per call, within 1e-5 (the acceptance bound; the sums run
 in another order, so they are not bit-exact); over a long speech-like stream only within
 5e-5 (see the test). Every frame is computed alone, so any partition
@@ -10,7 +11,7 @@ Denoiser. Runs allocate nothing after warm-up. Small U-Nets exported by
 
 A model whose bottleneck matrices ``training.quantize`` put on a per-row int8 grid is
 run with them held as int8: within 1e-5 of onnxruntime on the same file over 3000
-frames, states included; the shipped model stays float32.
+frames, states included; the shipped model (2026.12.3) is such a model.
 """
 
 import tracemalloc
@@ -32,26 +33,50 @@ TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
-def file_model():
-    return OnnxModel()
+def float_path(tmp_path_factory):
+    """The shipped model with its bottleneck matrices moved off the int8 grid.
+
+    The shipped model (2026.12.3) has its four one-row products' matrices on the grid
+    (``training.quantize``); this copy scales each of their weights by ``1 + 1e-4 n``
+    (``n`` standard normal, seeded), so the engine's float32 path has a real model to run,
+    as it had with 2026.12.2.
+    """
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(default_model_path()))
+    names = int8_candidates(read_graph(default_model_path()))
+    rng = np.random.default_rng(7)
+    for tensor in proto.graph.initializer:
+        if tensor.name in names:
+            weight = numpy_helper.to_array(tensor)
+            moved = weight * (1 + 1e-4 * rng.standard_normal(weight.shape)).astype(np.float32)
+            tensor.CopyFrom(numpy_helper.from_array(moved.astype(np.float32), tensor.name))
+    path = tmp_path_factory.mktemp("float32") / "float32.onnx"
+    onnx.save(proto, str(path))
+    return path
 
 
 @pytest.fixture(scope="module")
-def blas_model():
-    model = OnnxModel(engine="blas")
+def file_model(float_path):
+    return OnnxModel(float_path)
+
+
+@pytest.fixture(scope="module")
+def blas_model(float_path):
+    model = OnnxModel(float_path, engine="blas")
     assert model.engine == "blas", model.engine_refusal
     assert model.engine_refusal == ""
     return model
 
 
 @pytest.fixture(scope="module")
-def int8_path(tmp_path_factory):
-    """The shipped model with its bottleneck matrices on the int8 grid (training.quantize)."""
-    pytest.importorskip("onnx")
+def int8_path(tmp_path_factory, float_path):
+    """The float32 model with its bottleneck matrices put on the int8 grid (training.quantize)."""
     from training.quantize import quantize_model
 
     path = tmp_path_factory.mktemp("int8") / "int8.onnx"
-    quantize_model(default_model_path(), path)
+    quantize_model(float_path, path)
     return path
 
 
@@ -260,13 +285,15 @@ def _rows_first(array, axis):
     return np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
 
 
-def test_quantize_puts_the_four_matrices_on_the_grid_and_leaves_every_other_byte(int8_path):
+def test_quantize_puts_the_four_matrices_on_the_grid_and_leaves_every_other_byte(
+    float_path, int8_path
+):
     onnx = pytest.importorskip("onnx")
     from onnx import numpy_helper
 
-    candidates = int8_candidates(read_graph(default_model_path()))
+    candidates = int8_candidates(read_graph(float_path))
     assert len(candidates) == 4  # the squeeze, the GRU's W and R, the expand
-    original = onnx.load(str(default_model_path()))
+    original = onnx.load(str(float_path))
     quantised = onnx.load(str(int8_path))
     before = {t.name: t for t in original.graph.initializer}
     after = {t.name: t for t in quantised.graph.initializer}
@@ -300,11 +327,22 @@ def test_the_grid_check_refuses_a_value_one_ulp_off():
     assert int8_grid(np.zeros((2, 3), np.float32))[1].tolist() == [0.0, 0.0]
 
 
-def test_the_shipped_model_keeps_float32_and_a_quantised_one_holds_int8(blas_model, int8_model):
+def test_a_float32_model_keeps_float32_and_a_quantised_one_holds_int8(blas_model, int8_model):
     assert blas_model.int8_matrices == ()
     names = tuple(int8_candidates(read_graph(default_model_path())))
     assert int8_model.int8_matrices == names
     assert int8_model._net.weights.nbytes < 0.45 * blas_model._net.weights.nbytes
+
+
+def test_the_shipped_model_is_on_the_grid_and_quantising_it_again_changes_nothing(tmp_path):
+    pytest.importorskip("onnx")
+    from training.quantize import quantize_model
+
+    shipped = OnnxModel(engine="blas")
+    assert shipped.int8_matrices == tuple(int8_candidates(read_graph(default_model_path())))
+    again = tmp_path / "again.onnx"
+    quantize_model(default_model_path(), again)
+    assert again.read_bytes() == default_model_path().read_bytes()
 
 
 def test_one_matrix_off_the_grid_keeps_all_four_float32(int8_path):

@@ -48,7 +48,9 @@ def random_gains(frames: int, bins: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("postfilter_models")
-    shipped = default_model_path()
+    # the shipped weights without the post-filter the shipped file carries (format 1)
+    shipped = folder / "shipped-raw.onnx"
+    set_postfilter(default_model_path(), shipped, None, None)
     keyed = folder / "shipped-pf.onnx"
     set_postfilter(shipped, keyed, RELEASE_DB_PER_S, EXPONENT)
     plain = make_model(folder / "stateful.onnx")
@@ -369,5 +371,7 @@ def test_info_reports_the_models_postfilter(models):
     assert report["postfilter"]["gain_exponent"] == EXPONENT
     line = _postfilter_line(report["postfilter"])
     assert "release 80 dB/s" in line and "exponent 1.5" in line
-    assert _model_report(None)["postfilter"] is None
+    assert _model_report(str(models["shipped"]))["postfilter"] is None
+    bundled = _model_report(None)["postfilter"]  # 2026.12.3 carries one (format 2)
+    assert bundled is not None and bundled["gain_exponent"] > 1.0
     assert _postfilter_line(None).startswith("none")

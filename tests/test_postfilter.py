@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import onnx
 import pytest
@@ -16,7 +14,7 @@ from seproc.cli import main as cli_main
 from seproc.errors import ModelError, ParameterError
 from seproc.model import OnnxModel, default_model_path
 from tests.model_factory import make_model, reference_gain
-from tests.streaming import stream
+from tests.streaming import peak_bytes_into_out, stream
 from training.postfilter import main as postfilter_main
 from training.postfilter import set_postfilter
 
@@ -288,20 +286,7 @@ def test_random_partitions_at_48k_give_the_one_shot_output(models):
 def test_process_into_out_allocates_nothing_after_warm_up_with_the_postfilter(models):
     denoiser = Denoiser(models["keyed"], sample_rate=48000, channels=2)
     assert denoiser.postfilter is not None
-    block = noisy_signal(4096, channels=2, rate=48000)
-    out = np.empty_like(block)
-    for _ in range(3):
-        denoiser.process(block, out=out)
-    tracemalloc.start()
-    try:
-        baseline = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        for _ in range(20):
-            denoiser.process(block, out=out)
-        peak = tracemalloc.get_traced_memory()[1] - baseline
-    finally:
-        tracemalloc.stop()
-    assert peak < 8 * 1024
+    assert peak_bytes_into_out(denoiser, noisy_signal(4096, channels=2, rate=48000)) < 8 * 1024
 
 
 @pytest.mark.parametrize("rate", [16000, 48000])

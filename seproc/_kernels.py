@@ -652,13 +652,20 @@ def ring_copy(source, source_pos, target, target_pos, n):
     channels = target.shape[0]
     source_width = source.shape[1]
     target_width = target.shape[1]
-    for _ in range(n):
+    # In runs that wrap neither ring: each run is a plain copy of 1-D views, which
+    # vectorises (an element at a time with a wrap test per sample did not).
+    while n > 0:
+        run = min(n, source_width - source_pos, target_width - target_pos)
         for c in range(channels):
-            target[c, target_pos] = source[c, source_pos]
-        source_pos += 1
+            src = source[c, source_pos : source_pos + run]
+            dst = target[c, target_pos : target_pos + run]
+            for i in range(run):
+                dst[i] = src[i]
+        n -= run
+        source_pos += run
         if source_pos == source_width:
             source_pos = 0
-        target_pos += 1
+        target_pos += run
         if target_pos == target_width:
             target_pos = 0
     return source_pos, target_pos

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -26,13 +26,16 @@ def us_per_hop(
     rounds: int,
     *,
     reverse_every_other: bool = False,
+    prepare: Mapping[str, Callable[[], None]] | None = None,
 ) -> dict[str, list[float]]:
     """Stream ``signal`` through each Denoiser in turn, round by round; µs per 10 ms hop.
 
     Each round resets every Denoiser and feeds it the whole signal in ``block``-sample
     blocks with ``process(block, out=)``; the variants take turns within a round (in
     reverse order every other round with ``reverse_every_other``), so load from
-    neighbours hits them alike. Round 0 warms caches and is dropped.
+    neighbours hits them alike. Round 0 warms caches and is dropped. ``prepare[name]``,
+    where given, runs (untimed) before that variant's turn: e.g. it swaps in the
+    module-level kernels of the code path the variant stands for.
     """
     out = np.zeros((signal.shape[0], block), np.float32)
     sample_rate_hz = next(iter(denoisers.values())).sample_rate
@@ -43,6 +46,8 @@ def us_per_hop(
         order = names[::-1] if reverse_every_other and r % 2 == 0 else names
         for name in order:
             d = denoisers[name]
+            if prepare is not None and name in prepare:
+                prepare[name]()
             d.reset()
             start = time.perf_counter()
             for s in range(0, signal.shape[1] - block + 1, block):

@@ -351,6 +351,11 @@ class Denoiser:
         n = block2d.shape[1]
         target = self._output_target(out, block2d, was_1d)
         _check_samples(block2d, "block")
+        if 0 < n <= self._max_block_samples:  # one chunk (a host's callback): nothing to slice
+            _kernels.copy_flushing_tiny(block2d, self._chunk_views(n)[0], _FLUSH_BELOW)
+            self._process_chunk(n)
+            self._read_pos, _ = _kernels.ring_copy(self._fifo, self._read_pos, target, 0, n)
+            return target[0] if was_1d else target
         done = 0
         while done < n:
             size = min(self._max_block_samples, n - done)
@@ -476,6 +481,24 @@ class Denoiser:
         )
         self._fifo = np.zeros((channels, fifo_capacity), np.float32)
         self._states = [self._model.new_state() for _ in range(channels)]
+        # Views for the common calls, taken once: one frame per channel (a 10 ms callback),
+        # and the input-sized views of the last chunk size (_chunk_views).
+        self._synthesized_one_frame = self._synthesized[:, : self._stft.hop_length]
+        self._views_size = -1
+        self._views: tuple[np.ndarray, np.ndarray | None] = (self._input, None)
+        frame_spec = self._spec if self._model_frames is None else self._model_spec
+        self._one_frame = [
+            (
+                frame_spec[c, :1],
+                self._feature_buffer[c, :1],
+                self._model_out[c, :1],
+                self._model_out[c, 1:2],
+                self._held[c],
+                self._spec[c, :1],
+                self._activity[c],
+            )
+            for c in range(channels)
+        ]
         # One-frame calls (a host's 10 ms callback) run on buffers bound once: per channel,
         # the output row 0, and row 1 where a full-band frame waits one call (pending).
         rows = 2 if self._model_frames is not None else 1
@@ -502,24 +525,51 @@ class Denoiser:
             return np.empty((self._channels, block2d.shape[1]), np.float32)
         return as_output_block(out, block2d, self._channels, was_1d)
 
+    def _chunk_views(self, size: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Return ``(input[:, :size], delayed[:, :size])``, kept for the last ``size`` asked.
+
+        A host calls with one block size, so after the first call these views are made
+        once, not on every call (each slice costs ~0.2 us).
+        """
+        if size != self._views_size:
+            delayed = None if self._model_frames is None else self._delayed[:, :size]
+            self._views = (self._input[:, :size], delayed)
+            self._views_size = size
+        return self._views
+
     def _process_chunk(self, size: int) -> None:
         if self._model_frames is not None:
             n_frames = self._full_band_frames(size)
         else:
             n_frames = self._model_rate_frames(size)
         self._frames_last_call = n_frames
-        n_samples = n_frames * self._stft.hop_length
         self._synthesizer.push(self._spec, n_frames, self._synthesized)
-        outer = self._bridge.to_outer(self._synthesized[:, :n_samples])
+        if n_frames == 1:
+            finished = self._synthesized_one_frame
+        else:
+            finished = self._synthesized[:, : n_frames * self._stft.hop_length]
+        outer = self._bridge.to_outer(finished)
         _, self._write_pos = _kernels.ring_copy(
             outer, 0, self._fifo, self._write_pos, outer.shape[1]
         )
 
     def _model_rate_frames(self, size: int) -> int:
         """Resample to the model's rate, analyse, run the model, apply its gains."""
-        inner = self._bridge.to_inner(self._input[:, :size])
+        inner = self._bridge.to_inner(self._chunk_views(size)[0])
         n_frames = self._analyzer.push(inner, self._spec)
         low, high = self._activity_bins
+        if n_frames == 1:  # one frame per channel (a 10 ms callback): views bound once
+            postfilter = self._postfilter is not None
+            for c in range(self._channels):
+                spec, features, model_out, _, held, _, activity = self._one_frame[c]
+                self._features.compute_frames(spec, features)
+                self._frame_runs[c][0]()
+                if postfilter:
+                    _kernels.release_gains(
+                        model_out, held, self._release_factor, self._gain_exponent
+                    )
+                self._apply_gain(spec, model_out, self._min_gain, low, high, activity)
+            return 1
         for c in range(self._channels):
             if n_frames == 0:
                 break
@@ -527,10 +577,7 @@ class Denoiser:
             features = self._feature_buffer[c, :n_frames]
             model_out = self._model_out[c, :n_frames]
             self._features.compute_frames(spec, features)
-            if n_frames == 1:
-                self._frame_runs[c][0]()
-            else:
-                self._model.run(features, model_out, self._states[c])
+            self._model.run(features, model_out, self._states[c])
             if self._postfilter is not None:
                 _kernels.release_gains(
                     model_out, self._held[c], self._release_factor, self._gain_exponent
@@ -540,35 +587,44 @@ class Denoiser:
 
     def _full_band_frames(self, size: int) -> int:
         """Run the model on model-rate frames; apply its gains to the host-rate frames."""
-        block = self._input[:, :size]
+        block, _ = self._chunk_views(size)
         n_model = self._model_frames.process(block, self._model_spec)
         pending = self._pending_frames
-        for c in range(self._channels):
-            if n_model == 0:
-                break
-            features = self._feature_buffer[c, :n_model]
-            self._features.compute_frames(self._model_spec[c, :n_model], features)
-            fresh = self._model_out[c, pending : pending + n_model]
-            if n_model == 1:
+        postfilter = self._postfilter is not None
+        if n_model == 1:  # one frame per channel (a 10 ms callback): views bound once
+            for c in range(self._channels):
+                spec, features, *rows, held, _, _ = self._one_frame[c]
+                self._features.compute_frames(spec, features)
                 self._frame_runs[c][pending]()
-            else:
+                if postfilter:
+                    _kernels.release_gains(
+                        rows[pending], held, self._release_factor, self._gain_exponent
+                    )
+        elif n_model:
+            for c in range(self._channels):
+                features = self._feature_buffer[c, :n_model]
+                self._features.compute_frames(self._model_spec[c, :n_model], features)
+                fresh = self._model_out[c, pending : pending + n_model]
                 self._model.run(features, fresh, self._states[c])
-            if self._postfilter is not None:
-                # only the rows just produced: a pending row was filtered in its own call
-                _kernels.release_gains(
-                    fresh, self._held[c], self._release_factor, self._gain_exponent
-                )
+                if postfilter:
+                    # only the rows just produced: a pending row was filtered in its own call
+                    _kernels.release_gains(
+                        fresh, self._held[c], self._release_factor, self._gain_exponent
+                    )
         _kernels.delay_line(self._delay_history, block, size, self._delayed)
-        n_frames = self._analyzer.push(self._delayed[:, :size], self._spec)
-        for c in range(self._channels):
-            if n_frames == 0:
-                break
-            self._high_band.apply(
-                self._spec[c, :n_frames],
-                self._model_out[c, :n_frames],
-                self._min_gain,
-                self._activity[c],
-            )
+        n_frames = self._analyzer.push(self._chunk_views(size)[1], self._spec)
+        if n_frames == 1:
+            for c in range(self._channels):
+                _, _, model_out, _, _, spec, activity = self._one_frame[c]
+                self._high_band.apply(spec, model_out, self._min_gain, activity)
+        elif n_frames:
+            for c in range(self._channels):
+                self._high_band.apply(
+                    self._spec[c, :n_frames],
+                    self._model_out[c, :n_frames],
+                    self._min_gain,
+                    self._activity[c],
+                )
         left = pending + n_model - n_frames  # 0 or 1 (ModelRateFrames checks)
         if left and n_frames:
             for c in range(self._channels):

@@ -160,7 +160,7 @@ class ModelRateFrames:
 
     def process(self, block: np.ndarray, spec: np.ndarray) -> int:
         """Resample a host block and write the model-rate frames it completes into ``spec``."""
-        count = self._resampler.process_into(block, self._inner)
+        count = self._resampler.push_into(block, self._inner)
         return self._analyzer.push(self._inner[:, :count], spec)
 
 

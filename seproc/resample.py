@@ -291,12 +291,35 @@ class StreamResampler:
                 f"Parameter out has shape {out.shape}; it needs shape ({self._channels}, >= "
                 f"{needed}) for this block (size it with max_output_samples({n}))."
             )
+        return self.push_into(block, out)
+
+    def push_into(self, block: np.ndarray, out: np.ndarray) -> int:
+        """Resample the next block into ``out``, unchecked: :meth:`process_into` without its checks.
+
+        For an owner (``seproc.highband.ModelRateFrames``) whose buffers fit by
+        construction: ``block`` is ``(channels, n)`` and ``out`` holds at least
+        ``output_samples(n)`` columns. The checks cost about 1 us a call, a sixth of
+        resampling a 10 ms block at 48 kHz.
+        """
+        n = block.shape[1]
         if self._passthrough:
             out[:, :n] = block
             return n
         written = 0
         done = 0
         capacity = self._max_block_samples
+        if n <= capacity:  # one pass, no slicing
+            count, self._position = _kernels.polyphase_resample(
+                self._history,
+                block,
+                n,
+                self._branches,
+                self._up,
+                self._down,
+                self._position,
+                out,
+            )
+            return count
         while True:
             size = min(capacity, n - done)
             count, self._position = _kernels.polyphase_resample(

@@ -343,3 +343,27 @@ def test_process_file_output_gets_ordinary_file_permissions(models, tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "out.wav").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize(
+    ("source_width", "source_pos", "target_width", "target_pos", "n"),
+    [
+        (7, 0, 7, 0, 0),
+        (7, 5, 11, 9, 7),
+        (64, 60, 5, 3, 12),
+        (9, 8, 9, 0, 30),
+        (480, 0, 1000, 950, 480),
+    ],
+)
+def test_ring_copy_copies_across_both_wraps_like_modular_indexing(
+    source_width, source_pos, target_width, target_pos, n
+):
+    rng = np.random.default_rng(n)
+    source = rng.standard_normal((2, source_width)).astype(np.float32)
+    target = rng.standard_normal((2, target_width)).astype(np.float32)
+    expected = target.copy()
+    for i in range(n):  # later samples overwrite earlier ones where n exceeds the width
+        expected[:, (target_pos + i) % target_width] = source[:, (source_pos + i) % source_width]
+    positions = seproc._kernels.ring_copy(source, source_pos, target, target_pos, n)
+    np.testing.assert_array_equal(target, expected)
+    assert positions == ((source_pos + n) % source_width, (target_pos + n) % target_width)

@@ -92,6 +92,42 @@ def test_kernel_gives_the_same_gains_for_any_split_of_the_frames():
     np.testing.assert_array_equal(parts, whole)
 
 
+@pytest.mark.parametrize("exponent", [0.5, 0.7, 1.2, 1.5, 2.0, 2.37, 3.0])
+def test_kernel_power_is_within_1e_6_of_numpys_pow_over_1e_4_to_1(exponent):
+    # factor 0: held is the gain itself, so the kernel's output is its power alone
+    rng = np.random.default_rng(int(exponent * 100))
+    grid = np.geomspace(1e-4, 1.0, 20001)
+    values = np.concatenate([grid, rng.uniform(1e-4, 1.0, 20000), [1.0, 0.5, 0.25]])
+    x = values.astype(np.float32)[np.newaxis]
+    got = x.copy()
+    _kernels.release_gains(got, np.zeros(x.shape[1], np.float32), 0.0, exponent)
+    exact = x.astype(np.float64) ** exponent
+    relative = np.abs(got.astype(np.float64) - exact) / exact
+    assert relative.max() <= 1e-6
+    # at most one float32 step from numpy's pow rounded to float32, and mostly equal
+    rounded = exact.astype(np.float32)
+    steps = np.abs(got.view(np.int32).astype(np.int64) - rounded.view(np.int32))
+    assert steps.max() <= 1
+    assert np.mean(steps == 0) > 0.999
+    # exact where the power is: 1 ** e, and 0.5 ** 2, 0.25 ** 0.5 ...
+    assert got[0, -3] == 1.0
+    if exponent in (0.5, 2.0, 3.0):
+        np.testing.assert_array_equal(got[0, -2:], rounded[0, -2:])
+
+
+@pytest.mark.parametrize("exponent", [0.5, 1.2, 3.0])
+def test_kernel_power_of_zero_is_zero_and_of_tiny_gains_stays_accurate(exponent):
+    tiny = np.array([[0.0, 1e-30, 1e-38, 1e-40, 1e-45, 1e-10]], np.float32)  # subnormals too
+    got = tiny.copy()
+    _kernels.release_gains(got, np.zeros(tiny.shape[1], np.float32), 0.0, exponent)
+    assert got[0, 0] == 0.0
+    exact = tiny.astype(np.float64) ** exponent
+    normal = exact >= np.finfo(np.float32).tiny  # a float32 result, not flushed or subnormal
+    relative = np.abs(got[normal] - exact[normal]) / exact[normal]
+    assert relative.size > 0 and relative.max() <= 1e-6
+    np.testing.assert_array_equal(got[~normal] == 0, exact[~normal].astype(np.float32) == 0)
+
+
 def test_kernel_without_release_or_exponent_returns_the_raw_gains_bit_for_bit():
     gains = np.random.default_rng(2).uniform(0, 1, (50, 161)).astype(np.float32)
     got = gains.copy()

@@ -396,3 +396,36 @@ def test_info_reports_the_models_postfilter(models):
     bundled = _model_report(None)["postfilter"]  # 2026.12.3 carries one (format 2)
     assert bundled is not None and bundled["gain_exponent"] > 1.0
     assert _postfilter_line(None).startswith("none")
+
+
+def test_training_applies_the_same_post_filter_as_the_runtime():
+    """``training.train.release_gains`` (differentiable, for fine-tuning through the
+    post-filter) against the runtime kernel on the same gains, and a gradient through it."""
+    torch = pytest.importorskip("torch")
+    from training import spectral
+    from training.train import release_gains
+
+    rng = np.random.default_rng(3)
+    gains = (0.01 + 0.99 * rng.random((2, 300, 161))).astype(np.float32)
+    trained = release_gains(torch.from_numpy(gains), RELEASE_DB_PER_S, EXPONENT).numpy()
+    factor = 10 ** (-RELEASE_DB_PER_S * spectral.HOP / spectral.SAMPLE_RATE_HZ / 20)
+    expected = gains.copy()
+    for item in expected:
+        _kernels.release_gains(item, np.zeros(161, np.float32), factor, EXPONENT)
+    np.testing.assert_allclose(trained, expected, rtol=0, atol=1e-6)
+    assert np.max(np.abs(trained - gains)) > 0.1  # the release held some bins up
+    leaf = torch.from_numpy(gains).requires_grad_()
+    release_gains(leaf, RELEASE_DB_PER_S, EXPONENT).sum().backward()
+    assert torch.isfinite(leaf.grad).all() and float(leaf.grad.abs().sum()) > 0
+    assert release_gains(leaf, 0.0, 1.0) is leaf  # no post-filter: the gains themselves
+
+
+@pytest.mark.parametrize(
+    "fields", [{"postfilter_release_db_per_s": -1.0}, {"postfilter_exponent": 0.0}]
+)
+def test_a_training_config_refuses_a_bad_post_filter(fields):
+    pytest.importorskip("torch")
+    from training.model import ModelConfig
+
+    with pytest.raises(ValueError, match="postfilter_"):
+        ModelConfig(**fields)

@@ -65,6 +65,10 @@ class ModelConfig:
     gain_floor_db: float = -25.0
     feature_mean_db: list[float] = field(default_factory=list)
     feature_std_db: list[float] = field(default_factory=list)
+    # the runtime's gain post-filter (models/FORMAT.md, format 2), applied in training too
+    # so the network learns gains for it: 0 dB/s and exponent 1 mean none
+    postfilter_release_db_per_s: float = 0.0
+    postfilter_exponent: float = 1.0
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
@@ -76,6 +80,11 @@ class ModelConfig:
             raise ValueError(f"kernel_time={self.kernel_time} must be >= 1")
         if self.refine_channels < 0:
             raise ValueError(f"refine_channels={self.refine_channels} must be >= 0")
+        if self.postfilter_release_db_per_s < 0 or self.postfilter_exponent <= 0:
+            raise ValueError(
+                f"postfilter_release_db_per_s={self.postfilter_release_db_per_s} must be >= 0 "
+                f"and postfilter_exponent={self.postfilter_exponent} > 0"
+            )
 
 
 def _encoder_bins(n_bins: int, n_layers: int) -> list[int]:

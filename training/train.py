@@ -118,12 +118,33 @@ def forward_batch(
     features = (noisy_db - model.feature_mean_db) / model.feature_std_db
     out = model(features)[0]
     if model.config.formulation == "mask":
-        gain = out
+        gain = release_gains(
+            out, model.config.postfilter_release_db_per_s, model.config.postfilter_exponent
+        )
     else:
         gain = torch.clamp(1.0 - torch.pow(10.0, (out - noisy_db) / 20.0), min=0.0)
     enhanced_spec = spec * gain
     enhanced = spectral.istft(enhanced_spec, noisy.shape[-1])
     return enhanced_spec, enhanced, out, noisy_db
+
+
+def release_gains(gain: torch.Tensor, release_db_per_s: float, exponent: float) -> torch.Tensor:
+    """Apply the runtime's gain post-filter (``seproc._kernels.release_gains``), differentiably.
+
+    ``gain [batch, frames, bins]``: per bin, ``held[t] = max(gain[t], factor * held[t-1])``
+    from ``held[-1] = 0``, ``factor = 10 ** (-release_db_per_s * hop_s / 20)``, then
+    ``held ** exponent``. ``release_db_per_s = 0`` and ``exponent = 1`` return ``gain``.
+    """
+    if release_db_per_s > 0:
+        factor = 10.0 ** (-release_db_per_s * spectral.HOP / spectral.SAMPLE_RATE_HZ / 20.0)
+        held, frames = gain[:, 0], [gain[:, 0]]
+        for t in range(1, gain.shape[1]):
+            held = torch.maximum(gain[:, t], factor * held)
+            frames.append(held)
+        gain = torch.stack(frames, dim=1)
+    if exponent != 1.0:
+        gain = gain.clamp_min(1e-12) ** exponent
+    return gain
 
 
 @torch.no_grad()
@@ -402,6 +423,9 @@ def train(
         model, init_payload = load_model(init, device)
         if gain_floor_db is not None:
             model.config.gain_floor_db = float(gain_floor_db)
+        # the post-filter trained through is the config's, whatever the init model had
+        model.config.postfilter_release_db_per_s = cfg["model"].postfilter_release_db_per_s
+        model.config.postfilter_exponent = cfg["model"].postfilter_exponent
         refine = cfg["model"].refine_channels
         if refine and model.refine is None:
             # grow: the config asks for a refine head the init model lacks (same output)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -59,6 +60,17 @@ onnxruntime's time per 10 ms hop; output within ~1e-7 of it), falling back to
 onnxruntime's one-frame graph where the engine refuses the model; an offline one
 (``warm_up=False``) or one with more threads runs onnxruntime, whose many-frame calls
 cost less per frame. ``"onnxruntime"`` / ``"blas"`` force one (benchmarks, tests)."""
+
+
+class _OneFrame(NamedTuple):
+    """One channel's views for one-frame calls (a 10 ms callback), taken once."""
+
+    model_spec: np.ndarray  # the model-rate spectrum, frame 0
+    features: np.ndarray  # the features, frame 0
+    rows: tuple[np.ndarray, np.ndarray]  # the model's output rows 0 and 1 (pending)
+    host_spec: np.ndarray  # the host-rate spectrum, frame 0 (full band)
+    held: np.ndarray  # the post-filter's state
+    activity: np.ndarray  # the speech activity of this channel's frames
 
 
 class Denoiser:
@@ -351,21 +363,15 @@ class Denoiser:
         n = block2d.shape[1]
         target = self._output_target(out, block2d, was_1d)
         _check_samples(block2d, "block")
-        if 0 < n <= self._max_block_samples:  # one chunk (a host's callback): nothing to slice
-            _kernels.copy_flushing_tiny(block2d, self._chunk_views(n)[0], _FLUSH_BELOW)
-            self._process_chunk(n)
-            self._read_pos, _ = _kernels.ring_copy(self._fifo, self._read_pos, target, 0, n)
-            return target[0] if was_1d else target
         done = 0
         while done < n:
             size = min(self._max_block_samples, n - done)
-            _kernels.copy_flushing_tiny(
-                block2d[:, done : done + size], self._input[:, :size], _FLUSH_BELOW
-            )
+            # a host's callback is one chunk: its block and target go in unsliced
+            chunk = block2d if size == n else block2d[:, done : done + size]
+            _kernels.copy_flushing_tiny(chunk, self._chunk_views(size)[0], _FLUSH_BELOW)
             self._process_chunk(size)
-            self._read_pos, _ = _kernels.ring_copy(
-                self._fifo, self._read_pos, target[:, done:], 0, size
-            )
+            written = target if done == 0 else target[:, done:]
+            self._read_pos, _ = _kernels.ring_copy(self._fifo, self._read_pos, written, 0, size)
             done += size
         if n == 0:
             self._frames_last_call = 0
@@ -488,14 +494,13 @@ class Denoiser:
         self._views: tuple[np.ndarray, np.ndarray | None] = (self._input, None)
         frame_spec = self._spec if self._model_frames is None else self._model_spec
         self._one_frame = [
-            (
-                frame_spec[c, :1],
-                self._feature_buffer[c, :1],
-                self._model_out[c, :1],
-                self._model_out[c, 1:2],
-                self._held[c],
-                self._spec[c, :1],
-                self._activity[c],
+            _OneFrame(
+                model_spec=frame_spec[c, :1],
+                features=self._feature_buffer[c, :1],
+                rows=(self._model_out[c, :1], self._model_out[c, 1:2]),
+                host_spec=self._spec[c, :1],
+                held=self._held[c],
+                activity=self._activity[c],
             )
             for c in range(channels)
         ]
@@ -553,36 +558,45 @@ class Denoiser:
             outer, 0, self._fifo, self._write_pos, outer.shape[1]
         )
 
+    def _run_model(
+        self,
+        c: int,
+        n_frames: int,
+        spec: np.ndarray,
+        features: np.ndarray,
+        rows: np.ndarray,
+        run: int,
+    ) -> None:
+        """Channel ``c``: features of ``spec``, the model into ``rows``, then the post-filter.
+
+        One frame runs on the buffers bound once (``self._frame_runs[c][run]``, whose
+        output row is ``rows``), several in one call on the model's state.
+        """
+        self._features.compute_frames(spec, features)
+        if n_frames == 1:
+            self._frame_runs[c][run]()
+        else:
+            self._model.run(features, rows, self._states[c])
+        if self._postfilter is not None:
+            _kernels.release_gains(
+                rows, self._one_frame[c].held, self._release_factor, self._gain_exponent
+            )
+
     def _model_rate_frames(self, size: int) -> int:
         """Resample to the model's rate, analyse, run the model, apply its gains."""
         inner = self._bridge.to_inner(self._chunk_views(size)[0])
         n_frames = self._analyzer.push(inner, self._spec)
         low, high = self._activity_bins
-        if n_frames == 1:  # one frame per channel (a 10 ms callback): views bound once
-            postfilter = self._postfilter is not None
-            for c in range(self._channels):
-                spec, features, model_out, _, held, _, activity = self._one_frame[c]
-                self._features.compute_frames(spec, features)
-                self._frame_runs[c][0]()
-                if postfilter:
-                    _kernels.release_gains(
-                        model_out, held, self._release_factor, self._gain_exponent
-                    )
-                self._apply_gain(spec, model_out, self._min_gain, low, high, activity)
-            return 1
-        for c in range(self._channels):
-            if n_frames == 0:
-                break
-            spec = self._spec[c, :n_frames]
-            features = self._feature_buffer[c, :n_frames]
-            model_out = self._model_out[c, :n_frames]
-            self._features.compute_frames(spec, features)
-            self._model.run(features, model_out, self._states[c])
-            if self._postfilter is not None:
-                _kernels.release_gains(
-                    model_out, self._held[c], self._release_factor, self._gain_exponent
-                )
-            self._apply_gain(spec, model_out, self._min_gain, low, high, self._activity[c])
+        for c in range(self._channels if n_frames else 0):
+            views = self._one_frame[c]
+            if n_frames == 1:  # a 10 ms callback: the views bound once
+                spec, features, rows = views.model_spec, views.features, views.rows[0]
+            else:
+                spec = self._spec[c, :n_frames]
+                features = self._feature_buffer[c, :n_frames]
+                rows = self._model_out[c, :n_frames]
+            self._run_model(c, n_frames, spec, features, rows, 0)
+            self._apply_gain(spec, rows, self._min_gain, low, high, views.activity)
         return n_frames
 
     def _full_band_frames(self, size: int) -> int:
@@ -590,41 +604,25 @@ class Denoiser:
         block, _ = self._chunk_views(size)
         n_model = self._model_frames.process(block, self._model_spec)
         pending = self._pending_frames
-        postfilter = self._postfilter is not None
-        if n_model == 1:  # one frame per channel (a 10 ms callback): views bound once
-            for c in range(self._channels):
-                spec, features, *rows, held, _, _ = self._one_frame[c]
-                self._features.compute_frames(spec, features)
-                self._frame_runs[c][pending]()
-                if postfilter:
-                    _kernels.release_gains(
-                        rows[pending], held, self._release_factor, self._gain_exponent
-                    )
-        elif n_model:
-            for c in range(self._channels):
+        for c in range(self._channels if n_model else 0):
+            views = self._one_frame[c]
+            if n_model == 1:  # a 10 ms callback: the views bound once
+                spec, features, rows = views.model_spec, views.features, views.rows[pending]
+            else:
+                spec = self._model_spec[c, :n_model]
                 features = self._feature_buffer[c, :n_model]
-                self._features.compute_frames(self._model_spec[c, :n_model], features)
-                fresh = self._model_out[c, pending : pending + n_model]
-                self._model.run(features, fresh, self._states[c])
-                if postfilter:
-                    # only the rows just produced: a pending row was filtered in its own call
-                    _kernels.release_gains(
-                        fresh, self._held[c], self._release_factor, self._gain_exponent
-                    )
+                rows = self._model_out[c, pending : pending + n_model]
+            # only the rows just produced: a pending row was post-filtered in its own call
+            self._run_model(c, n_model, spec, features, rows, pending)
         _kernels.delay_line(self._delay_history, block, size, self._delayed)
         n_frames = self._analyzer.push(self._chunk_views(size)[1], self._spec)
-        if n_frames == 1:
-            for c in range(self._channels):
-                _, _, model_out, _, _, spec, activity = self._one_frame[c]
-                self._high_band.apply(spec, model_out, self._min_gain, activity)
-        elif n_frames:
-            for c in range(self._channels):
-                self._high_band.apply(
-                    self._spec[c, :n_frames],
-                    self._model_out[c, :n_frames],
-                    self._min_gain,
-                    self._activity[c],
-                )
+        for c in range(self._channels if n_frames else 0):
+            views = self._one_frame[c]
+            if n_frames == 1:
+                spec, gains = views.host_spec, views.rows[0]
+            else:
+                spec, gains = self._spec[c, :n_frames], self._model_out[c, :n_frames]
+            self._high_band.apply(spec, gains, self._min_gain, views.activity)
         left = pending + n_model - n_frames  # 0 or 1 (ModelRateFrames checks)
         if left and n_frames:
             for c in range(self._channels):

@@ -28,7 +28,7 @@ from torch import nn
 
 from training import spectral
 from training.model import SeprocNet, count_flops_per_frame, count_parameters
-from training.postfilter import postfilter_keys
+from training.postfilter import add_postfilter_arguments, postfilter_keys
 from training.train import load_model
 
 __all__ = ["benchmark", "check_parity", "export", "main"]
@@ -289,20 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="export a mask model with this floor instead of the one it trained with",
     )
-    parser.add_argument(
-        "--release-db-per-s",
-        type=float,
-        default=None,
-        metavar="DB",
-        help="write the gain post-filter's release: the most a bin's gain may fall, in dB "
-        "per second (format 2; 0 or absent: none)",
-    )
-    parser.add_argument(
-        "--exponent",
-        type=float,
-        default=None,
-        help="write the gain post-filter's exponent on the released gain (1 or absent: none)",
-    )
+    add_postfilter_arguments(parser)
     args = parser.parse_args(argv)
     try:
         postfilter_keys(args.release_db_per_s, args.exponent)

@@ -24,7 +24,7 @@ import onnx
 
 from seproc.model import POSTFILTER_KEYS
 
-__all__ = ["main", "postfilter_keys", "set_postfilter"]
+__all__ = ["add_postfilter_arguments", "main", "postfilter_keys", "set_postfilter"]
 
 
 def _format_float(value: float) -> str:
@@ -118,24 +118,30 @@ def set_postfilter(
     return {"seproc_model_format": "2" if keys else "1", **keys}
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path, help="the seproc ONNX mask model")
-    parser.add_argument("--out", type=Path, required=True, help="where to write the result")
+def add_postfilter_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--release-db-per-s`` and ``--exponent`` (this tool's and ``training.export``'s)."""
     parser.add_argument(
         "--release-db-per-s",
         type=float,
         default=None,
         metavar="DB",
-        help="the most a bin's gain may fall, in dB per second (0 or absent: no release)",
+        help="the gain post-filter's release: the most a bin's gain may fall, in dB per "
+        "second (format 2; 0 or absent: no release)",
     )
     parser.add_argument(
         "--exponent",
         type=float,
         default=None,
-        help="the exponent on the released gain (1 or absent: none)",
+        help="the gain post-filter's exponent on the released gain (1 or absent: none)",
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="the seproc ONNX mask model")
+    parser.add_argument("--out", type=Path, required=True, help="where to write the result")
+    add_postfilter_arguments(parser)
     args = parser.parse_args(argv)
     try:
         written = set_postfilter(args.model, args.out, args.release_db_per_s, args.exponent)

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -42,9 +42,6 @@ from seproc._files import (
 )
 from seproc._validation import positive_int_argument
 from seproc.errors import ParameterError, SeprocError, one_line
-
-if TYPE_CHECKING:
-    from seproc.model import ModelInfo
 
 __all__ = ["AUDIO_EXTENSIONS", "main", "plan_outputs"]
 
@@ -443,8 +440,8 @@ def _run_ray(args: argparse.Namespace) -> int:
             attenuation_limit_db=args.attenuation_limit,
             block_samples=args.block_size or DEFAULT_FILE_BLOCK_SAMPLES,
             subtype=args.subtype,
-            overwrite=args.overwrite,
-            postfilter=args.postfilter,  # without it, the engine skips existing outputs
+            overwrite=args.overwrite,  # without it, the engine skips existing outputs
+            postfilter=args.postfilter,
         )
     except SeprocError as error:
         _error(str(error))
@@ -631,21 +628,17 @@ def _model_report(model: str | None) -> dict[str, object]:
         "formulation": info.formulation,
         "gain_floor_db": info.gain_floor_db,
         "lookahead_frames": info.lookahead_frames,
-        "postfilter": _postfilter_report(info),
+        "postfilter": _rounded_postfilter(info.postfilter_settings()),
         "state_tensors": {name: list(shape) for name, shape in info.state_shapes.items()},
         "size_bytes": info.path.stat().st_size,
     }
 
 
-def _postfilter_report(info: ModelInfo) -> dict[str, float | None] | None:
-    """Return the model file's gain post-filter (format 2), or ``None`` when it has none."""
-    if not info.has_postfilter:
+def _rounded_postfilter(settings: dict[str, float | None] | None) -> dict | None:
+    """Return the model file's gain post-filter for the report, per-hop factor to 6 places."""
+    if settings is None:
         return None
-    return {
-        "gain_release_db_per_s": info.gain_release_db_per_s,
-        "gain_exponent": info.gain_exponent,
-        "release_factor_per_hop": round(info.gain_release_factor, 6),
-    }
+    return {**settings, "release_factor_per_hop": round(settings["release_factor_per_hop"], 6)}
 
 
 def _latency_report(model: str | None) -> dict[str, dict[str, float]]:

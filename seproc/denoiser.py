@@ -232,13 +232,9 @@ class Denoiser:
             math.ceil(_ACTIVITY_BAND_HZ[0] / bin_hz),
             min(int(_ACTIVITY_BAND_HZ[1] / bin_hz) + 1, info.n_bins),
         )
-        self._postfilter: dict[str, float] | None = None
-        if postfilter and info.formulation == "mask" and info.has_postfilter:
-            self._postfilter = {
-                "gain_release_db_per_s": info.gain_release_db_per_s,
-                "gain_exponent": info.gain_exponent,
-                "release_factor_per_hop": info.gain_release_factor,
-            }
+        self._postfilter = (
+            info.postfilter_settings() if postfilter and info.formulation == "mask" else None
+        )
         self._release_factor = info.gain_release_factor
         self._gain_exponent = info.gain_exponent
         self._apply_gain = (

@@ -188,6 +188,23 @@ class ModelInfo:
         hop_seconds = self.hop_length / self.sample_rate_hz
         return 10.0 ** (-self.gain_release_db_per_s * hop_seconds / 20.0)
 
+    def postfilter_settings(self) -> dict[str, float | None] | None:
+        """Return the gain post-filter as ``Denoiser.postfilter`` and ``seproc info`` report it.
+
+        Returns
+        -------
+        dict or None
+            ``{"gain_release_db_per_s", "gain_exponent", "release_factor_per_hop"}``, or
+            ``None`` when the file carries no post-filter (format 1).
+        """
+        if not self.has_postfilter:
+            return None
+        return {
+            "gain_release_db_per_s": self.gain_release_db_per_s,
+            "gain_exponent": self.gain_exponent,
+            "release_factor_per_hop": self.gain_release_factor,
+        }
+
 
 class ModelState:
     """The streaming state of one stream (one channel) through one model.

@@ -168,3 +168,26 @@ def test_mask_diagnosis_ideal_gains_beat_the_models_on_pesq():
     assert means["oracle"]["pesq_wb"] > means["model"]["pesq_wb"] + 0.3
     # the ideal gains in every band at once would be the oracle; one band helps less
     assert means["oracle 300-1000 Hz"]["pesq_wb"] < means["oracle"]["pesq_wb"]
+
+
+def test_postfilter_variants_are_blind_and_the_release_is_the_runtime_s():
+    from seproc._kernels import release_gains
+    from training.mask_diagnosis import RELEASES, postfilter_gains
+
+    rng = np.random.default_rng(4)
+    model = (0.01 + 0.99 * rng.random((1, 40, 161))).astype(np.float32)
+    power = rng.random((1, 40, 161)).astype(np.float32)
+    variants = postfilter_gains(model, np.ones_like(model), bin_hz=50.0, noisy_power=power)
+    assert all(
+        v.shape == model.shape and v.min() >= 0.01 and v.max() <= 1.0 for v in variants.values()
+    )
+    np.testing.assert_array_equal(variants["model"], model)
+    # the ideal mask is not looked at: another one gives the same variants
+    again = postfilter_gains(model, np.zeros_like(model), bin_hz=50.0, noisy_power=power)
+    assert all(np.array_equal(again[k], v) for k, v in variants.items())
+    factor, exponent = RELEASES[2]
+    expected = model[0].copy()
+    release_gains(expected, np.zeros(161, np.float32), factor, exponent)
+    got = variants[f"release {factor} then ^{exponent}"][0]
+    np.testing.assert_array_equal(got, np.clip(expected, np.float32(0.01), 1))  # the floor
+    assert np.all(variants["attenuation limit 18 dB"] >= np.float32(10 ** (-18 / 20)))

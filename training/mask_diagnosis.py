@@ -36,7 +36,9 @@ import numpy as np
 BANDS_HZ = ((0, 300), (300, 1000), (1000, 3000), (3000, 8001))
 DETAIL_BAND_HZ = (300, 1000)
 SMOOTH_BINS = 5
-SCORES = ("pesq_wb", "sig", "bak", "ovrl")
+SCORES = ("pesq_wb", "stoi", "si_sdr", "sig", "bak", "ovrl")
+#: ``--postfilters``: (per-hop release factor, exponent) of the release variants scored
+RELEASES = ((0.5, 1.0), (0.7, 1.0), (0.75, 1.2), (0.8, 1.2), (0.8, 1.4), (0.85, 1.0), (0.9, 1.2))
 
 
 def hybrid_gains(
@@ -105,13 +107,80 @@ def hybrid_gains(
     return variants
 
 
+def postfilter_gains(
+    model_gain: np.ndarray,
+    ideal_gain: np.ndarray,
+    bin_hz: float,
+    noisy_power: np.ndarray | None = None,
+    gain_floor: float = 0.01,
+) -> dict[str, np.ndarray]:
+    """Blind post-filters of the model's gains ``[frames, bins]`` (the clean voice unknown).
+
+    What run 8 chose the runtime's post-filter from (``models/README.md``): exponents,
+    PercepNet's ``g sin(pi g / 2)`` with the frame's energy kept, a speech-presence gate,
+    smoothing across bins and over time, the runtime's release
+    (:func:`seproc._kernels.release_gains`, :data:`RELEASES`) and an 18 dB attenuation
+    limit. ``ideal_gain`` is not used (the signature is :func:`hybrid_gains`'s);
+    ``noisy_power`` is needed for the energy-keeping and gating variants.
+    """
+    from scipy.ndimage import median_filter
+
+    from seproc._kernels import release_gains
+
+    shape = np.shape(model_gain)  # one clip: [frames, bins], or [1, frames, bins]
+    g = np.asarray(model_gain, np.float32).reshape(-1, shape[-1])
+    power = np.ones_like(g) if noisy_power is None else np.asarray(noisy_power).reshape(g.shape)
+    freqs_hz = np.arange(g.shape[-1]) * bin_hz
+
+    def released(factor: float, exponent: float) -> np.ndarray:
+        out = g.copy()
+        release_gains(out, np.zeros(g.shape[-1], np.float32), factor, exponent)
+        return out
+
+    def smoothed(a: float) -> np.ndarray:
+        out = g.copy()
+        for t in range(1, len(out)):
+            out[t] = a * out[t - 1] + (1 - a) * g[t]
+        return out
+
+    warped = g * np.sin(np.pi / 2 * g)
+    kept = (g**2 * power).sum(-1, keepdims=True) / np.maximum(
+        (warped**2 * power).sum(-1, keepdims=True), 1e-20
+    )
+    speech = (freqs_hz >= 300) & (freqs_hz < 3000)
+    presence = np.sqrt(
+        (g[:, speech] ** 2 * power[:, speech]).sum(-1) / np.maximum(power[:, speech].sum(-1), 1e-20)
+    )
+    gate = 0.3 + 0.7 * np.clip(presence / 0.15, 0, 1)[:, None]
+    variants = {
+        "model": g,
+        "g sin(pi g/2), energy kept": np.minimum(warped * np.sqrt(kept), 1.0),
+        "g^1.5": g**1.5,
+        "g^0.8": g**0.8,
+        "speech-presence gate": g * gate,
+        "max over +-1 bin": np.maximum(g, np.maximum(np.roll(g, 1, -1), np.roll(g, -1, -1))),
+        "median over 3 bins": median_filter(g, size=(1, 3)),
+        "0.3 g[t-1] + 0.7 g[t]": smoothed(0.3),
+        **{f"release {a} then ^{p}": released(a, p) for a, p in RELEASES},
+        "attenuation limit 18 dB": np.maximum(g, 10 ** (-18 / 20)),
+    }
+    return {
+        name: np.clip(v, gain_floor, 1.0).astype(np.float32).reshape(shape)
+        for name, v in variants.items()
+    }
+
+
 def diagnose(
     model_path: Path,
     mixtures: Sequence[dict[str, object]],
     score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
     progress: Callable = iter,
+    variants: Callable[..., dict[str, np.ndarray]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Mean scores of every variant over ``mixtures`` (48 kHz ``clean``/``noisy``).
+
+    ``variants`` makes the gains to score (:func:`hybrid_gains` by default, or
+    :func:`postfilter_gains`).
 
     ``score(clean16, estimate16)`` returns a dict with the keys of :data:`SCORES`.
     """
@@ -140,8 +209,8 @@ def diagnose(
                 clean_spec.abs() / noisy_spec.abs().clamp_min(1e-12), model.gain_floor, 1.0
             )
         power = noisy_spec.abs().square().numpy()
-        for name, mixed in hybrid_gains(
-            gain.numpy(), ideal.numpy(), bin_hz, power, model.gain_floor
+        for name, mixed in (variants or hybrid_gains)(
+            gain.numpy().reshape(power.shape), ideal.numpy(), bin_hz, power, model.gain_floor
         ).items():
             spec = noisy_spec * torch.from_numpy(mixed)
             estimate = spectral.istft(spec, noisy.size)[0].numpy()
@@ -159,6 +228,8 @@ def _scorer() -> Callable[[np.ndarray, np.ndarray], dict[str, float]]:
         result = dnsmos(estimate)
         return {
             "pesq_wb": metrics.pesq_wb(clean, estimate),
+            "stoi": metrics.stoi(clean, estimate),
+            "si_sdr": metrics.si_sdr(clean, estimate),
             "sig": result.sig,
             "bak": result.bak,
             "ovrl": result.ovrl,
@@ -186,10 +257,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=Path("models/seproc-default.onnx"))
     parser.add_argument("--split", choices=("test", "val"), default="val")
     parser.add_argument("--clips-per-talker", type=int, default=2)
+    parser.add_argument(
+        "--postfilters",
+        action="store_true",
+        help="score blind post-filters of the model's gains (run 8), not the ideal-mask swaps",
+    )
     args = parser.parse_args(argv)
     talkers = fullband.read_talker_clips(args.archive)
     mixes = fullband.mixtures(fullband.clean_clips(talkers, args.clips_per_talker, args.split))
-    means = diagnose(args.model, mixes, _scorer(), progress=lambda m: tqdm(m, desc="mixtures"))
+    means = diagnose(
+        args.model,
+        mixes,
+        _scorer(),
+        progress=lambda m: tqdm(m, desc="mixtures"),
+        variants=postfilter_gains if args.postfilters else hybrid_gains,
+    )
     print(f"{args.model}, {len(mixes)} {args.split} mixtures\n")
     print(table(means))
     return 0

@@ -737,3 +737,196 @@ def delay_line(history, block, n, out):
                 history[c, j] = history[c, j + n]
             for j in range(n):
                 history[c, k - n + j] = block[c, j]
+
+
+# ---------------------------------------------------------------------------
+# Pitch filter (used by seproc.pitch)
+# ---------------------------------------------------------------------------
+
+
+@_njit(fastmath={"reassoc", "contract"})
+def pitch_lag(x, end, win_length, min_lag, max_lag, decimation, scratch):
+    """Return the pitch period (samples) of ``x[end - win_length : end]``, searched in the past.
+
+    The lag ``L`` in ``[min_lag, max_lag]`` that maximises the normalised correlation of
+    the segment with ``x[end - win_length - L : end - L]``: searched first on the signal
+    summed over ``decimation`` samples (``scratch``, float32, at least ``2 * (win_length
+    + max_lag) // decimation + 1``: the summed segment, its past and the correlation
+    per coarse lag), where the shortest integer fraction (1/2, 1/3, ...) of the best
+    lag that correlates within 0.85 of it is preferred (the true period rather than a
+    multiple), then refined at the full rate
+    within ``decimation - 1`` samples. Needs ``end >= win_length + max_lag``; returns
+    ``min_lag`` for a silent segment. The sums may be reassociated (they vectorise):
+    the result is the same on every call, not bit-equal to a sequential sum.
+    """
+    d = decimation
+    n_small = win_length // d
+    coarse_max = max_lag // d
+    coarse_min = max(1, -(-min_lag // d))
+    start = end - win_length
+    past = start - coarse_max * d
+    small = scratch[:n_small]
+    large = scratch[n_small : 2 * n_small + coarse_max]
+    corr = scratch[2 * n_small + coarse_max :]
+    for i in range(n_small):
+        acc = np.float32(0.0)
+        for j in range(d):
+            acc += x[start + i * d + j]
+        small[i] = acc
+    for i in range(n_small + coarse_max):
+        acc = np.float32(0.0)
+        for j in range(d):
+            acc += x[past + i * d + j]
+        large[i] = acc
+    head = small[:n_small]
+    energy = np.float32(0.0)
+    for i in range(n_small):
+        energy += head[i] * head[i]
+    best, best_corr = coarse_min, -1.0
+    for lag in range(coarse_min, coarse_max + 1):
+        window = large[coarse_max - lag : coarse_max - lag + n_small]
+        dot = np.float32(0.0)
+        power = np.float32(0.0)
+        for i in range(n_small):
+            dot += head[i] * window[i]
+            power += window[i] * window[i]
+        value = dot / np.sqrt(np.float64(energy) * np.float64(power) + 1e-20)
+        corr[lag] = value
+        if value > best_corr:
+            best, best_corr = lag, value
+    if best_corr <= 0.0:
+        return min_lag
+    for k in range(best // coarse_min, 1, -1):  # the shortest period that fits
+        part = int(best / k + 0.5)
+        if part >= coarse_min and corr[part] > 0.85 * best_corr:
+            best = part
+            break
+    centre = best * d
+    refined, refined_corr = min_lag, -2.0
+    segment = x[start:end]
+    energy = np.float32(0.0)
+    for i in range(win_length):
+        energy += segment[i] * segment[i]
+    for lag in range(max(min_lag, centre - d + 1), min(max_lag, centre + d - 1) + 1):
+        window = x[start - lag : end - lag]
+        dot = np.float32(0.0)
+        power = np.float32(0.0)
+        for i in range(win_length):
+            dot += segment[i] * window[i]
+            power += window[i] * window[i]
+        value = dot / np.sqrt(np.float64(energy) * np.float64(power) + 1e-20)
+        if value > refined_corr:
+            refined, refined_corr = lag, value
+    return refined
+
+
+@_njit()
+def pitch_frames(history, block, n, n_frames, window, rows, scratch, params):
+    """Append a block to the pitch filter's history; cut each new frame's pitch-delayed frame.
+
+    ``params`` (int64) holds ``keep, hop, win_length, min_lag, max_lag, decimation,
+    next_end``: ``history[c, :keep]`` holds the stream's last ``keep`` samples before
+    ``block`` (``keep >= win_length + max_lag``), and the next frame ends ``next_end``
+    samples into ``block``, each later one ``hop`` after it. For frame ``i`` of this
+    call, with its pitch period ``L`` (:func:`pitch_lag`), ``window * x[end - win_length
+    - L : end - L]`` goes to ``rows[i * channels + c, :win_length]`` (frame-major,
+    channel-minor, as :func:`rows_to_spec` reads them). Then the history keeps its last
+    ``keep`` samples and ``next_end`` moves on.
+    """
+    keep, hop, win_length = params[0], params[1], params[2]
+    min_lag, max_lag, decimation, first_end = params[3], params[4], params[5], params[6]
+    channels = history.shape[0]
+    for c in range(channels):
+        x = history[c]
+        for i in range(n):
+            x[keep + i] = block[c, i]
+        for i in range(n_frames):
+            end = keep + first_end + i * hop
+            lag = pitch_lag(x, end, win_length, min_lag, max_lag, decimation, scratch)
+            row = rows[i * channels + c, :win_length]
+            start = end - win_length - lag
+            for k in range(win_length):
+                row[k] = x[start + k] * window[k]
+        for k in range(keep):
+            x[k] = x[n + k]
+    params[6] = first_end + n_frames * hop - n
+
+
+@_njit(fastmath={"reassoc", "contract"})
+def pitch_comb(spec, delayed, gains, n_frames, min_gain, strength, edges, high, bands):
+    """RNNoise's pitch filter on frames of a spectrum, in place, before their gains.
+
+    For each frame ``t``, on triangular bands over the first ``delayed.shape[1]`` bins
+    (band points at the bins ``edges``, the last one past the last bin; bin ``f`` between
+    two points weighs ``high[f]`` towards the upper one): with ``X = spec[t]``,
+    ``P = delayed[t]`` (the frame one pitch period earlier) and ``g`` the gains to be
+    applied (raised to ``min_gain``), band energies ``Ex``, ``Ep``, correlation
+    ``c = Re<X, P> / sqrt(Ex Ep)`` and the gain ``gb = sqrt(<g^2 |X|^2> / Ex)``, the
+    comb's strength is 1 where ``c > gb`` and else
+    ``sqrt(c^2 (1 - gb^2) / (0.001 + gb^2 (1 - c^2)))`` (clipped to [0, 1]), times
+    ``strength * sqrt(Ex / Ep)``; ``X + r P`` (``r`` interpolated per bin) is then scaled
+    back to each band's energy ``Ex``. Harmonics line up with their copy one period back
+    and gain on the noise between them; where the gains are 1 nothing changes.
+    ``bands`` is scratch ``(5, len(edges))`` float64. Band sums may be reassociated.
+    """
+    n_points = edges.shape[0]
+    for t in range(n_frames):
+        x_row, p_row, g_row = spec[t], delayed[t], gains[t]
+        for j in range(5):
+            bands[j, n_points - 1] = 0.0
+        bands[0, 0] = bands[1, 0] = bands[2, 0] = bands[3, 0] = 0.0
+        for b in range(n_points - 1):
+            lo_xx = hi_xx = lo_pp = hi_pp = lo_xp = hi_xp = lo_gx = hi_gx = 0.0
+            for f in range(edges[b], edges[b + 1]):
+                w = high[f]
+                x, p = x_row[f], p_row[f]
+                gain = _clamp_gain(g_row[f], min_gain)
+                xx = x.real * x.real + x.imag * x.imag
+                pp = p.real * p.real + p.imag * p.imag
+                xp = x.real * p.real + x.imag * p.imag
+                gx = gain * gain * xx
+                lo_xx += xx - w * xx
+                hi_xx += w * xx
+                lo_pp += pp - w * pp
+                hi_pp += w * pp
+                lo_xp += xp - w * xp
+                hi_xp += w * xp
+                lo_gx += gx - w * gx
+                hi_gx += w * gx
+            bands[0, b] += lo_xx
+            bands[1, b] += lo_pp
+            bands[2, b] += lo_xp
+            bands[3, b] += lo_gx
+            bands[0, b + 1] = hi_xx
+            bands[1, b + 1] = hi_pp
+            bands[2, b + 1] = hi_xp
+            bands[3, b + 1] = hi_gx
+        for b in range(n_points):
+            ex, ep = bands[0, b], bands[1, b]
+            c = bands[2, b] / np.sqrt(1e-20 + ex * ep)
+            g2 = bands[3, b] / (ex + 1e-20)
+            if c > np.sqrt(g2):
+                r = 1.0
+            else:
+                r = c * c * (1.0 - g2) / (0.001 + g2 * (1.0 - c * c))
+                r = np.sqrt(min(1.0, max(0.0, r)))
+            bands[4, b] = strength * r * np.sqrt(ex / (1e-20 + ep))
+        bands[1, 0] = 0.0  # from here: the comb's output energy
+        for b in range(n_points - 1):
+            r_lo, r_hi = bands[4, b], bands[4, b + 1]
+            lo_yy = hi_yy = 0.0
+            for f in range(edges[b], edges[b + 1]):
+                w = high[f]
+                y = x_row[f] + np.float32(r_lo + w * (r_hi - r_lo)) * p_row[f]
+                x_row[f] = y
+                yy = y.real * y.real + y.imag * y.imag
+                lo_yy += yy - w * yy
+                hi_yy += w * yy
+            bands[1, b] += lo_yy
+            bands[1, b + 1] = hi_yy
+        for b in range(n_points):
+            bands[4, b] = np.sqrt(bands[0, b] / (1e-20 + bands[1, b]))
+        for b in range(n_points - 1):
+            n_lo, n_hi = bands[4, b], bands[4, b + 1]
+            for f in range(edges[b], edges[b + 1]):
+                x_row[f] = x_row[f] * np.float32(n_lo + high[f] * (n_hi - n_lo))

@@ -729,6 +729,9 @@ def _postfilter_line(postfilter: dict[str, float | None] | None) -> str:
         else f"release {release:g} dB/s (x{postfilter['release_factor_per_hop']:.4g} per hop)",
         f"exponent {postfilter['gain_exponent']:g}",
     ]
+    strength = postfilter.get("pitch_filter_strength")
+    if strength is not None:
+        parts.append(f"pitch filter {strength:g}")
     return ", ".join(parts) + " (seproc denoise --no-postfilter turns it off)"
 
 

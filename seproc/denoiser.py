@@ -39,6 +39,7 @@ from seproc.errors import ModelError, ParameterError
 from seproc.features import LogPowerFeatures
 from seproc.highband import HighBandGain, ModelRateFrames, host_framing
 from seproc.model import OnnxModel
+from seproc.pitch import PitchFilter
 from seproc.resample import RateBridge
 from seproc.stft import STFT
 
@@ -109,9 +110,11 @@ class Denoiser:
     postfilter : bool
         Apply the gain post-filter that a format-2 mask model's file carries
         (``models/FORMAT.md``: a release of ``gain_release_db_per_s`` on each bin's gain,
-        then ``gain_exponent``), as the model's author tuned it. ``False`` applies the
-        model's raw gains (A/B listening, or a host that smooths on its own). No effect
-        on a model without the keys (:attr:`postfilter` is then ``None``).
+        then ``gain_exponent``; and where the file has ``pitch_filter_strength``, the
+        pitch (comb) filter on the spectrum before the gains, ``seproc.pitch``), as the
+        model's author tuned it. ``False`` applies the model's raw gains to the
+        unfiltered spectrum (A/B listening, or a host that smooths on its own). No
+        effect on a model without the keys (:attr:`postfilter` is then ``None``).
 
     Raises
     ------
@@ -204,6 +207,9 @@ class Denoiser:
         # samples (seproc.highband), else at the model's rate between two resamplers.
         stft_rate_hz = self._sample_rate if self._full_band else info.sample_rate_hz
         self._stft = _stream_stft((n_fft, hop_length, win_length), info.window)
+        self._model_stft = (
+            _stream_stft(model_framing, info.window) if self._full_band else self._stft
+        )
         self._features = LogPowerFeatures(
             info.feature_mean_db, info.feature_std_db, amin=info.feature_amin
         )
@@ -213,7 +219,7 @@ class Denoiser:
             self._model_frames = ModelRateFrames(
                 self._sample_rate,
                 info.sample_rate_hz,
-                _stream_stft(model_framing, info.window),
+                self._model_stft,
                 hop_length,
                 self._channels,
                 self._max_block_samples,
@@ -237,6 +243,8 @@ class Denoiser:
         )
         self._release_factor = info.gain_release_factor
         self._gain_exponent = info.gain_exponent
+        # the pitch (comb) filter on the frames before their gains (seproc.pitch)
+        self._pitch_strength = None if self._postfilter is None else info.pitch_filter_strength
         self._apply_gain = (
             _kernels.apply_mask_gain
             if info.formulation == "mask"
@@ -294,9 +302,11 @@ class Denoiser:
         -------
         dict or None
             ``{"gain_release_db_per_s": float or None, "gain_exponent": float,
-            "release_factor_per_hop": float}`` from the model file (format 2): how fast a
-            bin's gain may fall in dB per second, the exponent on the released gain, and
-            the factor a gain may fall by per model hop. ``None`` when the model carries
+            "release_factor_per_hop": float, "pitch_filter_strength": float or None}``
+            from the model file (format 2): how fast a bin's gain may fall in dB per
+            second, the exponent on the released gain, the factor a gain may fall by per
+            model hop, and the pitch filter's strength (``None``: no pitch filter; see
+            ``seproc.pitch``). ``None`` when the model carries
             no post-filter, is not a mask model, or ``postfilter=False`` was passed. A copy.
         """
         return None if self._postfilter is None else dict(self._postfilter)
@@ -407,6 +417,8 @@ class Denoiser:
             self._delay_history.fill(0.0)
         self._pending_frames = 0
         self._held.fill(0.0)
+        if self._pitch is not None:
+            self._pitch.reset()
         self._analyzer.reset()
         self._synthesizer.reset()
         for state in self._states:
@@ -475,6 +487,19 @@ class Denoiser:
         self._feature_buffer = np.zeros((channels, model_frames, info.n_bins), np.float32)
         self._model_out = np.zeros((channels, model_frames, info.n_bins), np.float32)
         self._held = np.zeros((channels, info.n_bins), np.float32)  # the post-filter's state
+        self._pitch = None
+        # each model frame one pitch period earlier, in the rows of its gains (model_out)
+        self._delayed_spec = np.zeros((channels, model_frames, info.n_bins), np.complex64)
+        self._delayed_rows = list(self._delayed_spec)
+        if self._pitch_strength is not None:
+            if self._model_frames is None:
+                inner_samples, inner_frames = model_block, max_frames
+            else:
+                inner_samples = self._model_frames.samples.shape[1]
+                inner_frames = self._model_frames.max_frames
+            self._pitch = PitchFilter(
+                self._model_stft, info.sample_rate_hz, channels, inner_samples, inner_frames
+            )
         self._activity = np.zeros((channels, max_frames), np.float32)
         self._synthesized = np.zeros((channels, max_frames * self._stft.hop_length), np.float32)
         fifo_capacity = self._bridge.prefill_samples + 2 * (
@@ -582,6 +607,9 @@ class Denoiser:
         """Resample to the model's rate, analyse, run the model, apply its gains."""
         inner = self._bridge.to_inner(self._chunk_views(size)[0])
         n_frames = self._analyzer.push(inner, self._spec)
+        pitch = self._pitch
+        if pitch is not None:
+            pitch.push(inner, inner.shape[1], n_frames, self._delayed_spec, 0)
         low, high = self._activity_bins
         for c in range(self._channels if n_frames else 0):
             views = self._one_frame[c]
@@ -592,6 +620,11 @@ class Denoiser:
                 features = self._feature_buffer[c, :n_frames]
                 rows = self._model_out[c, :n_frames]
             self._run_model(c, n_frames, spec, features, rows, 0)
+            if pitch is not None:
+                pitch.apply(
+                    spec, self._delayed_rows[c], rows, n_frames, self._min_gain,
+                    self._pitch_strength,
+                )  # fmt: skip
             self._apply_gain(spec, rows, self._min_gain, low, high, views.activity)
         return n_frames
 
@@ -600,6 +633,12 @@ class Denoiser:
         block, _ = self._chunk_views(size)
         n_model = self._model_frames.process(block, self._model_spec)
         pending = self._pending_frames
+        pitch = self._pitch
+        if pitch is not None:
+            model_frames = self._model_frames
+            pitch.push(
+                model_frames.samples, model_frames.n_samples, n_model, self._delayed_spec, pending
+            )
         for c in range(self._channels if n_model else 0):
             views = self._one_frame[c]
             if n_model == 1:  # a 10 ms callback: the views bound once
@@ -618,11 +657,17 @@ class Denoiser:
                 spec, gains = views.host_spec, views.rows[0]
             else:
                 spec, gains = self._spec[c, :n_frames], self._model_out[c, :n_frames]
+            if pitch is not None:
+                pitch.apply(
+                    spec, self._delayed_rows[c], gains, n_frames, self._min_gain,
+                    self._pitch_strength,
+                )  # fmt: skip
             self._high_band.apply(spec, gains, self._min_gain, views.activity)
         left = pending + n_model - n_frames  # 0 or 1 (ModelRateFrames checks)
         if left and n_frames:
             for c in range(self._channels):
                 self._model_out[c, 0] = self._model_out[c, n_frames]
+                self._delayed_spec[c, 0] = self._delayed_spec[c, n_frames]
         self._pending_frames = left
         return n_frames
 

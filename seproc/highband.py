@@ -152,15 +152,22 @@ class ModelRateFrames:
     max_frames = Setting[int](
         "_analyzer.max_frames", "The most model-rate frames one :meth:`process` call completes."
     )
+    samples = Setting[np.ndarray](
+        "_inner",
+        "The model-rate samples of the last :meth:`process` call in their first "
+        ":attr:`n_samples` columns (the buffer itself; the next call overwrites it).",
+    )
+    n_samples = Setting[int]("_count", "How many model-rate samples the last call made.")
 
     def reset(self) -> None:
         """Start a new stream."""
         self._resampler.reset()
         self._analyzer.reset()
+        self._count = 0
 
     def process(self, block: np.ndarray, spec: np.ndarray) -> int:
         """Resample a host block and write the model-rate frames it completes into ``spec``."""
-        count = self._resampler.push_into(block, self._inner)
+        self._count = count = self._resampler.push_into(block, self._inner)
         return self._analyzer.push(self._inner[:, :count], spec)
 
 

@@ -76,7 +76,7 @@ _REQUIRED_KEYS = (
 )
 _SUPPORTED_FORMATS = ("1", "2")
 """The ``seproc_model_format`` versions this seproc reads; 2 adds the gain post-filter."""
-POSTFILTER_KEYS = ("gain_release_db_per_s", "gain_exponent")
+POSTFILTER_KEYS = ("gain_release_db_per_s", "gain_exponent", "pitch_filter_strength")
 """The optional metadata keys of a format-2 mask model's gain post-filter (models/FORMAT.md)."""
 _WINDOW_MS = (8.0, 128.0)
 """The shortest and longest STFT window (``win_length``, and ``n_fft`` at most the
@@ -138,6 +138,9 @@ class ModelInfo:
     gain_exponent : float
         The post-filter's exponent on the released gain (format 2, mask models); 1 when
         the file does not say.
+    pitch_filter_strength : float or None
+        The pitch (comb) filter's strength before the gains (format 2, mask models;
+        ``seproc.pitch``, 1 is RNNoise's); ``None`` when the file does not say (no comb).
     state_shapes : dict[str, tuple[int, ...]]
         The shape of every state tensor, keyed by its name without ``_in``/``_out``.
     """
@@ -160,6 +163,7 @@ class ModelInfo:
     state_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     gain_release_db_per_s: float | None = None
     gain_exponent: float = 1.0
+    pitch_filter_strength: float | None = None
 
     @property
     def n_bins(self) -> int:
@@ -173,8 +177,12 @@ class ModelInfo:
 
     @property
     def has_postfilter(self) -> bool:
-        """Whether the file asks for a gain post-filter (either key of format 2)."""
-        return self.gain_release_db_per_s is not None or self.gain_exponent != 1.0
+        """Whether the file asks for a gain post-filter (any of :data:`POSTFILTER_KEYS`)."""
+        return (
+            self.gain_release_db_per_s is not None
+            or self.gain_exponent != 1.0
+            or self.pitch_filter_strength is not None
+        )
 
     @property
     def gain_release_factor(self) -> float:
@@ -194,8 +202,9 @@ class ModelInfo:
         Returns
         -------
         dict or None
-            ``{"gain_release_db_per_s", "gain_exponent", "release_factor_per_hop"}``, or
-            ``None`` when the file carries no post-filter (format 1).
+            ``{"gain_release_db_per_s", "gain_exponent", "release_factor_per_hop",
+            "pitch_filter_strength"}``, or ``None`` when the file carries no post-filter
+            (format 1).
         """
         if not self.has_postfilter:
             return None
@@ -203,6 +212,7 @@ class ModelInfo:
             "gain_release_db_per_s": self.gain_release_db_per_s,
             "gain_exponent": self.gain_exponent,
             "release_factor_per_hop": self.gain_release_factor,
+            "pitch_filter_strength": self.pitch_filter_strength,
         }
 
 
@@ -813,7 +823,7 @@ def _read_info(path: Path, session: ort.InferenceSession) -> ModelInfo:
         _metadata_int(path, meta, "lookahead_frames", 0) if "lookahead_frames" in meta else 0
     )
     formulation = meta["formulation"]
-    release_db_per_s, exponent = _postfilter_metadata(path, meta, formulation)
+    release_db_per_s, exponent, pitch_strength = _postfilter_metadata(path, meta, formulation)
     state_shapes = _validate_io(path, session, n_bins, FORMULATIONS[formulation])
     return ModelInfo(
         path=path,
@@ -834,19 +844,21 @@ def _read_info(path: Path, session: ort.InferenceSession) -> ModelInfo:
         state_shapes=state_shapes,
         gain_release_db_per_s=release_db_per_s,
         gain_exponent=exponent,
+        pitch_filter_strength=pitch_strength,
     )
 
 
 def _postfilter_metadata(
     path: Path, meta: dict[str, str], formulation: str
-) -> tuple[float | None, float]:
-    """Return ``(gain_release_db_per_s or None, gain_exponent)`` from the metadata, validated.
+) -> tuple[float | None, float, float | None]:
+    """Return the post-filter from the metadata, validated.
 
-    Both keys are optional, belong to format 2, and apply to mask models only.
+    ``(gain_release_db_per_s or None, gain_exponent, pitch_filter_strength or None)``.
+    Every key is optional, belongs to format 2, and applies to mask models only.
     """
     present = [key for key in POSTFILTER_KEYS if key in meta]
     if not present:
-        return None, 1.0
+        return None, 1.0, None
     if formulation != "mask":
         raise ModelError(
             f"Model {path}: metadata {', '.join(present)} (the gain post-filter) applies to "
@@ -871,7 +883,11 @@ def _postfilter_metadata(
                 "(see models/FORMAT.md, format 2)."
             )
         values[key] = value
-    return values.get("gain_release_db_per_s"), values.get("gain_exponent", 1.0)
+    return (
+        values.get("gain_release_db_per_s"),
+        values.get("gain_exponent", 1.0),
+        values.get("pitch_filter_strength"),
+    )
 
 
 def _check_frames_tensor(path: Path, kind: str, arg: ort.NodeArg, n_bins: int) -> None:

@@ -35,7 +35,14 @@ from seproc._validation import (
 )
 from seproc.errors import ParameterError
 
-__all__ = ["PLANNER_EFFORTS", "STFT", "WINDOWS", "StreamingAnalyzer", "StreamingSynthesizer"]
+__all__ = [
+    "PLANNER_EFFORTS",
+    "STFT",
+    "WINDOWS",
+    "RowTransforms",
+    "StreamingAnalyzer",
+    "StreamingSynthesizer",
+]
 
 WINDOWS = ("sqrt_hann", "hann")
 PLANNER_EFFORTS = ("FFTW_ESTIMATE", "FFTW_MEASURE", "FFTW_PATIENT", "FFTW_EXHAUSTIVE")
@@ -56,14 +63,15 @@ def _aligned_rows(n_rows: int, n_cols: int, dtype: np.dtype) -> np.ndarray:
     return rows
 
 
-class _RowTransforms:
+class RowTransforms:
     """``n_rows`` identical one-frame FFTW plans over the rows of two aligned buffers.
 
     Every row is planned as the same FFTW problem (same size, strides and alignment), so
     FFTW's wisdom gives every row, in every object of the process, the same algorithm:
     a frame's transform does not depend on how frames are batched, which is what makes
-    streaming equal offline bit for bit. Planning happens before any data is written
-    (``FFTW_MEASURE`` overwrites the arrays it plans on).
+    streaming equal offline bit for bit (and the pitch filter's delayed frames,
+    ``seproc.pitch``). Planning happens before any data is written (``FFTW_MEASURE``
+    overwrites the arrays it plans on).
     """
 
     def __init__(self, n_rows: int, n_fft: int, dtype: np.dtype, effort: str, inverse: bool):
@@ -102,7 +110,7 @@ class _RowTransforms:
             execute[r]()
 
 
-class _BatchTransforms(_RowTransforms):
+class _BatchTransforms(RowTransforms):
     """One FFTW plan over all rows (offline), used only if it equals the one-frame plan.
 
     Offline transforms run many frames at once; one batched plan saves the per-frame
@@ -136,7 +144,7 @@ class _BatchTransforms(_RowTransforms):
                 flags=(effort,),
                 threads=1,
             )
-        single = _RowTransforms(1, n_fft, dtype, effort, inverse)
+        single = RowTransforms(1, n_fft, dtype, effort, inverse)
         rng = np.random.default_rng(0)
         if inverse:
             source = rng.standard_normal((n_rows, 2 * n_bins)).view(np.complex128)
@@ -275,8 +283,8 @@ class STFT:
         # The inverse FFT is unnormalised: fold 1 / n_fft into the synthesis window.
         self._synthesis_scaled = _frozen((synthesis / self._n_fft).astype(self._dtype))
         self._offline_lock = threading.Lock()
-        self._offline_forward: _RowTransforms | None = None
-        self._offline_inverse: _RowTransforms | None = None
+        self._offline_forward: RowTransforms | None = None
+        self._offline_inverse: RowTransforms | None = None
 
     def _window_pair(self) -> tuple[np.ndarray, np.ndarray]:
         win, hop = self._win_length, self._hop_length
@@ -357,7 +365,7 @@ class STFT:
 
     # -- offline --------------------------------------------------------------------------
 
-    def _workspace(self, channels: int, inverse: bool) -> _RowTransforms:
+    def _workspace(self, channels: int, inverse: bool) -> RowTransforms:
         current = self._offline_inverse if inverse else self._offline_forward
         if current is None or current.n_rows < channels:
             rows = max(_OFFLINE_ROWS, channels)
@@ -519,7 +527,7 @@ class StreamingAnalyzer:
         self._history = np.zeros(
             (self._channels, stft.win_length - 1 + self._max_block_samples), stft.dtype
         )
-        self._forward = _RowTransforms(
+        self._forward = RowTransforms(
             self._channels * self._max_frames, stft.n_fft, stft.dtype, stft.planner_effort, False
         )
         self._args = (hop, stft._window, stft._pad_left, stft.win_length, self._forward.real)
@@ -633,7 +641,7 @@ class StreamingSynthesizer:
             (self._channels, stft.latency_samples + self._max_frames * stft.hop_length),
             stft.dtype,
         )
-        self._inverse = _RowTransforms(
+        self._inverse = RowTransforms(
             self._channels * self._max_frames, stft.n_fft, stft.dtype, stft.planner_effort, True
         )
         self.reset()

@@ -26,6 +26,7 @@ LAYERS = [
     "seproc.features",
     "seproc.resample",
     "seproc.highband",
+    "seproc.pitch",
     "seproc._onnx_proto",
     "seproc._one_frame",
     "seproc._blas_net",

@@ -231,6 +231,7 @@ def test_the_postfilter_property_reports_the_active_values(models):
         "gain_release_db_per_s": RELEASE_DB_PER_S,
         "gain_exponent": EXPONENT,
         "release_factor_per_hop": pytest.approx(10 ** (-RELEASE_DB_PER_S * 0.01 / 20)),
+        "pitch_filter_strength": None,
     }
     denoiser.postfilter["gain_exponent"] = 9.0  # a copy: the Denoiser keeps its own
     assert denoiser.postfilter["gain_exponent"] == EXPONENT

@@ -8,10 +8,12 @@ Command::
 writes ``gain_release_db_per_s`` and ``gain_exponent`` into the model's metadata and
 sets ``seproc_model_format`` to 2: per bin, the runtime lets a gain fall by at most
 ``gain_release_db_per_s`` per second and raises the held gain to ``gain_exponent``
-(``seproc.Denoiser(postfilter=False)`` turns it off). ``--release-db-per-s 0`` (or none)
-with ``--exponent 1`` (or none) removes both keys and sets the format back to 1, the
-model's raw gains. Only the metadata changes: every node, initializer and other
-metadata entry is left as it was, in its order.
+(``seproc.Denoiser(postfilter=False)`` turns it off). ``--pitch-filter-strength 1``
+adds ``pitch_filter_strength``: RNNoise's pitch (comb) filter on the frames before the
+gains (``seproc.pitch``). Without any of the three (or with 0, 1, 0) the keys are
+removed and the format set back to 1, the model's raw gains. Only the metadata
+changes: every node, initializer and other metadata entry is left as it was, in its
+order.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ def _format_float(value: float) -> str:
 
 
 def postfilter_keys(
-    release_db_per_s: float | None = None, exponent: float | None = None
+    release_db_per_s: float | None = None,
+    exponent: float | None = None,
+    pitch_filter_strength: float | None = None,
 ) -> dict[str, str]:
     """Return the post-filter's metadata entries, key -> value (empty: no post-filter).
 
@@ -43,6 +47,8 @@ def postfilter_keys(
         ``gain_release_db_per_s``, >= 0; ``None`` or 0 leaves the key out.
     exponent : float or None
         ``gain_exponent``, > 0; ``None`` or 1 leaves the key out.
+    pitch_filter_strength : float or None
+        ``pitch_filter_strength``, >= 0 (1: RNNoise's comb); ``None`` or 0 leaves it out.
 
     Raises
     ------
@@ -52,17 +58,20 @@ def postfilter_keys(
     for name, value, allowed_zero in (
         ("release_db_per_s", release_db_per_s, True),
         ("exponent", exponent, False),
+        ("pitch_filter_strength", pitch_filter_strength, True),
     ):
         if value is None:
             continue
         if not math.isfinite(value) or value < 0 or (value == 0 and not allowed_zero):
-            rule = ">= 0 (0: no release)" if allowed_zero else "> 0 (1: no exponent)"
+            rule = ">= 0 (0: none)" if allowed_zero else "> 0 (1: no exponent)"
             raise ValueError(f"{name}={value!r} must be a finite number {rule}")
     keys: dict[str, str] = {}
     if release_db_per_s:
         keys["gain_release_db_per_s"] = _format_float(release_db_per_s)
     if exponent is not None and exponent != 1.0:
         keys["gain_exponent"] = _format_float(exponent)
+    if pitch_filter_strength:
+        keys["pitch_filter_strength"] = _format_float(pitch_filter_strength)
     return keys
 
 
@@ -71,6 +80,7 @@ def set_postfilter(
     target: Path,
     release_db_per_s: float | None = None,
     exponent: float | None = None,
+    pitch_filter_strength: float | None = None,
 ) -> dict[str, str]:
     """Copy ``source`` to ``target`` with the post-filter keys set (or removed).
 
@@ -82,6 +92,9 @@ def set_postfilter(
         ``gain_release_db_per_s``, > 0; ``None`` or 0 leaves the key out.
     exponent : float or None
         ``gain_exponent``, > 0; ``None`` or 1 leaves the key out.
+    pitch_filter_strength : float or None
+        ``pitch_filter_strength`` (the comb before the gains, ``seproc.pitch``), >= 0;
+        ``None`` or 0 leaves the key out.
 
     Returns
     -------
@@ -94,7 +107,7 @@ def set_postfilter(
         If a value is negative, zero (the exponent) or not finite, or if the model is
         not a seproc mask model and a key would be written.
     """
-    keys = postfilter_keys(release_db_per_s, exponent)
+    keys = postfilter_keys(release_db_per_s, exponent, pitch_filter_strength)
     model = onnx.load(str(source), load_external_data=False)
     meta = {entry.key: entry.value for entry in model.metadata_props}
     if "seproc_model_format" not in meta:
@@ -119,7 +132,10 @@ def set_postfilter(
 
 
 def add_postfilter_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--release-db-per-s`` and ``--exponent`` (this tool's and ``training.export``'s)."""
+    """Add ``--release-db-per-s``, ``--exponent``, ``--pitch-filter-strength``.
+
+    This tool's and ``training.export``'s.
+    """
     parser.add_argument(
         "--release-db-per-s",
         type=float,
@@ -134,6 +150,14 @@ def add_postfilter_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the gain post-filter's exponent on the released gain (1 or absent: none)",
     )
+    parser.add_argument(
+        "--pitch-filter-strength",
+        type=float,
+        default=None,
+        metavar="S",
+        help="the pitch (comb) filter before the gains, 1 = RNNoise's (seproc.pitch; "
+        "0 or absent: none)",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -144,7 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     add_postfilter_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        written = set_postfilter(args.model, args.out, args.release_db_per_s, args.exponent)
+        written = set_postfilter(
+            args.model, args.out, args.release_db_per_s, args.exponent, args.pitch_filter_strength
+        )
     except ValueError as error:
         parser.error(str(error))
     for key, value in written.items():

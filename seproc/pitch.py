@@ -1,0 +1,179 @@
+"""A pitch (comb) filter for a mask model's frames: RNNoise's, in streaming form.
+
+A mask model's gains are real and, at 50 Hz bins after its encoder's first halving of
+the frequency axis, too coarse to keep the noise between a voice's harmonics out. The
+pitch filter adds to each frame ``X`` its copy one pitch period earlier ``P`` (the
+stream's samples, windowed like the frame), band by band with a strength set by how
+well the two correlate and by how much the gains will remove (Valin, "A Hybrid
+DSP/Deep Learning Approach to Real-Time Full-Band Speech Enhancement", 2018, and
+RNNoise's ``pitch_filter``), then scales each band back to its energy: the harmonics
+add in phase and rise above the noise between them; where the gains keep everything
+(``g = 1``) nothing changes. The gains are applied afterwards, as before.
+
+The period is searched per frame in the past only (no look-ahead, no added latency):
+50 to 500 Hz, coarse on the signal averaged to about 4 kHz, then refined at the
+stream's rate (:func:`seproc._kernels.pitch_lag`).
+
+:class:`PitchFilter` keeps the history per channel, cuts each frame's delayed copy and
+transforms it (pyfftw, planned once); :meth:`PitchFilter.apply` filters a spectrum's
+frames in place. It works on the model's frames; at full band the host-rate frames'
+first bins are the model's bins (``seproc.highband``), so the same delayed spectrum
+filters them (the band energies make the scale of ``P`` irrelevant).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from seproc import _kernels
+from seproc.stft import STFT, RowTransforms
+
+__all__ = ["MAX_PITCH_HZ", "MIN_PITCH_HZ", "PitchFilter", "band_edges"]
+
+MIN_PITCH_HZ = 50.0
+"""The lowest pitch searched (the longest period)."""
+MAX_PITCH_HZ = 500.0
+"""The highest pitch searched (the shortest period)."""
+COARSE_RATE_HZ = 4000
+"""About the rate of the coarse period search (the stream averaged over whole samples)."""
+BAND_EDGES_HZ = (
+    0, 200, 400, 600, 800, 1000, 1200, 1400, 1600, 2000, 2400, 2800, 3200, 4000, 4800,
+    5600, 6800, 8000, 9600, 12000, 15600, 20000,
+)  # fmt: skip
+"""RNNoise's band points (``eband5ms`` at 48 kHz): the comb's strength is set per band."""
+
+
+def band_edges(rate_hz: int, n_fft: int) -> np.ndarray:
+    """Return the bins of :data:`BAND_EDGES_HZ` below ``rate_hz / 2``, then the bin count.
+
+    Parameters
+    ----------
+    rate_hz : int
+        The frames' sample rate in Hz.
+    n_fft : int
+        Their FFT size (``n_fft // 2 + 1`` bins).
+
+    Returns
+    -------
+    np.ndarray [shape=(points,)], int64
+        Increasing band points; the last is ``n_fft // 2 + 1`` (the top band's end).
+    """
+    n_bins = n_fft // 2 + 1
+    bins = sorted({round(hz * n_fft / rate_hz) for hz in BAND_EDGES_HZ})
+    edges = [b for b in bins if b < n_bins - 1] + [n_bins]
+    return np.asarray(edges, np.int64)
+
+
+class PitchFilter:
+    """The delayed frames of a stream and the comb that adds them (see the module).
+
+    Parameters
+    ----------
+    stft : seproc.stft.STFT
+        The frames' STFT (the model's): its rate-independent settings and window.
+    rate_hz : int
+        The stream's sample rate in Hz (the model's).
+    channels : int
+        Channels per block.
+    max_block_samples : int
+        The most samples one :meth:`push` appends.
+    max_frames : int
+        The most frames one :meth:`push` completes.
+    """
+
+    def __init__(
+        self, stft: STFT, rate_hz: int, channels: int, max_block_samples: int, max_frames: int
+    ) -> None:
+        if stft.n_fft != stft.win_length:
+            raise ValueError(
+                f"The pitch filter needs n_fft == win_length, got {stft.n_fft} and "
+                f"{stft.win_length}."
+            )
+        self._hop = stft.hop_length
+        self._win_length = stft.win_length
+        self._decimation = max(1, rate_hz // COARSE_RATE_HZ)
+        d = self._decimation
+        self._min_lag = max(d, int(rate_hz / MAX_PITCH_HZ))
+        self._max_lag = -(-int(np.ceil(rate_hz / MIN_PITCH_HZ)) // d) * d
+        self._keep = self._win_length + self._max_lag
+        self._channels = channels
+        self._max_frames = max_frames
+        self._history = np.zeros((channels, self._keep + max_block_samples), np.float32)
+        self._window = np.ascontiguousarray(stft.window[: self._win_length], np.float32)
+        self._transforms = RowTransforms(
+            channels * max_frames, stft.n_fft, np.dtype(np.float32), "FFTW_ESTIMATE", False
+        )
+        self._n_bins = stft.n_bins
+        self._scratch = np.zeros(2 * (self._win_length + self._max_lag) // d + 1, np.float32)
+        edges = band_edges(rate_hz, stft.n_fft)
+        self._edges = edges
+        # each bin's weight towards the band point above it (triangular bands)
+        self._high = np.zeros(self._n_bins, np.float64)
+        for b in range(edges.size - 1):
+            bins = np.arange(edges[b], edges[b + 1])
+            self._high[bins] = (bins - edges[b]) / (edges[b + 1] - edges[b])
+        self._bands = np.zeros((5, edges.size), np.float64)
+        # the kernel's settings and the end of the next frame in the next block (7th)
+        self._params = np.array(
+            [self._keep, self._hop, self._win_length, self._min_lag, self._max_lag, d, 0],
+            np.int64,
+        )
+        self._rows = self._transforms.real
+        self._run = self._transforms.run
+        self._spectra = self._transforms.spec
+        self.reset()
+
+    @property
+    def lag_range(self) -> tuple[int, int]:
+        """The shortest and longest period searched, in samples."""
+        return self._min_lag, self._max_lag
+
+    def reset(self) -> None:
+        """Start a new stream: the past is silence."""
+        self._history.fill(0)
+        self._params[6] = self._hop  # frame 0 ends hop samples into the stream
+
+    def push(self, block: np.ndarray, n: int, n_frames: int, out: np.ndarray, first: int) -> None:
+        """Append ``block[:, :n]``; write the delayed spectra of the ``n_frames`` it completed.
+
+        The frames are the STFT's: frame ``f`` of the stream ends ``(f + 1) * hop``
+        samples in (the streaming analyzer's), so ``n_frames`` is what the analyzer
+        returned for the same samples. Their delayed spectra go to
+        ``out[c, first : first + n_frames]`` (complex64, ``n_bins`` wide).
+        """
+        _kernels.pitch_frames(
+            self._history, block, n, n_frames, self._window, self._rows, self._scratch,
+            self._params,
+        )  # fmt: skip
+        if n_frames:
+            self._run(n_frames * self._channels)
+            _kernels.rows_to_spec(self._spectra, n_frames, self._n_bins, out, first)
+
+    def apply(
+        self, spec: np.ndarray, delayed: np.ndarray, gains: np.ndarray, n_frames: int,
+        min_gain: float, strength: float = 1.0,
+    ) -> None:  # fmt: skip
+        """Add the delayed frames to one channel's ``spec[:n_frames]`` in place (the comb).
+
+        Parameters
+        ----------
+        spec : np.ndarray [shape=(>= n_frames, >= n_bins)], complex64
+            The frames the gains will be applied to (model-rate or host-rate: only the
+            first ``n_bins`` bins, the model's, are filtered).
+        delayed : np.ndarray [shape=(>= n_frames, n_bins)], complex64
+            Their delayed copies (:meth:`push`).
+        gains : np.ndarray [shape=(>= n_frames, n_bins)], float32
+            The gains that will be applied (after the post-filter's release).
+        n_frames : int
+            Frames to filter.
+        min_gain : float
+            The attenuation limit as a gain; at 1 (a bypass) nothing is done.
+        strength : float
+            Scales the delayed copy's share (1: RNNoise's).
+        """
+        if min_gain >= 1.0:
+            return
+        _kernels.pitch_comb(
+            spec, delayed, gains, n_frames, min_gain, strength, self._edges, self._high,
+            self._bands,
+        )  # fmt: skip

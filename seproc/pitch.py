@@ -28,12 +28,14 @@ import numpy as np
 from seproc import _kernels
 from seproc.stft import STFT, RowTransforms
 
-__all__ = ["MAX_PITCH_HZ", "MIN_PITCH_HZ", "PitchFilter", "band_edges"]
+__all__ = ["MAX_PITCH_HZ", "MIN_PITCH_HZ", "PitchFilter", "band_edges", "lag_scratch_samples"]
 
 MIN_PITCH_HZ = 50.0
 """The lowest pitch searched (the longest period)."""
 MAX_PITCH_HZ = 500.0
 """The highest pitch searched (the shortest period)."""
+GROUP_FRAMES = 8
+"""The most frames whose delayed copies one FFTW batch transforms (see PitchFilter)."""
 COARSE_RATE_HZ = 4000
 """About the rate of the coarse period search (the stream averaged over whole samples)."""
 BAND_EDGES_HZ = (
@@ -41,6 +43,12 @@ BAND_EDGES_HZ = (
     5600, 6800, 8000, 9600, 12000, 15600, 20000,
 )  # fmt: skip
 """RNNoise's band points (``eband5ms`` at 48 kHz): the comb's strength is set per band."""
+
+
+def lag_scratch_samples(win_length: int, max_lag: int, decimation: int) -> int:
+    """Return the length of :func:`seproc._kernels.pitch_lag`'s float32 scratch."""
+    n_small, coarse_max = win_length // decimation, max_lag // decimation
+    return 2 * n_small + 2 * coarse_max + 1
 
 
 def band_edges(rate_hz: int, n_fft: int) -> np.ndarray:
@@ -79,10 +87,22 @@ class PitchFilter:
         The most samples one :meth:`push` appends.
     max_frames : int
         The most frames one :meth:`push` completes.
+    strength : float
+        Scales the delayed copy's share (1: RNNoise's).
+    min_gain : float
+        The attenuation limit as a gain, below 1 (at 1, a bypass, make no pitch filter).
     """
 
     def __init__(
-        self, stft: STFT, rate_hz: int, channels: int, max_block_samples: int, max_frames: int
+        self,
+        stft: STFT,
+        rate_hz: int,
+        channels: int,
+        max_block_samples: int,
+        max_frames: int,
+        *,
+        strength: float = 1.0,
+        min_gain: float = 0.0,
     ) -> None:
         if stft.n_fft != stft.win_length:
             raise ValueError(
@@ -97,14 +117,22 @@ class PitchFilter:
         self._max_lag = -(-int(np.ceil(rate_hz / MIN_PITCH_HZ)) // d) * d
         self._keep = self._win_length + self._max_lag
         self._channels = channels
-        self._max_frames = max_frames
+        # frames transformed per FFTW batch: a streaming call's all, an offline call's in
+        # groups (each row is a plan, and planning thousands costs more than the groups)
+        self._group_frames = min(max_frames, GROUP_FRAMES)
         self._history = np.zeros((channels, self._keep + max_block_samples), np.float32)
         self._window = np.ascontiguousarray(stft.window[: self._win_length], np.float32)
         self._transforms = RowTransforms(
-            channels * max_frames, stft.n_fft, np.dtype(np.float32), "FFTW_ESTIMATE", False
+            channels * self._group_frames,
+            stft.n_fft,
+            np.dtype(np.float32),
+            "FFTW_ESTIMATE",
+            False,
         )
         self._n_bins = stft.n_bins
-        self._scratch = np.zeros(2 * (self._win_length + self._max_lag) // d + 1, np.float32)
+        self._scratch = np.zeros(
+            lag_scratch_samples(self._win_length, self._max_lag, d), np.float32
+        )
         edges = band_edges(rate_hz, stft.n_fft)
         self._edges = edges
         # each bin's weight towards the band point above it (triangular bands)
@@ -113,6 +141,7 @@ class PitchFilter:
             bins = np.arange(edges[b], edges[b + 1])
             self._high[bins] = (bins - edges[b]) / (edges[b + 1] - edges[b])
         self._bands = np.zeros((5, edges.size), np.float64)
+        self._comb_args = (float(min_gain), float(strength), edges, self._high, self._bands)
         # the kernel's settings and the end of the next frame in the next block (7th)
         self._params = np.array(
             [self._keep, self._hop, self._win_length, self._min_lag, self._max_lag, d, 0],
@@ -141,18 +170,34 @@ class PitchFilter:
         returned for the same samples. Their delayed spectra go to
         ``out[c, first : first + n_frames]`` (complex64, ``n_bins`` wide).
         """
-        _kernels.pitch_frames(
-            self._history, block, n, n_frames, self._window, self._rows, self._scratch,
-            self._params,
-        )  # fmt: skip
-        if n_frames:
-            self._run(n_frames * self._channels)
-            _kernels.rows_to_spec(self._spectra, n_frames, self._n_bins, out, first)
+        group = self._group_frames
+        if n_frames <= group:  # a streaming call: one batch
+            _kernels.pitch_frames(
+                self._history, block, n, 0, n_frames, True, self._window, self._rows,
+                self._scratch, self._params,
+            )  # fmt: skip
+            if n_frames:
+                self._run(n_frames * self._channels)
+                _kernels.rows_to_spec(self._spectra, n_frames, self._n_bins, out, first)
+            return
+        done = 0
+        while True:
+            count = min(group, n_frames - done)
+            last = done + count == n_frames
+            _kernels.pitch_frames(
+                self._history, block, n, done, count, last, self._window, self._rows,
+                self._scratch, self._params,
+            )  # fmt: skip
+            if count:
+                self._run(count * self._channels)
+                _kernels.rows_to_spec(self._spectra, count, self._n_bins, out, first + done)
+            done += count
+            if last:
+                return
 
     def apply(
-        self, spec: np.ndarray, delayed: np.ndarray, gains: np.ndarray, n_frames: int,
-        min_gain: float, strength: float = 1.0,
-    ) -> None:  # fmt: skip
+        self, spec: np.ndarray, delayed: np.ndarray, gains: np.ndarray, n_frames: int
+    ) -> None:
         """Add the delayed frames to one channel's ``spec[:n_frames]`` in place (the comb).
 
         Parameters
@@ -163,17 +208,9 @@ class PitchFilter:
         delayed : np.ndarray [shape=(>= n_frames, n_bins)], complex64
             Their delayed copies (:meth:`push`).
         gains : np.ndarray [shape=(>= n_frames, n_bins)], float32
-            The gains that will be applied (after the post-filter's release).
+            The gains that will be applied (after the post-filter's release), raised to
+            ``min_gain`` here.
         n_frames : int
             Frames to filter.
-        min_gain : float
-            The attenuation limit as a gain; at 1 (a bypass) nothing is done.
-        strength : float
-            Scales the delayed copy's share (1: RNNoise's).
         """
-        if min_gain >= 1.0:
-            return
-        _kernels.pitch_comb(
-            spec, delayed, gains, n_frames, min_gain, strength, self._edges, self._high,
-            self._bands,
-        )  # fmt: skip
+        _kernels.pitch_comb(spec, delayed, gains, n_frames, *self._comb_args)

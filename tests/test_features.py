@@ -136,3 +136,28 @@ def test_bad_compute_arguments_raise():
         db_to_power(np.array(["a"]))
     with pytest.raises(ParameterError, match=r"Parameter power must be a real array"):
         power_to_db(np.ones(3, np.complex64))
+
+
+def test_log_power_features_refuse_a_subnormal_amin():
+    with pytest.raises(ParameterError, match="amin=1e-310 must be at least"):
+        LogPowerFeatures(np.zeros(3), np.ones(3), amin=1e-310)
+
+
+def test_log_power_features_equal_numpys_log10_over_the_float32_range():
+    """The kernel's vectorised log against numpy's log10, float64 then float32 (any bin)."""
+    rng = np.random.default_rng(8)
+    magnitude = 10 ** rng.uniform(-22, 3, (400, 257))
+    phase = rng.uniform(0, 2 * np.pi, magnitude.shape)
+    spec = (magnitude * np.exp(1j * phase)).astype(np.complex64)
+    spec[0, :5] = 0  # silence: the floor
+    mean, std = rng.normal(0, 20, 257), rng.uniform(5, 25, 257)
+    features = LogPowerFeatures(mean, std, amin=1e-10)
+    out = np.zeros(spec.shape, np.float32)
+    db = np.zeros(spec.shape, np.float32)
+    features.compute(spec, out, db_out=db)
+    power = spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2
+    expected_db = 10 * np.log10(np.maximum(power, 1e-10))
+    np.testing.assert_allclose(db, expected_db.astype(np.float32), rtol=2e-7, atol=0)
+    expected = ((expected_db - mean) / std).astype(np.float32)
+    assert np.mean(out == expected) > 0.999  # equal but within 1e-11 dB of a rounding edge
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)

@@ -9,7 +9,7 @@ import scipy.signal
 from seproc import Denoiser, _kernels
 from seproc.errors import ModelError
 from seproc.model import OnnxModel, default_model_path
-from seproc.pitch import PitchFilter, band_edges
+from seproc.pitch import PitchFilter, band_edges, lag_scratch_samples
 from seproc.stft import STFT
 from tests.model_factory import make_model
 from tests.streaming import peak_bytes_into_out, stream
@@ -51,7 +51,7 @@ def stft16() -> STFT:
 def test_the_period_of_a_harmonic_tone_is_found_within_one_sample(f0_hz):
     """Not a multiple of the period (the doubling check), and refined at the full rate."""
     x = voiced(4000, f0_hz, noise=0.01)[0]
-    scratch = np.zeros(2 * (320 + 320) // 4 + 1, np.float32)
+    scratch = np.zeros(lag_scratch_samples(320, 320, 4), np.float32)
     lag = _kernels.pitch_lag(x, 3000, 320, 32, 320, 4, scratch)
     assert abs(lag - RATE / f0_hz) <= 1.0
 
@@ -60,7 +60,7 @@ def test_the_period_search_agrees_with_a_full_search_on_scipys_correlation():
     """On a tone in noise, against every lag's normalised correlation (scipy): the lag
     found correlates within 0.85 of the best lag, which is a whole multiple of it."""
     x = voiced(6000, 180.0, noise=0.05, seed=3)[0].astype(np.float64)
-    scratch = np.zeros(2 * (320 + 320) // 4 + 1, np.float32)
+    scratch = np.zeros(lag_scratch_samples(320, 320, 4), np.float32)
     for end in range(1000, 6000, 160):
         segment = x[end - 320 : end]
         past = x[end - 320 - 320 : end]
@@ -76,7 +76,7 @@ def test_the_period_search_agrees_with_a_full_search_on_scipys_correlation():
 
 
 def test_silence_gives_the_shortest_period():
-    scratch = np.zeros(2 * (320 + 320) // 4 + 1, np.float32)
+    scratch = np.zeros(lag_scratch_samples(320, 320, 4), np.float32)
     assert _kernels.pitch_lag(np.zeros(2000, np.float32), 1500, 320, 32, 320, 4, scratch) == 32
 
 
@@ -119,9 +119,9 @@ def test_the_comb_matches_a_numpy_reference(strength):
         np.complex64
     )
     g = rng.uniform(0.01, 1.0, shape).astype(np.float32)
-    pitch = PitchFilter(stft16(), RATE, 1, 160, 1)
+    pitch = PitchFilter(stft16(), RATE, 1, 160, 1, strength=strength, min_gain=0.01)
     got = x.copy()
-    pitch.apply(got, p, g, len(x), 0.01, strength)
+    pitch.apply(got, p, g, len(x))
     expected = comb_reference(x.astype(np.complex128), p, g, strength, band_edges(RATE, 320))
     assert np.max(np.abs(got - x)) > 0.1  # it does something
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5 * np.abs(x).max())
@@ -131,19 +131,21 @@ def test_the_comb_keeps_each_bands_energy_and_leaves_unit_gains_alone():
     rng = np.random.default_rng(6)
     x = (rng.standard_normal((8, 161)) + 1j * rng.standard_normal((8, 161))).astype(np.complex64)
     p = x[::-1].copy()
-    pitch = PitchFilter(stft16(), RATE, 1, 160, 1)
+    pitch = PitchFilter(stft16(), RATE, 1, 160, 1, min_gain=0.01)
     ones = np.ones((8, 161), np.float32)
     kept = x.copy()
-    pitch.apply(kept, p, ones, 8, 0.01)  # the gains keep everything: nothing to comb
+    pitch.apply(kept, p, ones, 8)  # the gains keep everything: nothing to comb
     np.testing.assert_allclose(kept, x, rtol=0, atol=1e-5)
     combed = x.copy()
-    pitch.apply(combed, p, np.full((8, 161), 0.1, np.float32), 8, 0.01)
+    pitch.apply(combed, p, np.full((8, 161), 0.1, np.float32), 8)
     for lo, hi in ((0, 4), (40, 48), (136, 161)):  # band energies (within the triangles' spill)
         ratio = np.sum(np.abs(combed[:, lo:hi]) ** 2) / np.sum(np.abs(x[:, lo:hi]) ** 2)
         assert 0.5 < ratio < 2.0
-    bypass = x.copy()
-    pitch.apply(bypass, p, np.full((8, 161), 0.1, np.float32), 8, 1.0)  # min_gain 1: bypass
-    np.testing.assert_array_equal(bypass, x)
+    floored = x.copy()  # gains raised to min_gain 1: nothing to comb
+    PitchFilter(stft16(), RATE, 1, 160, 1, min_gain=1.0).apply(
+        floored, p, np.full((8, 161), 0.1, np.float32), 8
+    )
+    np.testing.assert_allclose(floored, x, rtol=0, atol=1e-5)
 
 
 def test_the_delayed_frames_are_the_signal_one_period_back_for_any_split():

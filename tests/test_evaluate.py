@@ -324,3 +324,25 @@ def test_oracle_mask_errors(tmp_path):
     model = model_with_frames(tmp_path / "8k.onnx", 160, sample_rate_hz=8000)
     with pytest.raises(ValueError, match="runs at 8000 Hz; the oracle mask works on 16000 Hz"):
         evaluate.oracle_mask(np.zeros(10), np.zeros(10), model=model)
+
+
+def test_reuse_systems_takes_only_the_named_systems_rows(run, tmp_path):
+    root, out = run
+    rows = _rows(out)
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    kept = [r for r in rows if r["set"] == "test_real" and r["system"] in ("noisy", "rnnoise")]
+    for row in kept:
+        row["pesq_wb"] = "9.99"  # a marker no real score can reach
+    with open(earlier / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    new = tmp_path / "new"
+    args = ["--sets", str(root / "test_real"), "--out", str(new), "--systems", "noisy", "rnnoise"]
+    args += ["--reuse", str(earlier / "results.csv"), "--reuse-systems", "rnnoise"]
+    assert evaluate.main([*args, "--rtf-seconds", "0"]) == 0
+    result = {r["system"]: r for r in _rows(new)}
+    assert result["rnnoise"]["pesq_wb"] == "9.99"  # taken
+    assert float(result["noisy"]["pesq_wb"]) < 4.7  # recomputed, though the file had it
+    assert "(systems rnnoise)" in (new / "summary.md").read_text()

@@ -672,6 +672,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "model, so their scores can be reused); real-time factors are always measured",
     )
     parser.add_argument(
+        "--reuse-systems",
+        nargs="+",
+        default=None,
+        metavar="SYSTEM",
+        help="take only these systems' rows from --reuse (e.g. the peers, so the seproc rows "
+        "of the earlier run are recomputed with the model given now); default: every row",
+    )
+    parser.add_argument(
         "--summarize-only",
         action="store_true",
         help="rebuild summary.md and the chart from an existing results.csv",
@@ -737,7 +745,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     reused: dict[tuple[str, str, str], dict] = {}
     if args.reuse is not None:
         for row in read_results(args.reuse):
-            reused[(row["set"], row["mixture_id"], row["system"])] = row
+            if args.reuse_systems is None or row["system"] in args.reuse_systems:
+                reused[(row["set"], row["mixture_id"], row["system"])] = row
     tasks = []
     n_reused = 0
     for mixture in mixtures:
@@ -749,7 +758,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.reuse is not None:
         header.append(
             f"{n_reused} of {len(mixtures) * len(systems)} clip × system scores were taken from "
-            f"{args.reuse} (same sets; the peers do not depend on the seproc model); "
+            f"{args.reuse}"
+            + (f" (systems {', '.join(args.reuse_systems)})" if args.reuse_systems else "")
+            + " (same sets; the peers do not depend on the seproc model); "
             "without --reuse the same command recomputes every score."
         )
     meta = {"rtf": {}, "notes": notes, "header": header, "sample_rate_hz": rates}

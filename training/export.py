@@ -33,7 +33,7 @@ from training.train import load_model
 
 __all__ = ["benchmark", "check_parity", "export", "main"]
 
-MODEL_VERSION = "2026.12.3"
+MODEL_VERSION = "2026.12.4"
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
 STREAMING_TOLERANCE = 1e-5
@@ -168,21 +168,23 @@ def export(
     gain_floor_db: float | None = None,
     release_db_per_s: float | None = None,
     exponent: float | None = None,
+    pitch_filter_strength: float | None = None,
 ) -> dict:
     """Export ``checkpoint`` to ``out`` after the parity checks; return a summary.
 
     ``gain_floor_db`` exports a mask model with another floor than it trained with
     (an experiment: how much the floor alone changes, without retraining).
-    ``release_db_per_s`` and ``exponent`` write the gain post-filter's keys
-    (``gain_release_db_per_s``, ``gain_exponent``; ``seproc_model_format`` 2) as
-    ``training.postfilter`` does; ``None`` (or 0, or an exponent of 1) leaves them out.
+    ``release_db_per_s``, ``exponent`` and ``pitch_filter_strength`` write the gain
+    post-filter's keys (``gain_release_db_per_s``, ``gain_exponent``,
+    ``pitch_filter_strength``; ``seproc_model_format`` 2) as ``training.postfilter``
+    does; ``None`` (or 0, or an exponent of 1) leaves them out.
     """
     model, payload = load_model(checkpoint)
     if gain_floor_db is not None:
         if model.config.formulation != "mask":
             raise ValueError("gain_floor_db applies to mask models only")
         model.config.gain_floor_db = float(gain_floor_db)
-    postfilter = postfilter_keys(release_db_per_s, exponent)
+    postfilter = postfilter_keys(release_db_per_s, exponent, pitch_filter_strength)
     if postfilter and model.config.formulation != "mask":
         raise ValueError("the gain post-filter applies to mask models only")
     raw = _onnx_bytes(model)
@@ -292,12 +294,17 @@ def main(argv: list[str] | None = None) -> int:
     add_postfilter_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        postfilter_keys(args.release_db_per_s, args.exponent)
+        postfilter_keys(args.release_db_per_s, args.exponent, args.pitch_filter_strength)
     except ValueError as error:
         parser.error(str(error))
     torch.set_num_threads(1)
     summary = export(
-        args.checkpoint, args.out, args.gain_floor_db, args.release_db_per_s, args.exponent
+        args.checkpoint,
+        args.out,
+        args.gain_floor_db,
+        args.release_db_per_s,
+        args.exponent,
+        args.pitch_filter_strength,
     )
     if args.benchmark:
         summary.update(benchmark(args.out))

@@ -75,7 +75,8 @@ _REQUIRED_KEYS = (
     "formulation",
 )
 _SUPPORTED_FORMATS = ("1", "2")
-"""The ``seproc_model_format`` versions this seproc reads; 2 adds the gain post-filter."""
+"""The ``seproc_model_format`` versions this seproc reads; 2 adds the gain post-filter and
+the pitch filter."""
 POSTFILTER_KEYS = ("gain_release_db_per_s", "gain_exponent", "pitch_filter_strength")
 """The optional metadata keys of a format-2 mask model's gain post-filter (models/FORMAT.md)."""
 _WINDOW_MS = (8.0, 128.0)

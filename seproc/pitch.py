@@ -11,7 +11,7 @@ add in phase and rise above the noise between them; where the gains keep everyth
 (``g = 1``) nothing changes. The gains are applied afterwards, as before.
 
 The period is searched per frame in the past only (no look-ahead, no added latency):
-50 to 500 Hz, coarse on the signal averaged to about 4 kHz, then refined at the
+50 to 500 Hz, coarse on the signal summed to about 4 kHz, then refined at the
 stream's rate (:func:`seproc._kernels.pitch_lag`).
 
 :class:`PitchFilter` keeps the history per channel, cuts each frame's delayed copy and
@@ -37,7 +37,7 @@ MAX_PITCH_HZ = 500.0
 GROUP_FRAMES = 8
 """The most frames whose delayed copies one FFTW batch transforms (see PitchFilter)."""
 COARSE_RATE_HZ = 4000
-"""About the rate of the coarse period search (the stream averaged over whole samples)."""
+"""About the rate of the coarse period search (the stream summed over whole samples)."""
 BAND_EDGES_HZ = (
     0, 200, 400, 600, 800, 1000, 1200, 1400, 1600, 2000, 2400, 2800, 3200, 4000, 4800,
     5600, 6800, 8000, 9600, 12000, 15600, 20000,
@@ -152,11 +152,6 @@ class PitchFilter:
         self._spectra = self._transforms.spec
         self.reset()
 
-    @property
-    def lag_range(self) -> tuple[int, int]:
-        """The shortest and longest period searched, in samples."""
-        return self._min_lag, self._max_lag
-
     def reset(self) -> None:
         """Start a new stream: the past is silence."""
         self._history.fill(0)
@@ -171,17 +166,8 @@ class PitchFilter:
         ``out[c, first : first + n_frames]`` (complex64, ``n_bins`` wide).
         """
         group = self._group_frames
-        if n_frames <= group:  # a streaming call: one batch
-            _kernels.pitch_frames(
-                self._history, block, n, 0, n_frames, True, self._window, self._rows,
-                self._scratch, self._params,
-            )  # fmt: skip
-            if n_frames:
-                self._run(n_frames * self._channels)
-                _kernels.rows_to_spec(self._spectra, n_frames, self._n_bins, out, first)
-            return
         done = 0
-        while True:
+        while True:  # once for a streaming call; batches of `group` frames offline
             count = min(group, n_frames - done)
             last = done + count == n_frames
             _kernels.pitch_frames(

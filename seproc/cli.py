@@ -141,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-postfilter",
         dest="postfilter",
         action="store_false",
-        help="apply the model's raw gains, without the gain post-filter its file carries "
-        "(see 'seproc info'; for A/B comparisons)",
+        help="apply the model's raw gains to the unfiltered spectrum, without the gain "
+        "post-filter and pitch filter its file carries (see 'seproc info'; for A/B "
+        "comparisons)",
     )
     denoise.add_argument(
         "--block-size",

@@ -204,7 +204,7 @@ class LiveClient:
         Start in bypass (:attr:`bypass`).
     postfilter : bool
         As for :class:`~seproc.Denoiser`: ``False`` applies the model's raw gains,
-        without the gain post-filter its file carries.
+        without the gain post-filter and pitch filter its file carries.
 
     Raises
     ------
@@ -839,7 +839,8 @@ def add_parser(commands: Any, *, float_db: Callable[[str], float]) -> argparse.A
         "--no-postfilter",
         dest="postfilter",
         action="store_false",
-        help="apply the model's raw gains, without the gain post-filter its file carries",
+        help="apply the model's raw gains, without the gain post-filter and pitch filter its "
+        "file carries",
     )
     live.add_argument(
         "--connect-input",

@@ -770,12 +770,12 @@ def pitch_lag(x, end, win_length, min_lag, max_lag, decimation, scratch):
     """Return the pitch period (samples) of ``x[end - win_length : end]``, searched in the past.
 
     The lag ``L`` in ``[min_lag, max_lag]`` that maximises the normalised correlation of
-    the segment with ``x[end - win_length - L : end - L]``: searched first on the signal
-    summed over ``decimation`` samples (``scratch``, float32, ``seproc.pitch.
-    lag_scratch_samples`` long: the summed segment, its past and the correlation per
-    coarse lag), where the shortest integer fraction (1/2, 1/3, ...) of the best
-    lag that correlates within 0.85 of it is preferred (the true period rather than a
-    multiple), then refined at the full rate
+    the segment with ``x[end - win_length - L : end - L]`` (``x``: the stream high-passed,
+    :func:`pitch_frames`): searched first on the signal summed over ``decimation``
+    samples (``scratch``, float32, ``seproc.pitch.lag_scratch_samples`` long: the summed
+    segment, its past and the correlation per coarse lag), where the shortest integer
+    fraction (1/2, 1/3, ...) of the best lag that correlates within 0.85 of it is
+    preferred (the true period rather than a multiple), then refined at the full rate
     within ``decimation - 1`` samples. Needs ``end >= win_length + max_lag``; returns
     ``min_lag`` for a silent segment. The sums may be reassociated (they vectorise):
     the result is the same on every call, not bit-equal to a sequential sum.
@@ -842,14 +842,20 @@ def pitch_lag(x, end, win_length, min_lag, max_lag, decimation, scratch):
 
 
 @_njit()
-def pitch_frames(history, block, n, first, count, last, window, rows, scratch, params):
+def pitch_frames(
+    history, filtered, block, n, first, count, last, window, rows, scratch, params, pole
+):
     """Cut pitch-delayed frames of the frames a block completes, ``count`` at a time.
 
     ``params`` (int64) holds ``keep, hop, win_length, min_lag, max_lag, decimation,
     next_end``: ``history[c, :keep]`` holds the stream's last ``keep`` samples before
     ``block`` (``keep >= win_length + max_lag``), and the block's first frame ends
     ``next_end`` samples into it, each later one ``hop`` after it. The call with
-    ``first == 0`` appends ``block[:, :n]`` to the history. For frames ``first`` to
+    ``first == 0`` appends ``block[:, :n]`` to the history, and to ``filtered`` (same
+    layout) the same high-passed, ``y[k] = x[k] - x[k - 1] + pole * y[k - 1]`` (a DC
+    blocker: the period is searched there, so a low rumble or brown noise, strongly
+    correlated over many milliseconds, does not outweigh the voice's periodicity; RNNoise
+    whitens by LPC before its search). For frames ``first`` to
     ``first + count - 1`` of the block, with the frame's pitch period ``L``
     (:func:`pitch_lag`), ``window * x[end - win_length - L : end - L]`` goes to
     ``rows[(i - first) * channels + c, :win_length]`` (frame-major, channel-minor, as
@@ -863,12 +869,15 @@ def pitch_frames(history, block, n, first, count, last, window, rows, scratch, p
     channels = history.shape[0]
     for c in range(channels):
         x = history[c]
+        y = filtered[c]
         if first == 0:
             for i in range(n):
-                x[keep + i] = block[c, i]
+                value = block[c, i]
+                y[keep + i] = value - x[keep + i - 1] + pole * y[keep + i - 1]
+                x[keep + i] = value
         for i in range(first, first + count):
             end = keep + first_end + i * hop
-            lag = pitch_lag(x, end, win_length, min_lag, max_lag, decimation, scratch)
+            lag = pitch_lag(y, end, win_length, min_lag, max_lag, decimation, scratch)
             row = rows[(i - first) * channels + c, :win_length]
             start = end - win_length - lag
             for k in range(win_length):
@@ -876,6 +885,7 @@ def pitch_frames(history, block, n, first, count, last, window, rows, scratch, p
         if last:
             for k in range(keep):
                 x[k] = x[n + k]
+                y[k] = y[n + k]
     if last:
         params[6] = first_end + (first + count) * hop - n
 

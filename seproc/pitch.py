@@ -11,8 +11,9 @@ add in phase and rise above the noise between them; where the gains keep everyth
 (``g = 1``) nothing changes. The gains are applied afterwards, as before.
 
 The period is searched per frame in the past only (no look-ahead, no added latency):
-50 to 500 Hz, coarse on the signal summed to about 4 kHz, then refined at the
-stream's rate (:func:`seproc._kernels.pitch_lag`).
+50 to 500 Hz, on the stream high-passed at 80 Hz (a one-pole DC blocker, so brown noise
+or rumble does not lock the search), coarse on the signal summed to about 4 kHz, then
+refined at the stream's rate (:func:`seproc._kernels.pitch_lag`).
 
 :class:`PitchFilter` keeps the history per channel, cuts each frame's delayed copy and
 transforms it (pyfftw, planned once); :meth:`PitchFilter.apply` filters a spectrum's
@@ -34,6 +35,8 @@ MIN_PITCH_HZ = 50.0
 """The lowest pitch searched (the longest period)."""
 MAX_PITCH_HZ = 500.0
 """The highest pitch searched (the shortest period)."""
+HIGHPASS_HZ = 80.0
+"""The corner of the DC blocker the period is searched behind (see ``_kernels.pitch_frames``)."""
 GROUP_FRAMES = 8
 """The most frames whose delayed copies one FFTW batch transforms (see PitchFilter)."""
 COARSE_RATE_HZ = 4000
@@ -121,6 +124,8 @@ class PitchFilter:
         # groups (each row is a plan, and planning thousands costs more than the groups)
         self._group_frames = min(max_frames, GROUP_FRAMES)
         self._history = np.zeros((channels, self._keep + max_block_samples), np.float32)
+        self._filtered = np.zeros_like(self._history)  # high-passed, for the period search
+        self._pole = float(np.exp(-2 * np.pi * HIGHPASS_HZ / rate_hz))
         self._window = np.ascontiguousarray(stft.window[: self._win_length], np.float32)
         self._transforms = RowTransforms(
             channels * self._group_frames,
@@ -155,6 +160,7 @@ class PitchFilter:
     def reset(self) -> None:
         """Start a new stream: the past is silence."""
         self._history.fill(0)
+        self._filtered.fill(0)
         self._params[6] = self._hop  # frame 0 ends hop samples into the stream
 
     def push(self, block: np.ndarray, n: int, n_frames: int, out: np.ndarray, first: int) -> None:
@@ -171,8 +177,8 @@ class PitchFilter:
             count = min(group, n_frames - done)
             last = done + count == n_frames
             _kernels.pitch_frames(
-                self._history, block, n, done, count, last, self._window, self._rows,
-                self._scratch, self._params,
+                self._history, self._filtered, block, n, done, count, last, self._window,
+                self._rows, self._scratch, self._params, self._pole,
             )  # fmt: skip
             if count:
                 self._run(count * self._channels)

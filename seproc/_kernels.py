@@ -841,6 +841,11 @@ def pitch_lag(x, end, win_length, min_lag, max_lag, decimation, scratch):
     return refined
 
 
+_HIGHPASS_FLOOR = 1e-30
+"""Smaller high-passed samples are 0 in :func:`pitch_frames` (the denormal guard: the
+DC blocker's tail after a step decays geometrically and would reach subnormals)."""
+
+
 @_njit()
 def pitch_frames(
     history, filtered, block, n, first, count, last, window, rows, scratch, params, pole
@@ -855,7 +860,8 @@ def pitch_frames(
     layout) the same high-passed, ``y[k] = x[k] - x[k - 1] + pole * y[k - 1]`` (a DC
     blocker: the period is searched there, so a low rumble or brown noise, strongly
     correlated over many milliseconds, does not outweigh the voice's periodicity; RNNoise
-    whitens by LPC before its search). For frames ``first`` to
+    whitens by LPC before its search; values below ``_HIGHPASS_FLOOR`` are written as 0).
+    For frames ``first`` to
     ``first + count - 1`` of the block, with the frame's pitch period ``L``
     (:func:`pitch_lag`), ``window * x[end - win_length - L : end - L]`` goes to
     ``rows[(i - first) * channels + c, :win_length]`` (frame-major, channel-minor, as
@@ -873,7 +879,10 @@ def pitch_frames(
         if first == 0:
             for i in range(n):
                 value = block[c, i]
-                y[keep + i] = value - x[keep + i - 1] + pole * y[keep + i - 1]
+                high = value - x[keep + i - 1] + pole * y[keep + i - 1]
+                if abs(high) < _HIGHPASS_FLOOR:  # a decaying tail would go subnormal
+                    high = 0.0
+                y[keep + i] = high
                 x[keep + i] = value
         for i in range(first, first + count):
             end = keep + first_end + i * hop

@@ -765,6 +765,17 @@ def delay_line(history, block, n, out):
 # ---------------------------------------------------------------------------
 
 
+@_njit(inline="always", fastmath={"reassoc", "contract"})
+def _normalised_correlation(segment, window, segment_energy):
+    """``<segment, window> / sqrt(segment_energy * <window, window>)`` in one pass."""
+    dot = np.float32(0.0)
+    power = np.float32(0.0)
+    for i in range(segment.shape[0]):
+        dot += segment[i] * window[i]
+        power += window[i] * window[i]
+    return dot / np.sqrt(np.float64(segment_energy) * np.float64(power) + 1e-20)
+
+
 @_njit(fastmath={"reassoc", "contract"})
 def pitch_lag(x, end, win_length, min_lag, max_lag, decimation, scratch):
     """Return the pitch period (samples) of ``x[end - win_length : end]``, searched in the past.
@@ -806,12 +817,7 @@ def pitch_lag(x, end, win_length, min_lag, max_lag, decimation, scratch):
     best, best_corr = coarse_min, -1.0
     for lag in range(coarse_min, coarse_max + 1):
         window = large[coarse_max - lag : coarse_max - lag + n_small]
-        dot = np.float32(0.0)
-        power = np.float32(0.0)
-        for i in range(n_small):
-            dot += head[i] * window[i]
-            power += window[i] * window[i]
-        value = dot / np.sqrt(np.float64(energy) * np.float64(power) + 1e-20)
+        value = _normalised_correlation(head, window, energy)
         corr[lag] = value
         if value > best_corr:
             best, best_corr = lag, value
@@ -829,13 +835,7 @@ def pitch_lag(x, end, win_length, min_lag, max_lag, decimation, scratch):
     for i in range(win_length):
         energy += segment[i] * segment[i]
     for lag in range(max(min_lag, centre - d + 1), min(max_lag, centre + d - 1) + 1):
-        window = x[start - lag : end - lag]
-        dot = np.float32(0.0)
-        power = np.float32(0.0)
-        for i in range(win_length):
-            dot += segment[i] * window[i]
-            power += window[i] * window[i]
-        value = dot / np.sqrt(np.float64(energy) * np.float64(power) + 1e-20)
+        value = _normalised_correlation(segment, x[start - lag : end - lag], energy)
         if value > refined_corr:
             refined, refined_corr = lag, value
     return refined

@@ -224,22 +224,32 @@ def test_command_line_errors(capsys):
     assert "--limit must be >= 1" in capsys.readouterr().err
 
 
-def test_reuse_takes_earlier_peer_rows_and_computes_the_rest(run, tmp_path):
-    root, out = run
-    rows = _rows(out)
-    earlier = tmp_path / "earlier"
-    earlier.mkdir()
+def _earlier_results(rows, folder, marked):
+    """Write ``test_real``'s noisy and rnnoise rows as an earlier run's ``results.csv``.
+
+    The ``marked`` systems' PESQ-wb becomes 9.99, a marker no real score can reach, so a
+    reused row is told from a recomputed one. Returns the file's path.
+    """
+    folder.mkdir()
     kept = [r for r in rows if r["set"] == "test_real" and r["system"] in ("noisy", "rnnoise")]
     for row in kept:
-        if row["system"] == "noisy":
-            row["pesq_wb"] = "9.99"  # a marker no real score can reach
-    with open(earlier / "results.csv", "w", newline="") as handle:
+        if row["system"] in marked:
+            row["pesq_wb"] = "9.99"
+    path = folder / "results.csv"
+    with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(kept)
+    return path
+
+
+def test_reuse_takes_earlier_peer_rows_and_computes_the_rest(run, tmp_path):
+    root, out = run
+    rows = _rows(out)
+    earlier = _earlier_results(rows, tmp_path / "earlier", marked=("noisy",))
     new = tmp_path / "new"
     args = ["--sets", str(root / "test_real"), str(root / "test_tts"), "--out", str(new)]
-    args += ["--systems", "noisy", "rnnoise", "--reuse", str(earlier / "results.csv")]
+    args += ["--systems", "noisy", "rnnoise", "--reuse", str(earlier)]
     assert evaluate.main([*args, "--rtf-seconds", "1"]) == 0
     result = {(r["set"], r["system"]): r for r in _rows(new)}
     assert len(result) == 4
@@ -328,19 +338,10 @@ def test_oracle_mask_errors(tmp_path):
 
 def test_reuse_systems_takes_only_the_named_systems_rows(run, tmp_path):
     root, out = run
-    rows = _rows(out)
-    earlier = tmp_path / "earlier"
-    earlier.mkdir()
-    kept = [r for r in rows if r["set"] == "test_real" and r["system"] in ("noisy", "rnnoise")]
-    for row in kept:
-        row["pesq_wb"] = "9.99"  # a marker no real score can reach
-    with open(earlier / "results.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(kept)
+    earlier = _earlier_results(_rows(out), tmp_path / "earlier", marked=("noisy", "rnnoise"))
     new = tmp_path / "new"
     args = ["--sets", str(root / "test_real"), "--out", str(new), "--systems", "noisy", "rnnoise"]
-    args += ["--reuse", str(earlier / "results.csv"), "--reuse-systems", "rnnoise"]
+    args += ["--reuse", str(earlier), "--reuse-systems", "rnnoise"]
     assert evaluate.main([*args, "--rtf-seconds", "0"]) == 0
     result = {r["system"]: r for r in _rows(new)}
     assert result["rnnoise"]["pesq_wb"] == "9.99"  # taken

@@ -501,8 +501,19 @@ def unit_pow(value, exponent):
     with an integer ``exponent * log2(value)``. Subnormal float32 inputs are normal in
     float64 and need no special case.
     """
-    y = exponent * positive_log2(value)
-    y = max(y, -1000.0)
+    power = exp2(exponent * positive_log2(value))
+    return power if value > 0.0 else 0.0
+
+
+@_njit(inline="always", error_model="numpy")
+def exp2(y):
+    """``2 ** y`` for a float64 ``y``, with no library call (vectorises; see :func:`unit_pow`).
+
+    ``y`` is clamped to [-1000, 1000], so results stay normal float64 numbers: below
+    float32's range at the bottom, above it at the top (Inf once stored as float32).
+    Relative error below 1e-11; NaN is the caller's to exclude.
+    """
+    y = min(max(y, -1000.0), 1000.0)
     n = np.floor(y + 0.5)
     r = (y - n) * _LN_2
     power = 1.0 / 3628800.0
@@ -517,7 +528,13 @@ def unit_pow(value, exponent):
     power = power * r + 1.0
     power = power * r + 1.0
     scale = _bits_float64((np.int64(n) + 1023) << 52)  # 2 ** n
-    return power * scale if value > 0.0 else 0.0
+    return power * scale
+
+
+@_njit(inline="always", error_model="numpy")
+def exp_f64(x):
+    """``exp(x)`` as :func:`exp2` of ``x log2(e)``, in float64 (vectorises; no libm call)."""
+    return exp2(x * _LOG2_E)
 
 
 @_njit(error_model="numpy")

@@ -28,7 +28,7 @@ import numpy as np
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import onnxruntime as ort
 
-from seproc._blas_net import BlasNet, blas_run, build_blas_net
+from seproc._blas_net import BlasNet, blas_resident, build_blas_net, store_state
 from seproc._interface import Setting
 from seproc._one_frame import OPSET as _ONE_FRAME_OPSET
 from seproc._one_frame import one_frame_graph as _one_frame_graph
@@ -221,7 +221,11 @@ class ModelState:
     """The streaming state of one stream (one channel) through one model.
 
     Two buffers per state tensor: the run reads one and writes the other, then
-    they swap, so no state array is allocated per call.
+    they swap, so no state array is allocated per call. The BLAS engine keeps the
+    state in its own layout in its scratch between runs of the same stream and writes
+    it back here only when something reads these buffers (:meth:`inputs`,
+    :meth:`outputs`, :meth:`swap`, an onnxruntime run): that copy, a transposition
+    each way, was a tenth of a frame.
     """
 
     def __init__(self, state_shapes: dict[str, tuple[int, ...]]) -> None:
@@ -239,29 +243,42 @@ class ModelState:
             )
             offset += size
         self._current = 0
-        # the BLAS engine's scratch for this stream, keyed by the model's id
-        self._work: dict[int, np.ndarray] = {}
+        # the BLAS engine's scratch for this stream and that model's table, keyed by the
+        # model's id; the pair itself marks the scratch holding the newest state
+        self._work: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._resident: tuple[np.ndarray, np.ndarray] | None = None
         # onnxruntime bindings to these buffers, made by OnnxModel on the first run,
         # keyed by the model's id and which of its sessions
         self._bindings: dict[tuple[int, bool], tuple[ort.IOBinding, ort.IOBinding]] = {}
 
     def reset(self) -> None:
         """Zero every state tensor: the start of a new stream."""
+        self._resident = None
         self._packed[0].fill(0.0)
         self._packed[1].fill(0.0)
         self._current = 0
 
     def inputs(self) -> dict[str, np.ndarray]:
         """Return the buffers the next run reads, keyed by state name."""
+        self.sync()
         return {name: pair[self._current] for name, pair in self._buffers.items()}
 
     def outputs(self) -> dict[str, np.ndarray]:
         """Return the buffers the next run writes, keyed by state name."""
+        self.sync()
         return {name: pair[1 - self._current] for name, pair in self._buffers.items()}
 
     def swap(self) -> None:
         """Make the buffers just written the ones the next run reads."""
+        self.sync()
         self._current = 1 - self._current
+
+    def sync(self) -> None:
+        """Write the state a BLAS engine holds in its scratch back to these buffers."""
+        resident = self._resident
+        if resident is not None:
+            self._resident = None
+            store_state(self._packed[self._current], resident[0], resident[1])
 
 
 class OnnxModel:
@@ -376,7 +393,7 @@ class OnnxModel:
         """Return zeroed streaming state for one new stream."""
         state = ModelState(self._info.state_shapes)
         if self._net is not None:
-            state._work[id(self)] = self._net.new_work()
+            state._work[id(self)] = (self._net.new_work(), self._net.table)
         return state
 
     def run(self, features: np.ndarray, out: np.ndarray, state: ModelState) -> None:
@@ -401,11 +418,15 @@ class OnnxModel:
         with :meth:`frame_run` instead.
         """
         if self._net is not None:
-            current = state._current
-            self._net.run(
-                features, out, state._packed[current], state._packed[1 - current], self._work(state)
+            held = self._work(state)
+            load = state._resident is not held
+            if load:
+                state.sync()
+            work, table = held
+            blas_resident(
+                features, out, state._packed[state._current], self._net.weights, work, table, load
             )
-            state._current = 1 - current
+            state._resident = held
             return
         one = features.shape[0] == 1 and self._one_session is not None
         session = self._one_session if one else self._session
@@ -469,12 +490,17 @@ class OnnxModel:
             bindings.append(binding)
         return FrameRun(session, (bindings[0], bindings[1]), state, self._path, (features, out))  # type: ignore[arg-type]
 
-    def _work(self, state: ModelState) -> np.ndarray:
-        """Return the BLAS engine's scratch for ``state`` (from :meth:`new_state`, else new)."""
-        work = state._work.get(id(self))
-        if work is None:
-            work = state._work[id(self)] = self._net.new_work()  # type: ignore[union-attr]
-        return work
+    def _work(self, state: ModelState) -> tuple[np.ndarray, np.ndarray]:
+        """Return the BLAS engine's scratch for ``state`` and the engine's table.
+
+        From :meth:`new_state`, else made here; the pair is what ``state._resident``
+        holds while that scratch has the newest state.
+        """
+        held = state._work.get(id(self))
+        if held is None:
+            net: BlasNet = self._net  # type: ignore[assignment]
+            held = state._work[id(self)] = (net.new_work(), net.table)
+        return held
 
     def _derive_blas(self) -> tuple[BlasNet | None, str]:
         """Build and check the BLAS engine; return it, or None and the reason."""
@@ -551,6 +577,7 @@ class OnnxModel:
         count varies); binding all state tensors on every call cost about a third
         of a one-frame run.
         """
+        state.sync()
         key = (id(self), one)
         bindings = state._bindings.get(key)
         if bindings is None:
@@ -590,6 +617,8 @@ class FrameRun:
     def __call__(self) -> None:
         """Run the model on the frame in the bound features; advance the state."""
         state = self._state
+        if state._resident is not None:
+            state.sync()
         try:
             self._session.run_with_iobinding(self._bindings[state._current])
         except Exception as error:  # onnxruntime raises several private exception types
@@ -603,7 +632,7 @@ class FrameRun:
 class BlasFrameRun:
     """One-frame runs of one stream on the BLAS engine (see :meth:`OnnxModel.frame_run`)."""
 
-    __slots__ = ("_features", "_out", "_state", "_table", "_weights", "_work")
+    __slots__ = ("_features", "_held", "_out", "_state", "_table", "_weights", "_work")
 
     def __init__(
         self,
@@ -611,29 +640,32 @@ class BlasFrameRun:
         features: np.ndarray,
         out: np.ndarray,
         state: ModelState,
-        work: np.ndarray,
+        held: tuple[np.ndarray, np.ndarray],
     ) -> None:
         self._features = features
         self._out = out
         self._state = state
         self._weights = net.weights
-        self._table = net.table
-        self._work = work
+        self._held = held
+        self._work, self._table = held
 
     def __call__(self) -> None:
         """Run the network on the frame in ``features``; advance the state."""
         state = self._state
-        current = state._current
-        blas_run(
+        held = self._held
+        load = state._resident is not held
+        if load:
+            state.sync()
+        blas_resident(
             self._features,
             self._out,
-            state._packed[current],
-            state._packed[1 - current],
+            state._packed[state._current],
             self._weights,
             self._work,
             self._table,
+            load,
         )
-        state._current = 1 - current
+        state._resident = held
 
 
 def _blas_step(

@@ -16,6 +16,7 @@ frames, states included; the shipped model (2026.12.3) is such a model.
 
 import tracemalloc
 
+import numba
 import numpy as np
 import pytest
 
@@ -159,6 +160,98 @@ def test_either_engine_continues_the_other_s_stream(file_model, blas_model):
     file_model.run(features[200:400], got[200:400], state)
     blas_model.run(features[400:], got[400:], state)
     np.testing.assert_allclose(got, expected, rtol=0, atol=5e-5)
+
+
+def test_frame_runs_of_either_engine_continue_the_other_s_stream(file_model, blas_model):
+    # the BLAS engine keeps the state in its scratch between its runs; an onnxruntime
+    # frame run on the same state must first get it written back
+    features = speech_like_features(600, seed=8)
+    expected = np.zeros_like(features)
+    file_model.run(features, expected, file_model.new_state())
+    state = blas_model.new_state()
+    row = np.zeros((1, 161), np.float32)
+    out = np.zeros((1, 161), np.float32)
+    runs = (blas_model.frame_run(row, out, state), file_model.frame_run(row, out, state))
+    got = np.zeros_like(features)
+    for t in range(len(features)):
+        row[:] = features[t]
+        runs[(t // 150) % 2]()  # 150 frames on each engine in turn
+        got[t] = out[0]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=5e-5)
+
+
+def test_two_engine_scratches_on_one_stream_equal_one_bit_for_bit(float_path, blas_model):
+    # two models (two scratches) alternating on one state: each must load what the other
+    # ran, so the stream equals one model's run frame after frame, bit for bit
+    other = OnnxModel(float_path, engine="blas")
+    features = speech_like_features(400, seed=9)
+    expected, expected_state = _frame_by_frame(blas_model, features)
+    state = blas_model.new_state()
+    got = np.zeros_like(features)
+    for t in range(len(features)):
+        model = (blas_model, other)[(t // 7) % 2]
+        model.run(features[t : t + 1], got[t : t + 1], state)
+    np.testing.assert_array_equal(got, expected)
+    for name, value in states_of(state).items():
+        np.testing.assert_array_equal(value, expected_state.inputs()[name])
+
+
+def test_reading_the_state_mid_stream_changes_nothing(blas_model):
+    features = speech_like_features(300, seed=10)
+    expected, _ = _frame_by_frame(blas_model, features)
+    state = blas_model.new_state()
+    row = np.zeros((1, 161), np.float32)
+    out = np.zeros((1, 161), np.float32)
+    run = blas_model.frame_run(row, out, state)
+    got = np.zeros_like(features)
+    for t in range(len(features)):
+        if t % 50 == 25:
+            values = np.concatenate([a.ravel() for a in states_of(state).values()])
+            assert np.all(np.isfinite(values))
+        row[:] = features[t]
+        run()
+        got[t] = out[0]
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_a_reset_drops_the_state_the_engine_holds(blas_model):
+    features = speech_like_features(200, seed=11)
+    expected = np.zeros_like(features)
+    blas_model.run(features, expected, blas_model.new_state())
+    state = blas_model.new_state()
+    scratch = np.zeros_like(features)
+    blas_model.run(features[::-1].copy(), scratch, state)  # another stream first
+    state.reset()
+    for name, value in states_of(state).items():
+        assert not value.any(), name
+    got = np.zeros_like(features)
+    blas_model.run(features, got, state)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_the_gru_nonlinearities_match_float64_numpy():
+    from seproc._blas_net import _tanh
+    from seproc._kernels import exp_f64
+
+    @numba.njit
+    def both(x, exp_out, tanh_out):
+        for i in range(x.size):
+            exp_out[i] = exp_f64(x[i])
+            tanh_out[i] = _tanh(x[i])
+
+    half = np.concatenate([np.linspace(0, 690, 10001), np.linspace(0, 1e-6, 51)])
+    x = np.concatenate([-half, half])  # exp2 clamps at 2 ** +-1000 (x = +-693)
+    exp_out, tanh_out = np.zeros_like(x), np.zeros_like(x)
+    both(x, exp_out, tanh_out)
+    np.testing.assert_allclose(exp_out, np.exp(x), rtol=1e-11, atol=0)
+    np.testing.assert_allclose(tanh_out, np.tanh(x), rtol=0, atol=1e-13)  # float32: 6e-8
+    np.testing.assert_array_equal(tanh_out[: half.size], -tanh_out[half.size :])  # odd
+    # far outside float32's range (clamped to 2 ** +-1000): the limits, not Inf or NaN
+    extremes = np.array([-1e300, -1e4, 1e4, 1e300])
+    both(extremes, exp_out[:4], tanh_out[:4])
+    assert np.all(np.isfinite(exp_out[:4]))
+    assert exp_out[0] < 1e-300 and exp_out[3] > 1e300
+    np.testing.assert_array_equal(tanh_out[:4], [-1.0, -1.0, 1.0, 1.0])
 
 
 @pytest.mark.parametrize("which", ["blas_model", "int8_model"])

@@ -29,8 +29,9 @@ by node, and runs each frame in one numba function whose products go to BLAS thr
 Every frame is computed alone, also inside a call of several frames, so a stream's
 output does not depend on how it is cut into calls. The sums run in another order than
 onnxruntime's: one frame from the same state differs by up to ~1e-5 on the shipped
-model, and the GRU carries that forward to ~2e-5 over long streams (onnxruntime itself
-is ~1.4e-5 from a float64 evaluation; ``benchmarks/README.md``). The model checks the
+model, and the GRU carries that forward to ~2e-5 over long streams (there the engine is
+~1.1e-5 from a float64 evaluation of the same network, onnxruntime ~1.7e-5;
+``benchmarks/README.md``). The model checks the
 engine against onnxruntime on a few frames at load and refuses it past 1e-5. The
 streaming state is the file graph's own tensors (``conv<k>`` ``[1, C, 1, F]``, ``gru``
 ``[1, 1, H]``) in one packed buffer: :func:`blas_run` reads it at the start of a call and
@@ -38,8 +39,8 @@ writes it at its end; :func:`blas_resident` (the model's runs) leaves it in the 
 between the calls of one stream, and :class:`seproc.model.ModelState` has it written back
 (:func:`store_state`) before anything else reads it, so either engine can continue a
 stream. The GRU's gates and the sigmoid head use a float64 polynomial ``exp``
-(:func:`seproc._kernels.exp_f64`) that vectorises; libm's ``expf``/``tanhf`` did not. A graph of any other layout raises
-:class:`BlasUnsupported`.
+(:func:`seproc._kernels.exp_f64`) that vectorises; libm's ``expf``/``tanhf`` did not.
+A graph of any other layout raises :class:`BlasUnsupported`.
 """
 
 from __future__ import annotations

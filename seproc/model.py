@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -702,13 +704,40 @@ def _address(array: np.ndarray) -> int:
     return array.__array_interface__["data"][0]
 
 
+_SESSIONS: OrderedDict[tuple[str, int, int, int], ort.InferenceSession] = OrderedDict()
+"""The last :data:`_CACHED_SESSIONS` sessions opened, keyed by the file's resolved path,
+modification time (ns), size and the thread count: ``seproc.denoise`` builds a model
+per call, and opening the session was 3.5 ms of 51 for 10 s at 16 kHz
+(``benchmarks/README.md``). onnxruntime's ``run`` may be called from several threads
+on one session; each model keeps its own bindings and state."""
+_CACHED_SESSIONS = 4
+_SESSIONS_LOCK = threading.Lock()
+
+
 def _open_session(path: Path, num_threads: int) -> ort.InferenceSession:
+    """Return an onnxruntime session on ``path``, reused while the file is unchanged."""
     if not path.exists():
         raise ModelError(f"Model file {path} does not exist.")
     if not path.is_file():
         raise ModelError(f"Model path {path} is not a file.")
-    if path.stat().st_size == 0:
+    stat = path.stat()
+    if stat.st_size == 0:
         raise ModelError(f"Model file {path} is empty (0 bytes); it is not an ONNX model.")
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, num_threads)
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.get(key)
+        if session is not None:
+            _SESSIONS.move_to_end(key)
+            return session
+    session = _new_session(path, num_threads)
+    with _SESSIONS_LOCK:
+        _SESSIONS[key] = session
+        while len(_SESSIONS) > _CACHED_SESSIONS:
+            _SESSIONS.popitem(last=False)
+    return session
+
+
+def _new_session(path: Path, num_threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = num_threads
     options.inter_op_num_threads = 1

@@ -1,9 +1,11 @@
 import json
+import os
 import threading
 
 import numpy as np
 import pytest
 
+from seproc._validation import max_threads
 from seproc.errors import ModelError, ParameterError
 from seproc.model import OnnxModel
 from tests.model_factory import make_model, reference_gain
@@ -74,6 +76,41 @@ def test_two_models_in_threads_match_sequential(model_path):
         t.join()
     for out in results:
         np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_models_of_one_unchanged_file_share_a_session_and_keep_their_own_streams(model_path):
+    first, second = OnnxModel(model_path), OnnxModel(model_path)
+    assert first._session is second._session  # opened once (seproc.denoise builds one per call)
+    if max_threads() >= 2:
+        assert OnnxModel(model_path, num_threads=2)._session is not first._session
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((30, 161)).astype(np.float32)
+    b = rng.standard_normal((30, 161)).astype(np.float32)
+    expected_a, expected_b = np.empty_like(a), np.empty_like(b)
+    OnnxModel(model_path).run(a, expected_a, first.new_state())
+    OnnxModel(model_path).run(b, expected_b, first.new_state())
+    got_a, got_b = np.empty_like(a), np.empty_like(b)
+    state_a, state_b = first.new_state(), second.new_state()
+    for i in range(30):  # interleaved on the shared session
+        first.run(a[i : i + 1], got_a[i : i + 1], state_a)
+        second.run(b[i : i + 1], got_b[i : i + 1], state_b)
+    np.testing.assert_array_equal(got_a, expected_a)
+    np.testing.assert_array_equal(got_b, expected_b)
+
+
+def test_a_rewritten_model_file_is_opened_again(tmp_path):
+    path = make_model(tmp_path / "m.onnx", bias=0.0)
+    features = np.zeros((1, 161), np.float32)
+    before, after = np.empty_like(features), np.empty_like(features)
+    model = OnnxModel(path)
+    model.run(features, before, model.new_state())
+    stat = path.stat()
+    make_model(path, bias=3.0)  # same path and size, other weights
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    again = OnnxModel(path)
+    assert again._session is not model._session
+    again.run(features, after, again.new_state())
+    assert not np.array_equal(before, after)
 
 
 @pytest.mark.parametrize(

@@ -56,11 +56,12 @@ a switch for benchmarks, which compare both in the same run."""
 _ENGINE: str | None = None
 """What evaluates the network (``OnnxModel(engine=)``). ``None`` chooses by measurement
 (``benchmarks/README.md``, issue 20): a streaming Denoiser (``warm_up=True``, one thread)
-runs every frame on the numba + BLAS engine derived from the model file (0.70-0.78x
+runs every frame on the numba + BLAS engine derived from the model file (0.53-0.60x
 onnxruntime's time per 10 ms hop; output within ~1e-7 of it), falling back to
 onnxruntime's one-frame graph where the engine refuses the model; an offline one
 (``warm_up=False``) or one with more threads runs onnxruntime, whose many-frame calls
-cost less per frame. ``"onnxruntime"`` / ``"blas"`` force one (benchmarks, tests)."""
+cost as little per frame (37 against 36 µs) without the engine's ~0.2 s derivation.
+``"onnxruntime"`` / ``"blas"`` force one (benchmarks, tests)."""
 
 
 class _OneFrame(NamedTuple):

@@ -307,14 +307,16 @@ class OnnxModel:
     engine : {"onnxruntime", "blas"}
         What evaluates the network. ``"blas"`` derives a numba engine from the file's
         weights (``seproc._blas_net``: one compiled call per run, every frame computed
-        alone with its products in BLAS; 0.67-0.82x onnxruntime's one-frame time on the
+        alone with its products in BLAS; 0.46x onnxruntime's one-frame time on the
         shipped model, ``benchmarks/README.md``) and runs every call on it, one frame or
         many, so any partition of a stream gives the same output bit for bit. It is
         checked against the file's graph at load time (within 1e-5 in every output and
         state element over a few frames) and is not used where its derivation or that
         check fails (:attr:`engine` and :attr:`engine_refusal` say which and why). Its
         sums run in another order than onnxruntime's: over long streams the two drift
-        up to ~2e-5 apart (onnxruntime itself is ~1.4e-5 from a float64 evaluation).
+        up to ~2e-5 apart (the engine ~1.1e-5 from a float64 evaluation, onnxruntime
+        ~1.7e-5). Between runs of one stream the engine keeps the state in its scratch
+        (:meth:`ModelState.sync` writes it back for anything else that reads it).
 
     Raises
     ------

@@ -109,7 +109,7 @@ def test_blas_engine_is_within_1e_5_of_the_file_graph_over_3000_unit_variance_fr
     whole = file_model.new_state()
     file_model.run(features, expected, whole)
     got, state = _frame_by_frame(blas_model, features)
-    assert float(np.max(np.abs(got - expected))) <= TOLERANCE  # 5.9e-6 measured
+    assert float(np.max(np.abs(got - expected))) <= TOLERANCE  # 4.6e-6 measured
     for name, value in states_of(state).items():
         np.testing.assert_allclose(value, whole.inputs()[name], rtol=0, atol=TOLERANCE)
 
@@ -118,7 +118,8 @@ def test_blas_engine_stays_near_the_file_graph_over_a_long_speech_like_stream(
     file_model, blas_model
 ):
     # Not within 1e-5: over 6000 speech-like frames the GRU carries rounding differences
-    # forward to 2.2e-5 (seed 3). onnxruntime itself is 1.0e-5 to 1.4e-5 from a float64
+    # forward to 1.4e-5 here (seed 3; 2.2e-5 before the gates' float64 exp, and 2.3e-5 on
+    # the shipped int8 model). onnxruntime itself is 1.1e-5 to 1.7e-5 from a float64
     # evaluation of the same network over these streams (benchmarks/README.md, issue 20),
     # so no float32 engine that sums in another order can promise 1e-5 against it.
     features = speech_like_features(6000, seed=3)

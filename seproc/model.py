@@ -500,9 +500,9 @@ class OnnxModel:
         From :meth:`new_state`, else made here; the pair is what ``state._resident``
         holds while that scratch has the newest state.
         """
+        net: BlasNet = self._net  # type: ignore[assignment]
         held = state._work.get(id(self))
-        if held is None:
-            net: BlasNet = self._net  # type: ignore[assignment]
+        if held is None or held[1] is not net.table:  # new, or another model's reused id
             held = state._work[id(self)] = (net.new_work(), net.table)
         return held
 

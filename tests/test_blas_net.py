@@ -230,6 +230,21 @@ def test_a_reset_drops_the_state_the_engine_holds(blas_model):
     np.testing.assert_array_equal(got, expected)
 
 
+def test_a_scratch_left_by_a_model_whose_id_is_reused_is_not_taken(blas_model, int8_model):
+    # ModelState keys the engine's scratch by id(model); a collected model's id can come
+    # back on another model, whose table must not run on the scratch left behind
+    features = speech_like_features(50, seed=12)
+    expected = np.zeros_like(features)
+    int8_model.run(features, expected, int8_model.new_state())
+    state = blas_model.new_state()
+    blas_model.run(features[::-1].copy(), np.zeros_like(features), state)
+    state.reset()
+    state._work[id(int8_model)] = state._work[id(blas_model)]  # as if the id were reused
+    got = np.zeros_like(features)
+    int8_model.run(features, got, state)
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_the_gru_nonlinearities_match_float64_numpy():
     from seproc._blas_net import _tanh
     from seproc._kernels import exp_f64

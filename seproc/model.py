@@ -706,12 +706,13 @@ def _address(array: np.ndarray) -> int:
     return array.__array_interface__["data"][0]
 
 
-_SESSIONS: OrderedDict[tuple[str, int, int, int], ort.InferenceSession] = OrderedDict()
-"""The last :data:`_CACHED_SESSIONS` sessions opened, keyed by the file's resolved path,
-modification time (ns), size and the thread count: ``seproc.denoise`` builds a model
-per call, and opening the session was 3.5 ms of 51 for 10 s at 16 kHz
+_SESSIONS: OrderedDict[tuple[int, str, int, int, int], ort.InferenceSession] = OrderedDict()
+"""The last :data:`_CACHED_SESSIONS` sessions opened, keyed by the process id, the file's
+resolved path, modification time (ns), size and the thread count: ``seproc.denoise``
+builds a model per call, and opening the session was 3.5 ms of 51 for 10 s at 16 kHz
 (``benchmarks/README.md``). onnxruntime's ``run`` may be called from several threads
-on one session; each model keeps its own bindings and state."""
+on one session; each model keeps its own bindings and state. A forked child opens its
+own (a parent's session may hold a thread pool whose threads the child does not have)."""
 _CACHED_SESSIONS = 4
 _SESSIONS_LOCK = threading.Lock()
 
@@ -725,7 +726,7 @@ def _open_session(path: Path, num_threads: int) -> ort.InferenceSession:
     stat = path.stat()
     if stat.st_size == 0:
         raise ModelError(f"Model file {path} is empty (0 bytes); it is not an ONNX model.")
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, num_threads)
+    key = (os.getpid(), str(path.resolve()), stat.st_mtime_ns, stat.st_size, num_threads)
     with _SESSIONS_LOCK:
         session = _SESSIONS.get(key)
         if session is not None:

@@ -1,4 +1,5 @@
 import json
+import multiprocessing
 import os
 import threading
 
@@ -96,6 +97,31 @@ def test_models_of_one_unchanged_file_share_a_session_and_keep_their_own_streams
         second.run(b[i : i + 1], got_b[i : i + 1], state_b)
     np.testing.assert_array_equal(got_a, expected_a)
     np.testing.assert_array_equal(got_b, expected_b)
+
+
+@pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="needs the fork start method"
+)
+# Python 3.12+ warns when a process with threads forks: what a user's fork pool does
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_opens_its_own_session(model_path):
+    parent = OnnxModel(model_path)
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+
+    def child():
+        model = OnnxModel(model_path)
+        out = np.empty((1, 161), np.float32)
+        model.run(np.zeros((1, 161), np.float32), out, model.new_state())
+        send.send((id(model._session), bool(np.all(np.isfinite(out)))))
+
+    process = context.Process(target=child)
+    process.start()
+    assert receive.poll(60), "the child did not answer"
+    child_session, finite = receive.recv()
+    process.join(10)
+    assert child_session != id(parent._session)  # the inherited object has the same id
+    assert finite
 
 
 def test_a_rewritten_model_file_is_opened_again(tmp_path):

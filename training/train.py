@@ -44,6 +44,7 @@ from training.model import (
     count_parameters,
     grow_refine,
 )
+from training.teacher import TeacherConfig, TeacherPairs
 
 __all__ = ["TrainConfig", "enhance", "load_config", "load_model", "main", "train"]
 
@@ -90,10 +91,13 @@ def _fill(cls: type, table: dict[str, Any]) -> Any:
 
 
 def load_config(path: Path) -> dict[str, Any]:
-    """Read a TOML config into ``{"model", "loss", "batches", "train"}`` dataclasses."""
+    """Read a TOML config into ``{"model", "loss", "batches", "train", "teacher"}`` dataclasses.
+
+    ``teacher`` is ``None`` without a ``[teacher]`` table (``training.teacher``).
+    """
     with open(path, "rb") as handle:
         raw = tomllib.load(handle)
-    unknown = set(raw) - {"model", "loss", "batches", "train"}
+    unknown = set(raw) - {"model", "loss", "batches", "train", "teacher"}
     if unknown:
         raise ValueError(f"{path}: unknown tables {sorted(unknown)}")
     return {
@@ -101,6 +105,7 @@ def load_config(path: Path) -> dict[str, Any]:
         "loss": _fill(LossConfig, raw.get("loss", {})),
         "batches": _fill(BatchConfig, raw.get("batches", {})),
         "train": _fill(TrainConfig, raw.get("train", {})),
+        "teacher": _fill(TeacherConfig, raw["teacher"]) if "teacher" in raw else None,
     }
 
 
@@ -342,6 +347,24 @@ class _MixerStream(torch.utils.data.IterableDataset):
             yield self.mixer.batch()
 
 
+def _teacher_batches(
+    pairs: TeacherPairs,
+    teacher: TeacherConfig,
+    bcfg: BatchConfig,
+    rng: np.random.Generator,
+    device: str,
+) -> Any:
+    """Iterate ``(noisy, clean, target)`` tensors from labelled mixtures (random crops).
+
+    The target is ``(1 - weight) clean + weight teacher`` (``training.teacher``).
+    """
+    w = np.float32(teacher.weight)
+    while True:
+        noisy, clean, taught = pairs.batch(rng, bcfg.batch_size, bcfg.segment_samples)
+        target = (1 - w) * clean + w * taught
+        yield tuple(torch.from_numpy(a).to(device) for a in (noisy, clean, target))
+
+
 def _batches(mixer: Mixer, tcfg: TrainConfig, start_step: int, device: str) -> Any:
     """Iterate ``(noisy, clean, noise)`` tensors on ``device``, mixed here or by workers."""
     if tcfg.loader_workers <= 0:
@@ -393,6 +416,8 @@ def train(
     if gain_floor_db is not None and init is None:
         raise ValueError("gain_floor_db changes the floor of an --init model; give init too.")
     cfg = load_config(config_path)
+    if cfg["teacher"] is not None and cfg["model"].formulation == "noise_subtraction":
+        raise ValueError("A [teacher] needs the mask formulation (its target is a waveform).")
     tcfg: TrainConfig = cfg["train"]
     if minutes is not None:
         tcfg.minutes = minutes
@@ -539,7 +564,22 @@ def train(
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    batches = _batches(mixer, tcfg, step, device)
+    teacher: TeacherConfig | None = cfg["teacher"]
+    if teacher is None:
+        batches = _batches(mixer, tcfg, step, device)
+    else:
+        pairs = TeacherPairs(data / teacher.pairs, teacher.skip_seconds)
+        _log(
+            log,
+            {
+                "event": "teacher",
+                "pairs": teacher.pairs,
+                "items": len(pairs),
+                "teacher": pairs.teacher_name,
+                "weight": teacher.weight,
+            },
+        )
+        batches = _teacher_batches(pairs, teacher, cfg["batches"], rng, device)
     budget_s = tcfg.minutes * 60
     next_snapshot = (
         time.monotonic() + tcfg.snapshot_minutes * 60 if tcfg.snapshot_minutes > 0 else math.inf
@@ -557,10 +597,14 @@ def train(
                 break
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(tcfg, step, elapsed / budget_s)
-            noisy, clean, noise_wave = next(batches)
+            # the third: the noise, or with a teacher the loss target (clean moved towards it)
+            noisy, clean, third = next(batches)
+            has_speech = clean.abs().amax(dim=-1) > 0
+            noise_wave = third
+            if teacher is not None:
+                clean = third
             enhanced_spec, enhanced, out_raw, _ = forward_batch(model, noisy)
             clean_spec = spectral.stft(clean)
-            has_speech = clean.abs().amax(dim=-1) > 0
             extra = {}
             if model.config.formulation == "noise_subtraction":
                 extra = {

@@ -5,7 +5,9 @@ One command, the same code on CPU and GPU (``--device cuda``):
 - data: corpus shards ``{data}/shards/train/{speech,noise}-NNN.npz`` mixed on the fly
   (:mod:`training.batches`); validation on the fixed mixtures in
   ``{data}/mixtures/val`` (or, where those are absent, e.g. on a GPU machine that took
-  only the shards along, on mixtures drawn with a fixed seed from the val shards);
+  only the shards along, on mixtures drawn with a fixed seed from the val shards); with a
+  ``[teacher]`` table, random crops of mixtures labelled by another denoiser instead, the
+  loss target moved from the clean reference towards its output (:mod:`training.teacher`);
 - features exactly as the runtime computes them (:mod:`training.spectral`), normalised
   with per-bin mean and std measured on training mixtures at the start of a run and
   stored in the checkpoint (the exporter writes them into the ONNX metadata);

@@ -422,15 +422,7 @@ class OnnxModel:
         with :meth:`frame_run` instead.
         """
         if self._net is not None:
-            held = self._work(state)
-            load = state._resident is not held
-            if load:
-                state.sync()
-            work, table = held
-            blas_resident(
-                features, out, state._packed[state._current], self._net.weights, work, table, load
-            )
-            state._resident = held
+            _run_resident(features, out, state, self._net.weights, self._work(state))
             return
         one = features.shape[0] == 1 and self._one_session is not None
         session = self._one_session if one else self._session
@@ -636,7 +628,7 @@ class FrameRun:
 class BlasFrameRun:
     """One-frame runs of one stream on the BLAS engine (see :meth:`OnnxModel.frame_run`)."""
 
-    __slots__ = ("_features", "_held", "_out", "_state", "_table", "_weights", "_work")
+    __slots__ = ("_features", "_held", "_out", "_state", "_weights")
 
     def __init__(
         self,
@@ -651,25 +643,29 @@ class BlasFrameRun:
         self._state = state
         self._weights = net.weights
         self._held = held
-        self._work, self._table = held
 
     def __call__(self) -> None:
         """Run the network on the frame in ``features``; advance the state."""
-        state = self._state
-        held = self._held
-        load = state._resident is not held
-        if load:
-            state.sync()
-        blas_resident(
-            self._features,
-            self._out,
-            state._packed[state._current],
-            self._weights,
-            self._work,
-            self._table,
-            load,
-        )
-        state._resident = held
+        _run_resident(self._features, self._out, self._state, self._weights, self._held)
+
+
+def _run_resident(
+    features: np.ndarray,
+    out: np.ndarray,
+    state: ModelState,
+    weights: np.ndarray,
+    held: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """Run the BLAS engine on ``state`` with the scratch and table ``held``.
+
+    The state is read from the packed buffers only when another scratch (or none) holds
+    it, and stays in ``held``'s scratch afterwards (``ModelState.sync`` writes it back).
+    """
+    load = state._resident is not held
+    if load:
+        state.sync()
+    blas_resident(features, out, state._packed[state._current], weights, held[0], held[1], load)
+    state._resident = held
 
 
 def _blas_step(

@@ -17,7 +17,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_corpus(tmp_path_factory.mktemp("corpus"))
 
 
-def _pairs_file(path: Path, items: int, samples: int) -> Path:
+def _pairs_file(path: Path, items: int, samples: int, teacher_name: str = "ramp") -> Path:
     """Arrays that say where a crop came from, exactly in float16 (integers below 2048):
     ``noisy`` is the sample index modulo 2000, ``clean`` the item, ``teacher`` the index
     divided by 2000."""
@@ -27,7 +27,7 @@ def _pairs_file(path: Path, items: int, samples: int) -> Path:
         noisy=(index % 2000).astype(np.float16),
         clean=np.broadcast_to(np.arange(items)[:, None], (items, samples)).astype(np.float16),
         teacher=(index // 2000).astype(np.float16),
-        teacher_name=np.array("ramp"),
+        teacher_name=np.array(teacher_name),
     )
     return path
 
@@ -57,11 +57,37 @@ def test_crops_longer_than_what_is_stored_are_refused(tmp_path: Path) -> None:
         pairs.batch(np.random.default_rng(0), 1, 4000)
 
 
+def test_several_files_are_read_as_one_in_order(tmp_path: Path) -> None:
+    first = _pairs_file(tmp_path / "a.npz", 3, 8000)
+    second = _pairs_file(tmp_path / "b.npz", 2, 8000)
+    pairs = TeacherPairs([first, second], skip_seconds=0.0)
+    assert len(pairs) == 5 and pairs.teacher_name == "ramp"
+    with np.load(first) as a, np.load(second) as b:
+        for name, got in (("noisy", pairs.noisy), ("clean", pairs.clean)):
+            np.testing.assert_array_equal(got, np.concatenate([a[name], b[name]]))
+    _, clean, _ = pairs.batch(np.random.default_rng(1), 200, 4000)
+    assert set(np.unique(clean[:, 0]).tolist()) == {0.0, 1.0, 2.0}  # items 3, 4 are b's 0, 1
+
+
+def test_files_that_do_not_fit_together_are_refused(tmp_path: Path) -> None:
+    first = _pairs_file(tmp_path / "a.npz", 2, 8000)
+    with pytest.raises(ValueError, match="8000 samples"):
+        TeacherPairs([first, _pairs_file(tmp_path / "b.npz", 2, 6000)])
+    with pytest.raises(ValueError, match="different teachers"):
+        TeacherPairs([first, _pairs_file(tmp_path / "c.npz", 2, 8000, teacher_name="other")])
+    with pytest.raises(ValueError, match="at least one"):
+        TeacherPairs([])
+
+
 def test_teacher_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="weight"):
         TeacherConfig(pairs="x.npz", weight=1.5)
     with pytest.raises(ValueError, match="skip_seconds"):
         TeacherConfig(pairs="x.npz", skip_seconds=-1)
+    with pytest.raises(ValueError, match="at least one"):
+        TeacherConfig(pairs=[])
+    assert TeacherConfig(pairs=["a.npz", "b.npz"]).files() == ["a.npz", "b.npz"]
+    assert TeacherConfig(pairs="a.npz").files() == ["a.npz"]
 
 
 def test_label_mixes_like_the_config_and_stores_the_teachers_output(

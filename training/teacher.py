@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,9 @@ __all__ = ["TeacherConfig", "TeacherPairs", "label", "main"]
 class TeacherConfig:
     """The ``[teacher]`` table of a training config."""
 
-    pairs: str = ""
-    """The labelled mixtures (``.npz`` written by :func:`label`), relative to the data folder."""
+    pairs: str | list[str] = ""
+    """The labelled mixtures (``.npz`` written by :func:`label`), relative to the data folder;
+    a list of such files is read as one (same mixture length and teacher)."""
     weight: float = 1.0
     """The teacher's share of the loss target, 0 to 1."""
     skip_seconds: float = 0.3
@@ -51,6 +53,12 @@ class TeacherConfig:
             raise ValueError(f"[teacher] weight must be in [0, 1], got {self.weight}")
         if self.skip_seconds < 0:
             raise ValueError(f"[teacher] skip_seconds must be >= 0, got {self.skip_seconds}")
+        if not self.files():
+            raise ValueError("[teacher] pairs must name at least one .npz file")
+
+    def files(self) -> list[str]:
+        """``pairs`` as a list of file names."""
+        return [self.pairs] if isinstance(self.pairs, str) else list(self.pairs)
 
 
 class TeacherPairs:
@@ -58,20 +66,38 @@ class TeacherPairs:
 
     Parameters
     ----------
-    path : Path
-        The ``.npz`` written by :func:`label`.
+    path : Path or sequence of Path
+        The ``.npz`` written by :func:`label`, or several, read as one: their mixtures must
+        have one length and one teacher.
     skip_seconds : float
         Crops start at least this far into a mixture.
     """
 
-    def __init__(self, path: Path, skip_seconds: float = 0.3) -> None:
-        with np.load(path) as data:
-            self.noisy = data["noisy"]
-            self.clean = data["clean"]
-            self.teacher = data["teacher"]
-            self.teacher_name = str(data["teacher_name"])
-        if not (self.noisy.shape == self.clean.shape == self.teacher.shape):
-            raise ValueError(f"{path}: noisy, clean and teacher differ in shape")
+    def __init__(self, path: Path | Sequence[Path], skip_seconds: float = 0.3) -> None:
+        paths = [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
+        if not paths:
+            raise ValueError("path must name at least one .npz file")
+        parts: dict[str, list[np.ndarray]] = {"noisy": [], "clean": [], "teacher": []}
+        names = set()
+        for one in paths:
+            with np.load(one) as data:
+                for key, arrays in parts.items():
+                    arrays.append(data[key])
+                names.add(str(data["teacher_name"]))
+            shapes = {arrays[-1].shape for arrays in parts.values()}
+            if len(shapes) != 1:
+                raise ValueError(f"{one}: noisy, clean and teacher differ in shape")
+            if parts["noisy"][-1].shape[1:] != parts["noisy"][0].shape[1:]:
+                raise ValueError(
+                    f"{one}: mixtures of {parts['noisy'][-1].shape[1]} samples, "
+                    f"{paths[0]} of {parts['noisy'][0].shape[1]} samples"
+                )
+        if len(names) != 1:
+            raise ValueError(f"the files name different teachers: {sorted(names)}")
+        self.noisy, self.clean, self.teacher = (
+            arrays[0] if len(arrays) == 1 else np.concatenate(arrays) for arrays in parts.values()
+        )
+        self.teacher_name = names.pop()
         self.skip_samples = round(skip_seconds * SAMPLE_RATE_HZ)
 
     def __len__(self) -> int:

@@ -570,7 +570,7 @@ def train(
     if teacher is None:
         batches = _batches(mixer, tcfg, step, device)
     else:
-        pairs = TeacherPairs(data / teacher.pairs, teacher.skip_seconds)
+        pairs = TeacherPairs([data / f for f in teacher.files()], teacher.skip_seconds)
         _log(
             log,
             {

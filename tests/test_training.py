@@ -310,6 +310,58 @@ def test_over_suppression_counts_only_speech_taken_out() -> None:
     assert "over_suppression" not in plain
 
 
+def test_shaped_target_is_the_oracle_mask_raised_to_a_power() -> None:
+    """Against the evaluation's oracle (numpy, seproc's STFT): power 1 resynthesises the
+    same signal; a larger power takes the noise-dominated bins down and keeps the rest."""
+    from training.evaluate import oracle_mask
+    from training.losses import shaped_target
+
+    rng = np.random.default_rng(3)
+    clean = _speechlike(rng, 1.0).astype(np.float32)
+    noisy = (clean + 0.05 * rng.standard_normal(clean.size)).astype(np.float32)
+    clean_t, noisy_t = (torch.from_numpy(a[None]).double() for a in (clean, noisy))
+    noisy_spec, clean_spec = spectral.stft(noisy_t), spectral.stft(clean_t)
+    one = spectral.istft(shaped_target(noisy_spec, clean_spec, 1.0, -40.0), clean.size)[0]
+    reference = oracle_mask(clean, noisy)
+    inner = slice(320, clean.size - 320)  # the two frame their ends differently
+    error = one.numpy()[inner] - reference[inner]
+    assert float(np.sqrt(np.mean(error**2))) < 1e-4 * float(np.sqrt(np.mean(reference**2)))
+    two = shaped_target(noisy_spec, clean_spec, 2.0, -40.0).abs()
+    ratio = (clean_spec.abs() / noisy_spec.abs()).clamp(0.01, 1.0)
+    np.testing.assert_allclose(two.numpy(), (noisy_spec.abs() * ratio**2).numpy(), rtol=1e-9)
+    speech = ratio >= 1.0  # bins the clean signal fills: kept whatever the power
+    assert torch.equal(two[speech], noisy_spec.abs()[speech])
+    assert bool(
+        (two[~speech] < shaped_target(noisy_spec, clean_spec, 1.0, -40.0).abs()[~speech]).all()
+    )
+    with pytest.raises(ValueError, match="power"):
+        shaped_target(noisy_spec, clean_spec, 0.0, -40.0)
+
+
+def test_training_on_a_shaped_target_and_its_refusals(corpus: Path, tmp_path: Path) -> None:
+    from training.train import load_model, train
+
+    text = (
+        (CONFIGS / "tiny.toml").read_text().replace("[loss]\n", "[loss]\ntarget_mask_power = 1.5\n")
+    )
+    assert "target_mask_power = 1.5" in text
+    config = tmp_path / "shaped.toml"
+    config.write_text(text)
+    train(config, corpus, tmp_path / "run", max_steps=2)
+    _, payload = load_model(tmp_path / "run" / "last.pt")
+    assert payload["step"] == 2
+    log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    losses = [r["loss"] for r in map(json.loads, log) if r.get("event") == "train"]
+    assert losses and all(math.isfinite(value) for value in losses)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text + '\n[teacher]\npairs = "teacher/t.npz"\n')
+    with pytest.raises(ValueError, match="cannot be combined"):
+        train(bad, corpus, tmp_path / "bad", max_steps=1)
+    bad.write_text(text.replace("target_mask_power = 1.5", "target_mask_power = -1.0"))
+    with pytest.raises(ValueError, match="must be >= 0"):
+        train(bad, corpus, tmp_path / "bad", max_steps=1)
+
+
 # -- data -------------------------------------------------------------------------------------
 def test_mixer_items_add_up_and_respect_shares(corpus: Path) -> None:
     speech = ClipPool(corpus / "shards", "train", "speech")

@@ -68,9 +68,35 @@ class LossConfig:
     sisdr: float = 0.01
     stoi: float = 0.0
     noise_db: float = 0.0
+    target_mask_power: float = 0.0
+    """When > 0, the terms compare against a shaped target instead of the clean reference:
+    the noisy spectrum times the ideal ratio mask ``|S| / |X|`` (clipped to ``[10 **
+    (target_floor_db / 20), 1]``) raised to this power, resynthesised
+    (:func:`shaped_target`). Above 1 it takes more out where noise dominates; with a
+    perfect network on the full-band validation words (``training.evaluate_fullband``'s
+    oracle mask) 1.0 scores DNSMOS OVRL 2.98 / BAK 3.80 and 1.5 3.07 / 4.02."""
+    target_floor_db: float = -40.0
+    """The shaped target's lowest gain, dB."""
     mrstft_sizes: list[tuple[int, int]] = field(
         default_factory=lambda: [(256, 64), (512, 128), (1024, 256)]
     )
+
+
+def shaped_target(
+    noisy_spec: torch.Tensor, clean_spec: torch.Tensor, power: float, floor_db: float
+) -> torch.Tensor:
+    """Return the noisy spectrum times ``clip(|S| / |X|, floor, 1) ** power``, no gradient.
+
+    ``power = 1`` is the ideal ratio mask with the noisy phase (the oracle that
+    ``training.evaluate.oracle_mask`` resynthesises); larger powers suppress bins where
+    noise dominates further, keeping those where speech does.
+    """
+    if power <= 0:
+        raise ValueError(f"power must be > 0, got {power}")
+    with torch.no_grad():
+        ratio = clean_spec.abs() / noisy_spec.abs().clamp_min(1e-12)
+        gain = ratio.clamp(10.0 ** (floor_db / 20.0), 1.0) ** power
+        return noisy_spec * gain
 
 
 def compressed_loss(

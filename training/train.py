@@ -37,7 +37,7 @@ import torch
 
 from training import spectral
 from training.batches import BatchConfig, ClipPool, Mixer, ValClip, load_val_clips
-from training.losses import LossConfig, total_loss
+from training.losses import LossConfig, shaped_target, total_loss
 from training.metrics import si_sdr
 from training.model import (
     ModelConfig,
@@ -420,6 +420,17 @@ def train(
     cfg = load_config(config_path)
     if cfg["teacher"] is not None and cfg["model"].formulation == "noise_subtraction":
         raise ValueError("A [teacher] needs the mask formulation (its target is a waveform).")
+    if cfg["loss"].target_mask_power > 0 and (
+        cfg["teacher"] is not None or cfg["model"].formulation == "noise_subtraction"
+    ):
+        raise ValueError(
+            "[loss] target_mask_power shapes the clean target of a mask model; it cannot be "
+            "combined with a [teacher] or the noise_subtraction formulation."
+        )
+    if cfg["loss"].target_mask_power < 0:
+        raise ValueError(
+            f"[loss] target_mask_power must be >= 0, got {cfg['loss'].target_mask_power}"
+        )
     tcfg: TrainConfig = cfg["train"]
     if minutes is not None:
         tcfg.minutes = minutes
@@ -607,6 +618,15 @@ def train(
                 clean = third
             enhanced_spec, enhanced, out_raw, _ = forward_batch(model, noisy)
             clean_spec = spectral.stft(clean)
+            if cfg["loss"].target_mask_power > 0:  # the shaped target instead of clean
+                clean_spec = shaped_target(
+                    spectral.stft(noisy),
+                    clean_spec,
+                    cfg["loss"].target_mask_power,
+                    cfg["loss"].target_floor_db,
+                )
+                clean = spectral.istft(clean_spec, clean.shape[-1])
+                clean_spec = spectral.stft(clean)
             extra = {}
             if model.config.formulation == "noise_subtraction":
                 extra = {

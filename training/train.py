@@ -8,6 +8,8 @@ One command, the same code on CPU and GPU (``--device cuda``):
   only the shards along, on mixtures drawn with a fixed seed from the val shards); with a
   ``[teacher]`` table, random crops of mixtures labelled by another denoiser instead, the
   loss target moved from the clean reference towards its output (:mod:`training.teacher`);
+  with ``[loss] target_mask_power``, the target is the noisy spectrum times the ideal
+  ratio mask raised to that power (:func:`training.losses.shaped_target`);
 - features exactly as the runtime computes them (:mod:`training.spectral`), normalised
   with per-bin mean and std measured on training mixtures at the start of a run and
   stored in the checkpoint (the exporter writes them into the ONNX metadata);

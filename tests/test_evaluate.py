@@ -280,7 +280,7 @@ def test_oracle_mask_reproduces_clean_input_and_beats_the_mixture():
     assert ratio_db == pytest.approx(-40.0, abs=0.5)
 
 
-def _scipy_oracle(clean, noisy, n_fft=320, hop=160, floor_db=-40.0):
+def _scipy_oracle(clean, noisy, n_fft=320, hop=160, floor_db=-40.0, power=1.0):
     """The ideal ratio mask on scipy's STFT (frames centred on multiples of the hop)."""
     from scipy.signal import istft, stft
 
@@ -288,8 +288,11 @@ def _scipy_oracle(clean, noisy, n_fft=320, hop=160, floor_db=-40.0):
     kwargs = dict(fs=16000, window=window, nperseg=n_fft, noverlap=n_fft - hop)
     _, _, noisy_spec = stft(noisy.astype(np.float64), **kwargs)
     _, _, clean_spec = stft(clean.astype(np.float64), **kwargs)
-    gain = np.clip(
-        np.abs(clean_spec) / np.maximum(np.abs(noisy_spec), 1e-12), 10 ** (floor_db / 20), 1
+    gain = (
+        np.clip(
+            np.abs(clean_spec) / np.maximum(np.abs(noisy_spec), 1e-12), 10 ** (floor_db / 20), 1
+        )
+        ** power
     )
     return istft(noisy_spec * gain, **kwargs)[1][: noisy.size]
 
@@ -304,6 +307,12 @@ def test_oracle_mask_is_the_ideal_ratio_mask_on_scipys_stft(n_samples):
     output = evaluate.oracle_mask(clean, noisy)
     np.testing.assert_allclose(output, _scipy_oracle(clean, noisy), rtol=0, atol=1e-7)
     assert np.max(np.abs(output - noisy)) > 0.05  # the mask does something
+    # raised to a power: scipy's frames again, and more taken out than at power 1
+    powered = evaluate.oracle_mask(clean, noisy, power=1.5)
+    np.testing.assert_allclose(powered, _scipy_oracle(clean, noisy, power=1.5), rtol=0, atol=1e-7)
+    assert np.sum(powered**2) < np.sum(output**2)
+    with pytest.raises(ValueError, match="power"):
+        evaluate.oracle_mask(clean, noisy, power=0.0)
 
 
 def test_oracle_mask_uses_the_models_frames(tmp_path):

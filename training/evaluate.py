@@ -851,6 +851,7 @@ def oracle_mask(
     *,
     floor_db: float = ORACLE_FLOOR_DB,
     model: str | Path | None = None,
+    power: float = 1.0,
 ) -> np.ndarray:
     """Denoise as the shipped formulation would with a perfect network (ideal ratio mask).
 
@@ -863,6 +864,10 @@ def oracle_mask(
     model : str or Path or None
         The model whose frames the mask works on; ``None`` is the runtime's bundled
         default (the shipped model: square-root Hann, 320 samples, hop 160).
+    power : float
+        The clipped mask is raised to this power (> 0): 1 is the ideal ratio mask; above 1
+        takes more out where noise dominates (the target of ``[loss] target_mask_power``,
+        :func:`training.losses.shaped_target`).
 
     Returns
     -------
@@ -887,12 +892,14 @@ def oracle_mask(
             f"clean {clean.shape} and noisy {noisy.shape} must have the same shape; "
             "trim both to the shorter length first"
         )
+    if not power > 0:
+        raise ValueError(f"power must be > 0, got {power}")
     stft = _model_stft(None if model is None else Path(model))
     # pad_end: frames past the last sample, so that every sample is fully resynthesised
     noisy_spec = stft.stft(noisy, pad_end=True)
     clean_spec = stft.stft(clean, pad_end=True)
     gain = np.abs(clean_spec) / np.maximum(np.abs(noisy_spec), 1e-12)
-    gain = np.clip(gain, 10.0 ** (floor_db / 20.0), 1.0)
+    gain = np.clip(gain, 10.0 ** (floor_db / 20.0), 1.0) ** power
     return stft.istft(noisy_spec * gain, length=noisy.size).astype(np.float32)
 
 

@@ -281,10 +281,12 @@ def _init(
     attenuation_limit_db: float | None,
     model: str | None,
     postfilter: bool = True,
+    oracle_power: float = 1.0,
 ) -> None:
     from training import metrics
 
     _WORKER["systems"] = _Systems(names, attenuation_limit_db, model, postfilter)
+    _WORKER["oracle_power"] = oracle_power
     _WORKER["dnsmos"] = metrics.Dnsmos() if with_dnsmos else None
     _WORKER["visqol"] = None
     if with_visqol:
@@ -310,7 +312,11 @@ def _score_mixture(mixture: dict[str, object]) -> list[dict[str, object]]:
             from training.evaluate import oracle_mask
 
             noisy16 = soxr.resample(mixture["noisy"], RATE_HZ, 16000)
-            ideal = oracle_mask(clean16.astype(np.float32), noisy16.astype(np.float32))
+            ideal = oracle_mask(
+                clean16.astype(np.float32),
+                noisy16.astype(np.float32),
+                power=_WORKER["oracle_power"],
+            )
             output = np.zeros(mixture["noisy"].size, np.float32)
             up = soxr.resample(ideal, 16000, RATE_HZ)
             output[: min(up.size, output.size)] = up[: output.size]
@@ -345,10 +351,12 @@ def run(
     attenuation_limit_db: float | None = None,
     model: str | None = None,
     postfilter: bool = True,
+    oracle_power: float = 1.0,
 ) -> list[dict[str, object]]:
     """Score every system on every mixture, in ``workers`` processes.
 
-    ``postfilter=False`` runs seproc on the model's raw gains (``--no-postfilter``).
+    ``postfilter=False`` runs seproc on the model's raw gains (``--no-postfilter``);
+    ``oracle_power`` raises the oracle mask to a power (``--oracle-power``).
     """
     try:
         from tqdm import tqdm
@@ -361,7 +369,15 @@ def run(
     with Pool(
         workers,
         _init,
-        (tuple(names), with_dnsmos, with_visqol, attenuation_limit_db, model, postfilter),
+        (
+            tuple(names),
+            with_dnsmos,
+            with_visqol,
+            attenuation_limit_db,
+            model,
+            postfilter,
+            oracle_power,
+        ),
     ) as pool:
         for part in tqdm(
             pool.imap(_score_mixture, mixes), total=len(mixes), desc="mixtures", unit="mix"
@@ -514,6 +530,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "model carries (for A/B)",
     )
     parser.add_argument(
+        "--oracle-power",
+        type=float,
+        default=1.0,
+        help="raise the oracle-mask system's ideal ratio mask to this power (> 0)",
+    )
+    parser.add_argument(
         "--visqol",
         action="store_true",
         help="also ViSQOL v3 audio mode at 48 kHz (visqol-python; ~3 s per clip and system)",
@@ -537,6 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         attenuation_limit_db=args.attenuation_limit_db,
         model=args.model,
         postfilter=args.postfilter,
+        oracle_power=args.oracle_power,
     )
     reference: dict[str, object] = {
         "clips": f"{len(clips)} ({', '.join(c for c, _ in clips)})",

@@ -81,6 +81,12 @@ class LossConfig:
         default_factory=lambda: [(256, 64), (512, 128), (1024, 256)]
     )
 
+    def __post_init__(self) -> None:
+        if not self.target_mask_power >= 0:
+            raise ValueError(f"[loss] target_mask_power must be >= 0, got {self.target_mask_power}")
+        if not self.target_floor_db < 0:
+            raise ValueError(f"[loss] target_floor_db must be < 0, got {self.target_floor_db}")
+
 
 def shaped_target(
     noisy_spec: torch.Tensor, clean_spec: torch.Tensor, power: float, floor_db: float

@@ -429,10 +429,6 @@ def train(
             "[loss] target_mask_power shapes the clean target of a mask model; it cannot be "
             "combined with a [teacher] or the noise_subtraction formulation."
         )
-    if cfg["loss"].target_mask_power < 0:
-        raise ValueError(
-            f"[loss] target_mask_power must be >= 0, got {cfg['loss'].target_mask_power}"
-        )
     tcfg: TrainConfig = cfg["train"]
     if minutes is not None:
         tcfg.minutes = minutes

@@ -127,7 +127,8 @@ class PitchFilter:
         self._filtered = np.zeros_like(self._history)  # high-passed, for the period search
         self._pole = float(np.exp(-2 * np.pi * HIGHPASS_HZ / rate_hz))
         self._window = np.ascontiguousarray(stft.window[: self._win_length], np.float32)
-        self._transforms = RowTransforms(
+        self._transforms = RowTransforms.lend(
+            self,
             channels * self._group_frames,
             stft.n_fft,
             np.dtype(np.float32),

@@ -367,3 +367,43 @@ def test_offline_falls_back_to_one_frame_plans_when_the_batch_plan_differs(monke
     monkeypatch.undo()
     np.testing.assert_array_equal(spec, expected_spec)
     np.testing.assert_array_equal(forced.istft(spec), expected)
+
+
+def test_row_transforms_are_lent_again_only_after_their_owner_is_collected() -> None:
+    """A collected owner's planned transforms go, zeroed, to the next owner of that problem."""
+    import gc
+
+    from seproc.stft import RowTransforms
+
+    class Owner:
+        pass
+
+    first, second = Owner(), Owner()
+    args = (3, 96, np.dtype(np.float32), "FFTW_ESTIMATE", False)
+    lent = RowTransforms.lend(first, *args)
+    other = RowTransforms.lend(second, *args)
+    assert other is not lent  # two live owners never share buffers
+    lent.real[:, :96] = np.random.default_rng(0).standard_normal((3, 96))
+    lent.run(3)
+    expected = np.fft.rfft(lent.real[:, :96].astype(np.float64), axis=1)
+    np.testing.assert_allclose(lent.spec[:, :49], expected, rtol=1e-4, atol=1e-4)
+    del first
+    gc.collect()
+    again = RowTransforms.lend(Owner(), *args)
+    assert again is lent
+    assert not again.real.any() and not again.spec.any()
+    # another problem (inverse) is planned anew
+    assert (
+        RowTransforms.lend(Owner(), 3, 96, np.dtype(np.float32), "FFTW_ESTIMATE", True) is not lent
+    )
+    del second
+    gc.collect()
+
+
+def test_a_second_whole_file_denoise_on_lent_plans_gives_the_same_output() -> None:
+    import seproc
+
+    noisy = np.random.default_rng(4).normal(0, 0.05, 20000).astype(np.float32)
+    first = seproc.denoise(noisy, 16000)
+    second = seproc.denoise(noisy, 16000)
+    np.testing.assert_array_equal(first, second)

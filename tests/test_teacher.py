@@ -149,3 +149,49 @@ def test_training_on_teacher_targets(corpus: Path, tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="mask formulation"):
         train(bad, corpus, tmp_path / "bad", max_steps=1)
+
+
+def test_teacher_target_mixes_the_shaped_target_with_the_teachers_output(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """With ``[loss] target_mask_power`` a teacher's target mixes the shaped target, not clean."""
+    from training import spectral
+    from training.losses import shaped_target
+    from training.train import _teacher_target, load_model, train
+
+    rng = np.random.default_rng(2)
+    clean = torch.from_numpy(rng.standard_normal((2, 4000)).astype(np.float32) * 0.05)
+    noisy = clean + torch.from_numpy(rng.standard_normal((2, 4000)).astype(np.float32) * 0.05)
+    taught = 0.8 * clean
+    shaped_spec = shaped_target(spectral.stft(noisy), spectral.stft(clean), 1.5, -40.0)
+    shaped = spectral.istft(shaped_spec, 4000)
+    assert float((shaped - clean).abs().max()) > 0.01  # shaping changed the clean target
+    torch.testing.assert_close(_teacher_target(shaped, taught, 0.0), shaped)
+    torch.testing.assert_close(_teacher_target(shaped, taught, 1.0), taught)
+    torch.testing.assert_close(_teacher_target(shaped, taught, 0.25), 0.75 * shaped + 0.25 * taught)
+
+    (corpus / "teacher").mkdir(exist_ok=True)
+    data = rng.standard_normal((3, 6, 16000)).astype(np.float32) * 0.05
+    np.savez(
+        corpus / "teacher" / "s.npz",
+        noisy=(data[0] + data[1]).astype(np.float16),
+        clean=data[0].astype(np.float16),
+        teacher=(data[0] * 0.9).astype(np.float16),
+        teacher_name=np.array("synthetic"),
+    )
+    config = tmp_path / "both.toml"
+    text = (
+        (CONFIGS / "tiny.toml").read_text().replace("[loss]\n", "[loss]\ntarget_mask_power = 1.5\n")
+    )
+    config.write_text(text + '\n[teacher]\npairs = "teacher/s.npz"\nweight = 0.7\n')
+    train(config, corpus, tmp_path / "run", max_steps=2)
+    _, payload = load_model(tmp_path / "run" / "last.pt")
+    assert payload["step"] == 2
+    records = [
+        json.loads(line)
+        for line in (tmp_path / "run" / "log.jsonl").read_text().split("\n")
+        if line
+    ]
+    losses = [r["loss"] for r in records if r.get("event") == "train"]
+    assert losses and all(np.isfinite(losses))
+    assert [r["weight"] for r in records if r["event"] == "teacher"] == [0.7]

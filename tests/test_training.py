@@ -354,7 +354,11 @@ def test_training_on_a_shaped_target_and_its_refusals(corpus: Path, tmp_path: Pa
     losses = [r["loss"] for r in map(json.loads, log) if r.get("event") == "train"]
     assert losses and all(math.isfinite(value) for value in losses)
     bad = tmp_path / "bad.toml"
-    bad.write_text(text + '\n[teacher]\npairs = "teacher/t.npz"\n')
+    bad.write_text(
+        (CONFIGS / "cpu-noise-subtraction.toml")
+        .read_text()
+        .replace("[loss]\n", "[loss]\ntarget_mask_power = 1.5\n")
+    )
     with pytest.raises(ValueError, match="cannot be combined"):
         train(bad, corpus, tmp_path / "bad", max_steps=1)
     bad.write_text(text.replace("target_mask_power = 1.5", "target_mask_power = -1.0"))

@@ -9,7 +9,8 @@ One command, the same code on CPU and GPU (``--device cuda``):
   ``[teacher]`` table, random crops of mixtures labelled by another denoiser instead, the
   loss target moved from the clean reference towards its output (:mod:`training.teacher`);
   with ``[loss] target_mask_power``, the target is the noisy spectrum times the ideal
-  ratio mask raised to that power (:func:`training.losses.shaped_target`);
+  ratio mask raised to that power (:func:`training.losses.shaped_target`), also as the
+  part of a ``[teacher]``'s target that is not the teacher's;
 - features exactly as the runtime computes them (:mod:`training.spectral`), normalised
   with per-bin mean and std measured on training mixtures at the start of a run and
   stored in the checkpoint (the exporter writes them into the ONNX metadata);
@@ -358,15 +359,23 @@ def _teacher_batches(
     rng: np.random.Generator,
     device: str,
 ) -> Any:
-    """Iterate ``(noisy, clean, target)`` tensors from labelled mixtures (random crops).
+    """Iterate ``(noisy, clean, taught)`` tensors from labelled mixtures (random crops).
 
-    The target is ``(1 - weight) clean + weight teacher`` (``training.teacher``).
+    ``taught`` is the teacher's output; the training loop mixes the target
+    ``(1 - weight) base + weight taught`` (:func:`_teacher_target`).
     """
-    w = np.float32(teacher.weight)
     while True:
-        noisy, clean, taught = pairs.batch(rng, bcfg.batch_size, bcfg.segment_samples)
-        target = (1 - w) * clean + w * taught
-        yield tuple(torch.from_numpy(a).to(device) for a in (noisy, clean, target))
+        arrays = pairs.batch(rng, bcfg.batch_size, bcfg.segment_samples)
+        yield tuple(torch.from_numpy(a).to(device) for a in arrays)
+
+
+def _teacher_target(base: torch.Tensor, taught: torch.Tensor, weight: float) -> torch.Tensor:
+    """Return the loss target ``(1 - weight) base + weight taught`` (``training.teacher``).
+
+    ``base`` is the clean reference, or with ``[loss] target_mask_power`` the shaped
+    target made from it (:func:`training.losses.shaped_target`).
+    """
+    return (1.0 - weight) * base + weight * taught
 
 
 def _batches(mixer: Mixer, tcfg: TrainConfig, start_step: int, device: str) -> Any:
@@ -422,12 +431,10 @@ def train(
     cfg = load_config(config_path)
     if cfg["teacher"] is not None and cfg["model"].formulation == "noise_subtraction":
         raise ValueError("A [teacher] needs the mask formulation (its target is a waveform).")
-    if cfg["loss"].target_mask_power > 0 and (
-        cfg["teacher"] is not None or cfg["model"].formulation == "noise_subtraction"
-    ):
+    if cfg["loss"].target_mask_power > 0 and cfg["model"].formulation == "noise_subtraction":
         raise ValueError(
             "[loss] target_mask_power shapes the clean target of a mask model; it cannot be "
-            "combined with a [teacher] or the noise_subtraction formulation."
+            "combined with the noise_subtraction formulation."
         )
     tcfg: TrainConfig = cfg["train"]
     if minutes is not None:
@@ -608,12 +615,10 @@ def train(
                 break
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(tcfg, step, elapsed / budget_s)
-            # the third: the noise, or with a teacher the loss target (clean moved towards it)
+            # the third: the noise, or with a teacher its output (the target moves towards it)
             noisy, clean, third = next(batches)
             has_speech = clean.abs().amax(dim=-1) > 0
             noise_wave = third
-            if teacher is not None:
-                clean = third
             enhanced_spec, enhanced, out_raw, _ = forward_batch(model, noisy)
             clean_spec = spectral.stft(clean)
             if cfg["loss"].target_mask_power > 0:  # the shaped target instead of clean
@@ -624,6 +629,9 @@ def train(
                     cfg["loss"].target_floor_db,
                 )
                 clean = spectral.istft(clean_spec, clean.shape[-1])
+                clean_spec = spectral.stft(clean)
+            if teacher is not None:
+                clean = _teacher_target(clean, third, teacher.weight)
                 clean_spec = spectral.stft(clean)
             extra = {}
             if model.config.formulation == "noise_subtraction":

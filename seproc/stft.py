@@ -122,7 +122,7 @@ class RowTransforms:
         the same problem (``seproc.denoise`` on file after file plans once). A lent object
         is the same plan on the same buffers as a new one, so results do not change.
         """
-        key = (n_rows, n_fft, np.dtype(dtype), effort, inverse)
+        key = (cls, n_rows, n_fft, np.dtype(dtype), effort, inverse)
         idle = _IDLE_TRANSFORMS.setdefault(key, [])
         try:
             transforms = idle.pop()  # atomic under the GIL: two owners never share one
@@ -137,7 +137,7 @@ class RowTransforms:
 
 # Planned transforms whose owner was collected, by problem (RowTransforms.lend).
 _IDLE_TRANSFORMS: dict[tuple, list[RowTransforms]] = {}
-_MAX_IDLE = 8  # per problem: what at most that many live owners at once leave behind
+_MAX_IDLE = 4  # per problem: what at most that many owners alive at once leave behind
 
 
 def _return_idle(idle: list[RowTransforms], transforms: RowTransforms) -> None:

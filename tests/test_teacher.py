@@ -115,31 +115,39 @@ def test_label_mixes_like_the_config_and_stores_the_teachers_output(
     assert not np.array_equal(teacher, noisy)
 
 
-def test_training_on_teacher_targets(corpus: Path, tmp_path: Path) -> None:
-    from training.train import load_model, train
-
-    (corpus / "teacher").mkdir(exist_ok=True)
-    rng = np.random.default_rng(1)
+def _write_synthetic_pairs(path: Path, seed: int) -> None:
+    """Six 1 s labelled mixtures whose "teacher" output is 0.9 times the clean speech."""
+    path.parent.mkdir(exist_ok=True)
+    rng = np.random.default_rng(seed)
     clean = rng.standard_normal((6, 16000)).astype(np.float32) * 0.05
     noisy = clean + rng.standard_normal((6, 16000)).astype(np.float32) * 0.05
     np.savez(
-        corpus / "teacher" / "t.npz",
+        path,
         noisy=noisy.astype(np.float16),
         clean=clean.astype(np.float16),
         teacher=(clean * 0.9).astype(np.float16),
         teacher_name=np.array("synthetic"),
     )
+
+
+def _train_two_steps(config: Path, corpus: Path, out: Path) -> list[dict]:
+    """Train two steps with ``config`` into ``out``; return the run's log records."""
+    from training.train import load_model, train
+
+    train(config, corpus, out, max_steps=2)
+    _, payload = load_model(out / "last.pt")
+    assert payload["step"] == 2
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().split("\n") if line]
+
+
+def test_training_on_teacher_targets(corpus: Path, tmp_path: Path) -> None:
+    from training.train import train
+
+    _write_synthetic_pairs(corpus / "teacher" / "t.npz", seed=1)
     config = tmp_path / "teacher.toml"
     text = (CONFIGS / "tiny.toml").read_text()
     config.write_text(text + '\n[teacher]\npairs = "teacher/t.npz"\nweight = 0.5\n')
-    train(config, corpus, tmp_path / "run", max_steps=2)
-    _, payload = load_model(tmp_path / "run" / "last.pt")
-    assert payload["step"] == 2
-    records = [
-        json.loads(line)
-        for line in (tmp_path / "run" / "log.jsonl").read_text().split("\n")
-        if line
-    ]
+    records = _train_two_steps(config, corpus, tmp_path / "run")
     (event,) = [r for r in records if r["event"] == "teacher"]
     assert (event["items"], event["teacher"], event["weight"]) == (6, "synthetic", 0.5)
     bad = tmp_path / "bad.toml"
@@ -157,7 +165,7 @@ def test_teacher_target_mixes_the_shaped_target_with_the_teachers_output(
     """With ``[loss] target_mask_power`` a teacher's target mixes the shaped target, not clean."""
     from training import spectral
     from training.losses import shaped_target
-    from training.train import _teacher_target, load_model, train
+    from training.train import _teacher_target
 
     rng = np.random.default_rng(2)
     clean = torch.from_numpy(rng.standard_normal((2, 4000)).astype(np.float32) * 0.05)
@@ -170,28 +178,13 @@ def test_teacher_target_mixes_the_shaped_target_with_the_teachers_output(
     torch.testing.assert_close(_teacher_target(shaped, taught, 1.0), taught)
     torch.testing.assert_close(_teacher_target(shaped, taught, 0.25), 0.75 * shaped + 0.25 * taught)
 
-    (corpus / "teacher").mkdir(exist_ok=True)
-    data = rng.standard_normal((3, 6, 16000)).astype(np.float32) * 0.05
-    np.savez(
-        corpus / "teacher" / "s.npz",
-        noisy=(data[0] + data[1]).astype(np.float16),
-        clean=data[0].astype(np.float16),
-        teacher=(data[0] * 0.9).astype(np.float16),
-        teacher_name=np.array("synthetic"),
-    )
+    _write_synthetic_pairs(corpus / "teacher" / "s.npz", seed=2)
     config = tmp_path / "both.toml"
     text = (
         (CONFIGS / "tiny.toml").read_text().replace("[loss]\n", "[loss]\ntarget_mask_power = 1.5\n")
     )
     config.write_text(text + '\n[teacher]\npairs = "teacher/s.npz"\nweight = 0.7\n')
-    train(config, corpus, tmp_path / "run", max_steps=2)
-    _, payload = load_model(tmp_path / "run" / "last.pt")
-    assert payload["step"] == 2
-    records = [
-        json.loads(line)
-        for line in (tmp_path / "run" / "log.jsonl").read_text().split("\n")
-        if line
-    ]
+    records = _train_two_steps(config, corpus, tmp_path / "run")
     losses = [r["loss"] for r in records if r.get("event") == "train"]
     assert losses and all(np.isfinite(losses))
     assert [r["weight"] for r in records if r["event"] == "teacher"] == [0.7]

@@ -620,19 +620,18 @@ def train(
             has_speech = clean.abs().amax(dim=-1) > 0
             noise_wave = third
             enhanced_spec, enhanced, out_raw, _ = forward_batch(model, noisy)
-            clean_spec = spectral.stft(clean)
+            # the loss target ("clean" from here on): shaped, then moved towards the teacher
             if cfg["loss"].target_mask_power > 0:  # the shaped target instead of clean
-                clean_spec = shaped_target(
+                shaped_spec = shaped_target(
                     spectral.stft(noisy),
-                    clean_spec,
+                    spectral.stft(clean),
                     cfg["loss"].target_mask_power,
                     cfg["loss"].target_floor_db,
                 )
-                clean = spectral.istft(clean_spec, clean.shape[-1])
-                clean_spec = spectral.stft(clean)
+                clean = spectral.istft(shaped_spec, clean.shape[-1])
             if teacher is not None:
                 clean = _teacher_target(clean, third, teacher.weight)
-                clean_spec = spectral.stft(clean)
+            clean_spec = spectral.stft(clean)
             extra = {}
             if model.config.formulation == "noise_subtraction":
                 extra = {

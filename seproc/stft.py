@@ -119,8 +119,10 @@ class RowTransforms:
         Planning costs tens of microseconds a row (3-5 ms for one whole-file
         :class:`~seproc.Denoiser`'s analyser, synthesiser and pitch filter), so
         transforms whose owner was collected wait, planned, for the next owner asking for
-        the same problem (``seproc.denoise`` on file after file plans once). A lent object
-        is the same plan on the same buffers as a new one, so results do not change.
+        the same problem (``seproc.denoise`` on file after file plans once). A lent plan
+        was made when it was first asked for: where FFTW's wisdom has grown since (another
+        plan of that size with more effort), a new plan may pick another algorithm, so a
+        lent object's transforms can differ from a new one's in the last float32 bits.
         """
         key = (cls, n_rows, n_fft, np.dtype(dtype), effort, inverse)
         idle = _IDLE_TRANSFORMS.setdefault(key, [])

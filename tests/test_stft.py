@@ -409,4 +409,6 @@ def test_whole_file_denoise_on_lent_plans_equals_it_on_plans_made_for_it(monkeyp
     lent = seproc.denoise(noisy, 16000)  # on those rows, their buffers used before
     monkeypatch.setattr(RowTransforms, "lend", classmethod(lambda cls, owner, *a: cls(*a)))
     planned = seproc.denoise(noisy, 16000)
-    np.testing.assert_array_equal(lent, planned)
+    # Not bit for bit: rows planned earlier in the process may run another FFTW algorithm
+    # than rows planned now, after other plans added wisdom (seen in CI: 5e-9 apart).
+    np.testing.assert_allclose(lent, planned, rtol=0, atol=1e-7)

@@ -26,6 +26,7 @@ from training.model import (  # noqa: E402
     ModelConfig,
     SeprocNet,
     count_flops_per_frame,
+    grow_gru,
     grow_refine,
 )
 from training.shards import Clip, write_shards  # noqa: E402
@@ -445,6 +446,28 @@ def test_grown_refine_head_keeps_the_output_then_sees_single_bins() -> None:
         ModelConfig(refine_channels=-1)
 
 
+def test_grown_gru_keeps_the_output_and_its_new_units_learn() -> None:
+    torch.manual_seed(0)
+    model = SeprocNet(ModelConfig(channels=(4, 8), gru_hidden=16)).eval()
+    grown = grow_gru(model, 24).eval()
+    assert grown.state_shapes()["gru"] == (1, 1, 24)
+    assert count_flops_per_frame(grown) > count_flops_per_frame(model)
+    features = torch.randn(1, 30, 161)
+    rng_before = torch.get_rng_state()
+    with torch.no_grad():
+        torch.testing.assert_close(grown(features)[0], model(features)[0], rtol=0, atol=1e-6)
+        _, *_, hidden = grown(features)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's random stream kept
+    assert float(hidden[..., 16:].abs().max()) > 1e-3  # the new units are alive ...
+    grown.train()
+    grown(features)[0].sum().backward()
+    # ... so the zero paths from them to the old units and the expand layer have gradients
+    assert float(grown.expand.weight.grad[:, 16:].abs().max()) > 0
+    assert float(grown.gru.weight_hh_l0.grad[:16, 16:].abs().max()) > 0
+    with pytest.raises(ValueError, match="larger than the model's gru_hidden=24"):
+        grow_gru(grown, 24)
+
+
 # -- training ---------------------------------------------------------------------------------
 def test_tiny_training_lowers_the_loss_and_writes_checkpoints(trained: Path, corpus: Path) -> None:
     steps = _records(trained, "train")
@@ -703,6 +726,26 @@ def test_fine_tune_from_init_with_loader_workers_and_snapshots(
         "snapshot-2.pt",
         "snapshot-3.pt",
     ]
+
+
+def test_fine_tune_grows_the_gru_a_config_asks_for(
+    trained: Path, corpus: Path, tmp_path: Path
+) -> None:
+    from training.train import load_config, load_model, train
+
+    start, _ = load_model(trained / "last.pt")
+    hidden = start.config.gru_hidden + 8
+    assert load_config(CONFIGS / "tiny.toml")["model"].gru_hidden == start.config.gru_hidden
+    config = tmp_path / "wide.toml"
+    text = (CONFIGS / "tiny.toml").read_text()
+    config.write_text(text.replace(f"gru_hidden = {hidden - 8}", f"gru_hidden = {hidden}"))
+    out = tmp_path / "run"
+    train(config, corpus, out, max_steps=1, init=trained / "last.pt")
+    tuned, payload = load_model(out / "last.pt")
+    assert payload["model_config"]["gru_hidden"] == tuned.config.gru_hidden == hidden
+    (record,) = _records(out, "start")
+    assert record["init"]["gru_hidden"] == hidden
+    assert record["flops_per_frame"] > count_flops_per_frame(start)
 
 
 def test_validation_selects_by_stoi_where_pesq_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -333,3 +333,60 @@ def grow_refine(model: SeprocNet, channels: int) -> SeprocNet:
     if unexpected or any(not key.startswith("refine.") for key in missing):
         raise ValueError(f"cannot grow: missing {missing}, unexpected {unexpected}")
     return grown.to(next(model.parameters()).device)
+
+
+def grow_gru(model: SeprocNet, hidden: int, seed: int = 0) -> SeprocNet:
+    """Return ``model`` with a wider GRU bottleneck of ``hidden`` units (same output).
+
+    The old units keep their weights; the new units get PyTorch's default random
+    weights into themselves, and every path from them to the old units and to the
+    expand layer is zero, so the grown model's output equals ``model``'s until training
+    moves it (function-preserving widening, as in Net2Net). The new units' own
+    activations are not zero, so those zero paths have gradients and learn.
+
+    Parameters
+    ----------
+    model : SeprocNet
+        The model to grow (left unchanged).
+    hidden : int
+        The new GRU width, larger than ``model.config.gru_hidden``.
+    seed : int
+        Seeds the new units' random weights.
+
+    Returns
+    -------
+    SeprocNet
+    """
+    old = model.config.gru_hidden
+    if hidden <= old:
+        raise ValueError(f"hidden={hidden} must be larger than the model's gru_hidden={old}")
+    config = ModelConfig(**{**model.config.__dict__, "gru_hidden": hidden})
+    with torch.random.fork_rng(devices=[]):  # the caller's random stream stays as it was
+        torch.manual_seed(seed)
+        grown = SeprocNet(config).to(next(model.parameters()).device)
+    source = model.state_dict()
+    target = grown.state_dict()
+    with torch.no_grad():
+        for key, value in source.items():
+            if not key.startswith(("squeeze.", "gru.", "expand.")):
+                target[key].copy_(value)
+        # squeeze: the old outputs as they were, the new ones random (into new units only)
+        target["squeeze.weight"][:old].copy_(source["squeeze.weight"])
+        target["squeeze.bias"][:old].copy_(source["squeeze.bias"])
+        # GRU: three gates (r, z, n) stacked; old rows see only old inputs and units
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            new, was = target[f"gru.{name}"], source[f"gru.{name}"]
+            for gate in range(3):
+                rows_new = slice(gate * hidden, gate * hidden + old)
+                rows_was = slice(gate * old, (gate + 1) * old)
+                if new.ndim == 1:
+                    new[rows_new].copy_(was[rows_was])
+                else:
+                    new[rows_new].zero_()
+                    new[rows_new, :old].copy_(was[rows_was])
+        # expand: the new units' columns zero
+        target["expand.weight"].zero_()
+        target["expand.weight"][:, :old].copy_(source["expand.weight"])
+        target["expand.bias"].copy_(source["expand.bias"])
+    grown.load_state_dict(target)
+    return grown

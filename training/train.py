@@ -47,6 +47,7 @@ from training.model import (
     SeprocNet,
     count_flops_per_frame,
     count_parameters,
+    grow_gru,
     grow_refine,
 )
 from training.teacher import TeacherConfig, TeacherPairs
@@ -422,9 +423,12 @@ def train(
 
     ``init`` starts a new run from another run's weights (fine-tuning): its network
     and feature statistics replace the config's ``[model]`` table (``gain_floor_db``
-    may change the mask's floor); the optimizer, step count and learning-rate warm-up
-    start afresh, while ``steps_before``, ``seconds_trained`` and ``audio_seconds``
-    carry the weights' history on. A ``--resume`` that finds ``out/last.pt`` ignores it.
+    may change the mask's floor), except that a ``refine_channels`` or ``gru_hidden``
+    the init network lacks grows it (:func:`training.model.grow_refine`,
+    :func:`training.model.grow_gru`: the same output at the start); the optimizer, step
+    count and learning-rate warm-up start afresh, while ``steps_before``,
+    ``seconds_trained`` and ``audio_seconds`` carry the weights'
+    history on. A ``--resume`` that finds ``out/last.pt`` ignores it.
     """
     if gain_floor_db is not None and init is None:
         raise ValueError("gain_floor_db changes the floor of an --init model; give init too.")
@@ -473,6 +477,10 @@ def train(
         if refine and model.refine is None:
             # grow: the config asks for a refine head the init model lacks (same output)
             model = grow_refine(model, refine)
+        hidden = cfg["model"].gru_hidden
+        if hidden > model.config.gru_hidden:
+            # grow: a wider GRU than the init model's (same output, new units to train)
+            model = grow_gru(model, hidden, seed=tcfg.seed)
         model.train()
         steps_before = init_payload.get("step", 0) + init_payload.get("steps_before", 0)
         init_record = {
@@ -481,6 +489,7 @@ def train(
             "steps_before": steps_before,
             "gain_floor_db": model.config.gain_floor_db,
             "refine_channels": model.config.refine_channels,
+            "gru_hidden": model.config.gru_hidden,
         }
     else:
         mcfg: ModelConfig = cfg["model"]

@@ -5,7 +5,9 @@ multiply-adds and it spends ~20 µs more on layout reorders and concatenations
 (``benchmarks/README.md``, issue 20). This engine reads the weights of the model file
 (:mod:`seproc._onnx_proto`), recognises the causal U-Net of ``training/model.py`` node
 by node, and runs each frame in one numba function whose products go to BLAS through
-``np.dot(a, b, out)`` (scipy's OpenBLAS sgemm, into preallocated buffers):
+``np.dot(a, b, out)`` (scipy's OpenBLAS sgemm, into preallocated buffers) or, where it
+was faster on this CPU when the model loaded, to a numba loop (:func:`product_methods`:
+the narrow levels on AVX2 cores):
 
 - activations are channels-last ``[F, C]`` in zero-padded buffers, so a strided
   convolution's im2col row is two contiguous copies (``kf * C_in`` floats of the
@@ -45,6 +47,7 @@ A graph of any other layout raises :class:`BlasUnsupported`.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +65,7 @@ __all__ = [
     "int8_candidates",
     "int8_grid",
     "load_state",
+    "product_methods",
     "store_state",
 ]
 
@@ -82,10 +86,12 @@ class BlasUnsupported(ValueError):
 # offset of their per-row float32 scales; -1 where they are float32
 (H_SQ_S, H_GW_S, H_GR_S, H_EX_S) = range(21, 25)
 _HEADER = 32
-(E_C, E_F, E_PAD, E_X, E_S, E_COL, E_W, E_B, E_ALPHA, E_STATE, E_KF) = range(11)
+(E_C, E_F, E_PAD, E_X, E_S, E_COL, E_W, E_B, E_ALPHA, E_STATE, E_KF, E_LOOP) = range(12)
 _E = 12
 (D_CA, D_CB, D_C_OUT, D_F_IN, D_F_OUT, D_K, D_PAD, D_W, D_B, D_CAT, D_T, D_ALPHA) = range(12)
-_D = 12
+D_LOOP = 12
+_D = 13
+# E_LOOP / D_LOOP: 1 where the level's product runs in _rows_product, 0 in BLAS sgemm
 
 
 @njit_cached(inline="always", error_model="numpy")
@@ -152,6 +158,88 @@ def _matvec_int8(w, x, x_off, n_in, q_off, s_off, b_off, n_out, y, y_off):  # pr
         for j in range(n_out):
             ys[j] += np.float32(qr[j]) * xv
         r += 1
+
+
+@njit_cached(fastmath={"contract"})
+def _rows_product(a, b, c):  # pragma: no cover - compiled
+    """``c = a @ b`` for few rows: per row of ``a``, four rows of ``b`` per pass over ``c``.
+
+    Each pass adds four products to a row of ``c`` (as :func:`_matvec_int8` does), so
+    the row is loaded and stored a quarter as often; the multiply-adds may fuse
+    (``fastmath={"contract"}``; nothing else of fastmath).
+    """
+    m, k_all = a.shape
+    n = b.shape[1]
+    for i in range(m):
+        ci, ai = c[i], a[i]
+        for j in range(n):
+            ci[j] = 0.0
+        k = 0
+        while k + 4 <= k_all:
+            a0, a1, a2, a3 = ai[k], ai[k + 1], ai[k + 2], ai[k + 3]
+            b0, b1, b2, b3 = b[k], b[k + 1], b[k + 2], b[k + 3]
+            for j in range(n):
+                v = ci[j] + a0 * b0[j]
+                v = v + a1 * b1[j]
+                v = v + a2 * b2[j]
+                ci[j] = v + a3 * b3[j]
+            k += 4
+        while k < k_all:
+            av, bk = ai[k], b[k]
+            for j in range(n):
+                ci[j] += av * bk[j]
+            k += 1
+
+
+@njit_cached(inline="always")
+def _gemm(a, b, c, loop):  # pragma: no cover - compiled
+    """``c = a @ b``: :func:`_rows_product` where ``loop``, else BLAS sgemm."""
+    if loop:
+        _rows_product(a, b, c)
+    else:
+        np.dot(a, b, c)
+
+
+@njit_cached()
+def _repeat_product(a, b, c, loop, times):  # pragma: no cover - compiled
+    """Compute ``c = a @ b`` ``times`` times by one method (for :func:`product_methods`)."""
+    for _ in range(times):
+        _gemm(a, b, c, loop)
+
+
+_CHOSEN: dict[tuple[int, int, int], bool] = {}
+
+
+def product_methods(shapes: list[tuple[int, int, int]]) -> list[bool]:
+    """Return, per ``(rows, inner, columns)`` product, whether the loop beats BLAS here.
+
+    The U-Net's products are small and their best method depends on the CPU: on an AVX2
+    core without AVX-512 OpenBLAS's sgemm took 10-17 µs for each of the narrowest
+    levels' products (6-11 rows; :func:`_rows_product` 6-9) and was faster on the wider
+    ones (21-81 rows); on an AVX-512 core the ten sgemm calls took 17 µs in all
+    (``benchmarks/README.md``, issue 20). So each shape is timed once per process (best
+    of three rounds of 40 products each way on random data, ~1 ms a shape) and keeps the
+    faster; the two differ by float32 rounding only.
+    """
+    chosen = []
+    for shape in shapes:
+        if shape not in _CHOSEN:
+            rows, inner, columns = shape
+            rng = np.random.default_rng(0)
+            a = rng.standard_normal((rows, inner)).astype(np.float32)
+            b = rng.standard_normal((inner, columns)).astype(np.float32)
+            c = np.empty((rows, columns), np.float32)
+            best = {True: np.inf, False: np.inf}
+            for loop in (True, False):
+                _repeat_product(a, b, c, loop, 2)  # compiled and warm
+            for _ in range(3):
+                for loop in (True, False):
+                    start = time.perf_counter()
+                    _repeat_product(a, b, c, loop, 40)
+                    best[loop] = min(best[loop], time.perf_counter() - start)
+            _CHOSEN[shape] = bool(best[True] < best[False])
+        chosen.append(_CHOSEN[shape])
+    return chosen
 
 
 @njit_cached()
@@ -253,7 +341,7 @@ def _frame(features, out, t, w, work, tab):  # pragma: no cover - compiled
         wm = w[tab[row + E_W] : tab[row + E_W] + 2 * nk * c_out].reshape((2 * nk, c_out))
         y0 = tab[nrow + E_X] + tab[nrow + E_PAD] * c_out
         y = work[y0 : y0 + f_out * c_out].reshape((f_out, c_out))
-        np.dot(col, wm, y)
+        _gemm(col, wm, y, tab[row + E_LOOP])
         bias, alpha = w[tab[row + E_B] : tab[row + E_B] + c_out], w[tab[row + E_ALPHA]]
         for fo in range(f_out):
             for co in range(c_out):
@@ -319,7 +407,7 @@ def _frame(features, out, t, w, work, tab):  # pragma: no cover - compiled
         a[:, ca:] = work[skip : skip + f_in * cb].reshape((f_in, cb))
         wm = w[tab[row + D_W] : tab[row + D_W] + width * k * c_out].reshape((width, k * c_out))
         tt = work[tab[row + D_T] : tab[row + D_T] + f_in * k * c_out].reshape((f_in, k * c_out))
-        np.dot(a, wm, tt)
+        _gemm(a, wm, tt, tab[row + D_LOOP])
         final = j == n_dec - 1
         if final:
             dst, dst_width = tab[H_OUT], c_out
@@ -778,8 +866,18 @@ def build_blas_net(
     header[H_H], header[H_EX] = work.reserve(hidden), work.reserve(n_flat)
     header[H_GRU_STATE] = state_offsets["gru"]
     header[H_OUT] = work.reserve(n_bins)
-    keys_e = ("c", "f", "pad", "x", "s", "col", "w", "b", "alpha", "state", "kf")
+    # each level's product by the method that is faster on this CPU (product_methods)
+    shapes = [
+        ((lv["f"] + 1) // 2, 2 * lv["kf"] * lv["c"], enc[i + 1]["c"])
+        for i, lv in enumerate(enc[:-1])
+    ]
+    shapes += [(lv["f_in"], lv["ca"] + lv["cb"], lv["k"] * lv["c_out"]) for lv in dec]
+    loops = product_methods(shapes)
+    for level, loop in zip(enc[:-1] + dec, loops, strict=True):
+        level["loop"] = int(loop)
+    keys_e = ("c", "f", "pad", "x", "s", "col", "w", "b", "alpha", "state", "kf", "loop")
     keys_d = ("ca", "cb", "c_out", "f_in", "f_out", "k", "pad", "w", "b", "cat", "t", "alpha")
+    keys_d += ("loop",)
     rows = [header]
     for level in enc:
         row = np.zeros(_E, np.int64)

@@ -114,6 +114,42 @@ def test_blas_engine_is_within_1e_5_of_the_file_graph_over_3000_unit_variance_fr
         np.testing.assert_allclose(value, whole.inputs()[name], rtol=0, atol=TOLERANCE)
 
 
+@pytest.mark.parametrize("loop", [True, False], ids=["loop-products", "sgemm-products"])
+def test_either_product_method_is_within_1e_5_of_the_file_graph(
+    monkeypatch, float_path, file_model, loop
+):
+    """Each level's product takes the loop or sgemm, whichever is faster on the CPU."""
+    import seproc._blas_net as blas_net
+
+    chosen = []
+
+    def forced(shapes):
+        chosen.append(shapes)
+        return [loop] * len(shapes)
+
+    monkeypatch.setattr(blas_net, "product_methods", forced)
+    model = OnnxModel(float_path, engine="blas")
+    assert model.engine == "blas"
+    assert len(chosen[0]) == 10  # five encoder and five decoder levels
+    features = np.random.default_rng(1).standard_normal((1000, 161)).astype(np.float32)
+    expected = np.zeros_like(features)
+    file_model.run(features, expected, file_model.new_state())
+    got, _ = _frame_by_frame(model, features)
+    assert float(np.max(np.abs(got - expected))) <= TOLERANCE
+
+
+def test_product_methods_are_timed_once_per_shape():
+    from seproc._blas_net import _CHOSEN, product_methods
+
+    shapes = [(6, 288, 64), (81, 10, 16), (6, 288, 64)]
+    first = product_methods(shapes)
+    assert len(first) == 3 and all(isinstance(loop, bool) for loop in first)
+    assert first[0] == first[2] == _CHOSEN[(6, 288, 64)]
+    _CHOSEN[(81, 10, 16)] = not first[1]  # a stored choice is not timed again
+    assert product_methods(shapes)[1] == (not first[1])
+    _CHOSEN[(81, 10, 16)] = first[1]
+
+
 def test_blas_engine_stays_near_the_file_graph_over_a_long_speech_like_stream(
     file_model, blas_model
 ):
@@ -268,6 +304,23 @@ def test_the_gru_nonlinearities_match_float64_numpy():
     assert np.all(np.isfinite(exp_out[:4]))
     assert exp_out[0] < 1e-300 and exp_out[3] > 1e300
     np.testing.assert_array_equal(tanh_out[:4], [-1.0, -1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("rows", [1, 6, 11])
+@pytest.mark.parametrize(("inner", "columns"), [(1, 5), (3, 16), (128, 144), (289, 64)])
+def test_the_few_rows_product_equals_numpy_s_matmul(rows, inner, columns):
+    """The loop that the narrow levels' products may take, against float64 truth."""
+    from seproc._blas_net import _rows_product
+
+    rng = np.random.default_rng(rows * 1000 + inner)
+    a = rng.standard_normal((rows, inner)).astype(np.float32)
+    b = rng.standard_normal((inner, columns)).astype(np.float32)
+    c = np.full((rows, columns), np.nan, np.float32)  # every element must be written
+    _rows_product(a, b, c)
+    truth = a.astype(np.float64) @ b.astype(np.float64)
+    scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+    assert np.all(np.abs(c - truth) <= 1e-6 * scale + 1e-7)
+    assert np.all(np.abs(a @ b - truth) <= 1e-6 * scale + 1e-7)  # the same bound holds there
 
 
 @pytest.mark.parametrize("which", ["blas_model", "int8_model"])

@@ -33,7 +33,7 @@ from training.train import load_model
 
 __all__ = ["benchmark", "check_parity", "export", "main"]
 
-MODEL_VERSION = "2026.12.6"
+MODEL_VERSION = "2026.12.7"
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
 STREAMING_TOLERANCE = 1e-5

@@ -218,7 +218,7 @@ def product_methods(shapes: list[tuple[int, int, int]]) -> list[bool]:
     levels' products (6-11 rows; :func:`_rows_product` 6-9) and was faster on the wider
     ones (21-81 rows); on an AVX-512 core the ten sgemm calls took 17 µs in all
     (``benchmarks/README.md``, issue 20). So each shape is timed once per process (best
-    of three rounds of 40 products each way on random data, ~1 ms a shape) and keeps the
+    of three rounds of 40 products each way on random data, up to ~4 ms a shape) and keeps the
     faster; the two differ by float32 rounding only.
     """
     chosen = []

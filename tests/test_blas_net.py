@@ -306,10 +306,14 @@ def test_the_gru_nonlinearities_match_float64_numpy():
     np.testing.assert_array_equal(tanh_out[:4], [-1.0, -1.0, 1.0, 1.0])
 
 
-@pytest.mark.parametrize("rows", [1, 6, 11])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 6, 11, 41])
 @pytest.mark.parametrize(("inner", "columns"), [(1, 5), (3, 16), (128, 144), (289, 64)])
 def test_the_few_rows_product_equals_numpy_s_matmul(rows, inner, columns):
-    """The loop that the narrow levels' products may take, against float64 truth."""
+    """The loop that the narrow levels' products may take, against float64 truth.
+
+    Rows 1-4, 6, 11 and 41 reach every block (four, two, one row) and their mixes;
+    inner sizes below, at and above multiples of 2 and 4 reach every tail.
+    """
     from seproc._blas_net import _rows_product
 
     rng = np.random.default_rng(rows * 1000 + inner)

@@ -199,6 +199,12 @@ class StreamResampler:
         self._history = np.zeros(
             (self._channels, n_taps - 1 + self._max_block_samples), self._dtype
         )
+        # Integer decimation (48 or 32 kHz -> 16 kHz) runs vectorised over the outputs on
+        # the history split into its phases (_kernels.decimate); other ratios per output.
+        self._phases = None
+        if self._up == 1 and not self._passthrough:
+            span = (n_taps - 1 + self._max_block_samples) // self._down + 1
+            self._phases = np.zeros((self._channels, self._down, span), self._dtype)
         self.reset()
 
     # -- read-only settings -------------------------------------------------------------
@@ -308,7 +314,20 @@ class StreamResampler:
         written = 0
         done = 0
         capacity = self._max_block_samples
-        if n <= capacity:  # one pass, no slicing
+        phases = self._phases
+        if n <= capacity and phases is not None:  # one pass, no slicing
+            count, self._position = _kernels.decimate(
+                self._history,
+                block,
+                n,
+                self._branches,
+                self._down,
+                self._position,
+                phases,
+                out,
+            )
+            return count
+        if n <= capacity:
             count, self._position = _kernels.polyphase_resample(
                 self._history,
                 block,
@@ -322,16 +341,28 @@ class StreamResampler:
             return count
         while True:
             size = min(capacity, n - done)
-            count, self._position = _kernels.polyphase_resample(
-                self._history,
-                block[:, done : done + size],
-                size,
-                self._branches,
-                self._up,
-                self._down,
-                self._position,
-                out[:, written:],
-            )
+            if phases is not None:
+                count, self._position = _kernels.decimate(
+                    self._history,
+                    block[:, done : done + size],
+                    size,
+                    self._branches,
+                    self._down,
+                    self._position,
+                    phases,
+                    out[:, written:],
+                )
+            else:
+                count, self._position = _kernels.polyphase_resample(
+                    self._history,
+                    block[:, done : done + size],
+                    size,
+                    self._branches,
+                    self._up,
+                    self._down,
+                    self._position,
+                    out[:, written:],
+                )
             written += count
             done += size
             if done >= n:

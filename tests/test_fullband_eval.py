@@ -191,3 +191,39 @@ def test_postfilter_variants_are_blind_and_the_release_is_the_runtime_s():
     got = variants[f"release {factor} then ^{exponent}"][0]
     np.testing.assert_array_equal(got, np.clip(expected, np.float32(0.01), 1))  # the floor
     assert np.all(variants["attenuation limit 18 dB"] >= np.float32(10 ** (-18 / 20)))
+
+
+def test_noise_estimate_follows_the_noise_where_the_model_removes_it():
+    """The run-15 estimator: a bin the model passes keeps its estimate, a removed one tracks."""
+    from training.mask_diagnosis import noise_estimate
+
+    power = np.full((200, 3), 4.0)
+    power[100:, :] = 1.0  # the noise power falls by a factor 4 half-way
+    gain = np.zeros((200, 3))
+    gain[:, 1] = 1.0  # bin 1: the model passes everything (speech): no update
+    gain[:, 2] = 0.5
+    estimate = noise_estimate(power, gain, smoothing=0.9, absence_power=1.0)
+    assert np.allclose(estimate[99], 4.0) and np.isclose(estimate[-1, 0], 1.0, rtol=1e-3)
+    assert np.all(estimate[:, 1] == 4.0)  # started at the first frame, never updated
+    # a half gain updates at 0.75 of the rate; absence_power 4 at 0.75 ** 4 of it
+    assert estimate[-1, 0] < estimate[-1, 2] < 1.01  # slower, and there
+    slow = noise_estimate(power, gain, smoothing=0.9, absence_power=4.0)
+    assert slow[110, 2] > estimate[110, 2] > estimate[110, 0]
+
+
+def test_residual_variants_only_lower_the_shipped_release_gains():
+    from seproc._kernels import release_gains
+    from training.mask_diagnosis import SHIPPED_RELEASE, residual_gains
+
+    rng = np.random.default_rng(5)
+    model = (0.01 + 0.99 * rng.random((1, 60, 161))).astype(np.float32)
+    power = rng.random((1, 60, 161)).astype(np.float32) + 0.1
+    variants = residual_gains(model, np.ones_like(model), bin_hz=50.0, noisy_power=power)
+    released = model[0].copy()
+    release_gains(released, np.zeros(161, np.float32), SHIPPED_RELEASE, 1.0)
+    np.testing.assert_array_equal(variants["shipped release"][0], released)
+    for name, gains in variants.items():
+        assert gains.shape == model.shape and gains.min() >= 0.01 and gains.max() <= 1.0
+        if name.startswith("release, residual"):
+            assert np.all(gains[0] <= released + 1e-7)  # only ever takes more out
+            assert np.any(gains[0] < released - 1e-3)

@@ -170,6 +170,68 @@ def postfilter_gains(
     }
 
 
+#: ``--residual``: (over-subtraction beta, exponent) of the noise-estimate post-filters
+RESIDUAL = ((0.25, 0.5), (0.5, 1.0), (1.0, 1.0), (1.0, 0.5), (2.0, 0.5))
+#: the shipped model's release (150 dB/s: the factor per 10 ms hop), under every
+#: ``--residual`` variant
+SHIPPED_RELEASE = 10 ** (-150 * 0.01 / 20)
+
+
+def noise_estimate(
+    power: np.ndarray, gain: np.ndarray, smoothing: float = 0.9, absence_power: float = 1.0
+) -> np.ndarray:
+    """Per-bin noise power of the noisy ``power [frames, bins]``, the model's gains as presence.
+
+    Recursive averaging where the model hears noise: ``N[t] = N[t-1] + (1 - a) (1 -
+    g[t]**2)**k (P[t] - N[t-1])`` (``a = smoothing`` per frame, 0.9: ~100 ms; ``k =
+    absence_power``, larger: only bins the model clearly removes update it), started at
+    the first frame's power: a bin the model passes (``g = 1``) leaves the estimate as it
+    was. Causal, one state per bin: a runtime could run it per frame.
+    """
+    estimate = np.empty_like(power)
+    current = power[0].copy()
+    for t in range(len(power)):
+        weight = (1 - gain[t] ** 2) ** absence_power
+        current += (1 - smoothing) * weight * (power[t] - current)
+        estimate[t] = current
+    return estimate
+
+
+def residual_gains(
+    model_gain: np.ndarray,
+    ideal_gain: np.ndarray,
+    bin_hz: float,
+    noisy_power: np.ndarray | None = None,
+    gain_floor: float = 0.01,
+) -> dict[str, np.ndarray]:
+    """Post-filters against the noise the model leaves (issue 19's "residual-noise shaping").
+
+    On top of the shipped release (:data:`SHIPPED_RELEASE`), each variant multiplies the
+    gains by a spectral-subtraction gain from :func:`noise_estimate`: ``w = max(floor, 1 -
+    beta * N / P) ** exponent`` (:data:`RESIDUAL`): bins the noise dominates lose more,
+    bins the voice dominates keep the model's gain. The signature is :func:`hybrid_gains`'s
+    (``ideal_gain`` unused).
+    """
+    from seproc._kernels import release_gains
+
+    shape = np.shape(model_gain)
+    g = np.asarray(model_gain, np.float32).reshape(-1, shape[-1])
+    power = np.asarray(noisy_power, np.float64).reshape(g.shape)
+    released = g.copy()
+    release_gains(released, np.zeros(g.shape[-1], np.float32), SHIPPED_RELEASE, 1.0)
+    variants = {"model": g, "shipped release": released}
+    for k in (1.0, 4.0):
+        noise = noise_estimate(power, g.astype(np.float64), absence_power=k)
+        ratio = noise / np.maximum(power, 1e-20)
+        for beta, exponent in RESIDUAL:
+            w = np.maximum(gain_floor, 1.0 - beta * ratio) ** exponent
+            variants[f"release, residual k {k:g} beta {beta} ^{exponent}"] = released * w
+    return {
+        name: np.clip(v, gain_floor, 1.0).astype(np.float32).reshape(shape)
+        for name, v in variants.items()
+    }
+
+
 def diagnose(
     model_path: Path,
     mixtures: Sequence[dict[str, object]],
@@ -262,6 +324,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="score blind post-filters of the model's gains (run 8), not the ideal-mask swaps",
     )
+    parser.add_argument(
+        "--residual",
+        action="store_true",
+        help="score the noise-estimate post-filters (run 15) on the shipped release",
+    )
     args = parser.parse_args(argv)
     talkers = fullband.read_talker_clips(args.archive)
     mixes = fullband.mixtures(fullband.clean_clips(talkers, args.clips_per_talker, args.split))
@@ -270,7 +337,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         mixes,
         _scorer(),
         progress=lambda m: tqdm(m, desc="mixtures"),
-        variants=postfilter_gains if args.postfilters else hybrid_gains,
+        variants=(
+            residual_gains
+            if args.residual
+            else postfilter_gains
+            if args.postfilters
+            else hybrid_gains
+        ),
     )
     print(f"{args.model}, {len(mixes)} {args.split} mixtures\n")
     print(table(means))

@@ -289,9 +289,9 @@ def product_methods(shapes: list[tuple[int, int, int]]) -> list[bool]:
     """Return, per ``(rows, inner, columns)`` product, whether the loop beats BLAS here.
 
     The U-Net's products are small and their best method depends on the CPU: on an AVX2
-    core without AVX-512 OpenBLAS's sgemm took 10-17 µs for each of the narrowest
-    levels' products (6-11 rows; :func:`_rows_product` 6-9) and was faster on the wider
-    ones (21-81 rows); on an AVX-512 core the ten sgemm calls took 17 µs in all
+    core without AVX-512 OpenBLAS's sgemm took 10-16 µs for each of the narrowest
+    levels' products (6-11 rows; :func:`_rows_product` 4-5) and was faster on most of
+    the wider ones (21-81 rows); on an AVX-512 core the ten sgemm calls took 17 µs in all
     (``benchmarks/README.md``, issue 20). So each shape is timed once per process (best
     of three rounds of 40 products each way on random data, up to ~4 ms a shape) and keeps the
     faster; the two differ by float32 rounding only.

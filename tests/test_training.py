@@ -26,6 +26,7 @@ from training.model import (  # noqa: E402
     ModelConfig,
     SeprocNet,
     count_flops_per_frame,
+    grow_deep_filter,
     grow_gru,
     grow_refine,
 )
@@ -466,6 +467,101 @@ def test_grown_gru_keeps_the_output_and_its_new_units_learn() -> None:
     assert float(grown.gru.weight_hh_l0.grad[:16, 16:].abs().max()) > 0
     with pytest.raises(ValueError, match="larger than the model's gru_hidden=24"):
         grow_gru(grown, 24)
+
+
+def test_grown_deep_filter_keeps_the_output_and_its_head_learns() -> None:
+    from training.train import forward_batch
+
+    torch.manual_seed(0)
+    model = SeprocNet(ModelConfig(channels=(4, 8), gru_hidden=16)).eval()
+    rng_before = torch.get_rng_state()
+    grown = grow_deep_filter(model, 2, 40).eval()
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's random stream kept
+    assert count_flops_per_frame(grown) > count_flops_per_frame(model)
+    noisy = 0.1 * torch.randn(2, 8000)
+    with torch.no_grad():
+        plain, filtered = forward_batch(model, noisy), forward_batch(grown, noisy)
+        raw = grown(torch.randn(1, 7, 161))[0]
+    assert raw.shape == (1, 7, 161 + 2 * 2 * 40)  # the gains, then the coefficients
+    assert torch.equal(plain[0], filtered[0]) and torch.equal(plain[2], filtered[2])
+    grown.train()
+    forward_batch(grown, noisy)[1].square().sum().backward()
+    assert float(grown.deep_filter.deconv.weight.grad.abs().max()) > 0  # zero, yet it learns
+    with pytest.raises(ValueError, match="already has a deep filter"):
+        grow_deep_filter(grown, 2, 40)
+    for order, bins in ((2, 0), (0, 8), (1, 162)):
+        with pytest.raises(ValueError, match="deep_filter_order"):
+            ModelConfig(deep_filter_order=order, deep_filter_bins=bins)
+    with pytest.raises(ValueError, match="needs formulation='mask'"):
+        ModelConfig(formulation="noise_subtraction", deep_filter_order=1, deep_filter_bins=8)
+
+
+def test_deep_filter_adds_the_weighted_past_frames_to_the_lowest_bins() -> None:
+    """``apply_deep_filter`` against a plain loop over frames, bins and past frames."""
+    from training.train import apply_deep_filter
+
+    rng = np.random.default_rng(3)
+    batch, frames, bins, order, n = 2, 9, 12, 3, 5
+
+    def complex_normal(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+
+    masked, spec = complex_normal(batch, frames, bins), complex_normal(batch, frames, bins)
+    coef = rng.standard_normal((batch, frames, 2 * order * n)).astype(np.float32)
+    got = apply_deep_filter(
+        torch.from_numpy(masked), torch.from_numpy(spec), torch.from_numpy(coef), order
+    ).numpy()
+    c = coef.reshape(batch, frames, order, 2, n)
+    expected = masked.astype(np.complex128)
+    for b in range(batch):
+        for t in range(frames):
+            for k in range(1, order + 1):
+                if t - k >= 0:
+                    for f in range(n):
+                        weight = c[b, t, k - 1, 0, f] + 1j * c[b, t, k - 1, 1, f]
+                        expected[b, t, f] += weight * spec[b, t - k, f]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(got[..., n:], masked[..., n:])  # the bins above: untouched
+
+
+def test_a_deep_filter_trains_and_export_refuses_it(corpus: Path, tmp_path: Path) -> None:
+    from training.export import export
+    from training.train import load_model, train
+
+    text = (CONFIGS / "tiny.toml").read_text()
+    text = text.replace("[loss]\n", "deep_filter_order = 2\ndeep_filter_bins = 48\n\n[loss]\n", 1)
+    assert "deep_filter_order = 2" in text
+    config = tmp_path / "deep-filter.toml"
+    config.write_text(text)
+    train(config, corpus, tmp_path / "run", max_steps=3)
+    model, payload = load_model(tmp_path / "run" / "last.pt")
+    assert payload["step"] == 3 and model.config.deep_filter_order == 2
+    assert float(model.deep_filter.deconv.weight.detach().abs().max()) > 0  # moved from zero
+    log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    losses = [r["loss"] for r in map(json.loads, log) if r.get("event") == "train"]
+    assert losses and all(math.isfinite(value) for value in losses)
+    with pytest.raises(ValueError, match="has a deep filter"):
+        export(tmp_path / "run" / "last.pt", tmp_path / "df.onnx")
+    assert not (tmp_path / "df.onnx").exists()
+    # what scores it instead: the training signal path, raw and with the runtime's release
+    from training.mask_diagnosis import score_checkpoints
+
+    rng = np.random.default_rng(8)
+    clean = _speechlike(rng, 1.0).astype(np.float32)
+    mixture = {"clean": np.repeat(clean, 3), "noisy": np.repeat(clean, 3)}
+    mixture["noisy"] = mixture["noisy"] + 0.05 * rng.standard_normal(48000).astype(np.float32)
+    seen = []
+
+    def score(reference: np.ndarray, estimate: np.ndarray) -> dict[str, float]:
+        seen.append(estimate)
+        return {"energy": float(np.sum(estimate**2))}
+
+    means = score_checkpoints([tmp_path / "run" / "last.pt"], [mixture], score)
+    assert sorted(means) == ["run/last.pt, raw", "run/last.pt, release 150"]
+    assert len(seen) == 2 and seen[0].shape == (16000,)
+    # the release holds gains up, so the two outputs differ
+    assert not np.array_equal(seen[0], seen[1])
+    assert means["run/last.pt, release 150"]["energy"] != means["run/last.pt, raw"]["energy"]
 
 
 # -- training ---------------------------------------------------------------------------------

@@ -180,6 +180,11 @@ def export(
     does; ``None`` (or 0, or an exponent of 1) leaves them out.
     """
     model, payload = load_model(checkpoint)
+    if model.deep_filter is not None:
+        raise ValueError(
+            f"{checkpoint} has a deep filter (run 16), which neither the model format nor "
+            "the runtime has yet; score it with training.mask_diagnosis --checkpoints"
+        )
     if gain_floor_db is not None:
         if model.config.formulation != "mask":
             raise ValueError("gain_floor_db applies to mask models only")

@@ -281,6 +281,47 @@ def diagnose(
     return {name: {k: float(np.mean(v)) for k, v in by.items()} for name, by in sums.items()}
 
 
+def score_checkpoints(
+    checkpoints: Sequence[Path],
+    mixtures: Sequence[dict[str, object]],
+    score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+    release_db_per_s: float = 150.0,
+    progress: Callable = iter,
+) -> dict[str, dict[str, float]]:
+    """Mean scores of PyTorch checkpoints over ``mixtures``, end to end at 16 kHz.
+
+    For models that have no runtime yet (run 16's deep filter): each checkpoint's signal
+    path as in training (``training.train.forward_batch``: the training STFT, the mask,
+    the deep filter where the model has one), once with its raw gains and once with
+    the runtime's release at ``release_db_per_s`` (the shipped 150 dB/s) on them; no
+    pitch filter. Keys ``"<checkpoint parent>/<name>, raw"`` and ``", release R"``.
+    """
+    import soxr
+    import torch
+
+    from training.train import forward_batch, load_model
+
+    models = {}
+    for path in checkpoints:
+        model, _ = load_model(path)
+        model.eval()
+        models[f"{path.parent.name}/{path.name}"] = model
+    sums: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for mixture in progress(mixtures):
+        clean = soxr.resample(mixture["clean"], 48000, 16000).astype(np.float32)
+        noisy = soxr.resample(mixture["noisy"], 48000, 16000).astype(np.float32)
+        wave = torch.from_numpy(noisy)[None]
+        for name, model in models.items():
+            for release in (0.0, release_db_per_s):
+                model.config.postfilter_release_db_per_s = release
+                with torch.no_grad():
+                    estimate = forward_batch(model, wave)[1][0].numpy()
+                label = f"{name}, raw" if release == 0 else f"{name}, release {release:g}"
+                for key, value in score(clean, estimate).items():
+                    sums[label][key].append(value)
+    return {name: {k: float(np.mean(v)) for k, v in by.items()} for name, by in sums.items()}
+
+
 def _scorer() -> Callable[[np.ndarray, np.ndarray], dict[str, float]]:
     from training import metrics
 
@@ -325,6 +366,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="score blind post-filters of the model's gains (run 8), not the ideal-mask swaps",
     )
     parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        nargs="+",
+        help="score these PyTorch checkpoints end to end instead (run 16's deep filter)",
+    )
+    parser.add_argument(
         "--residual",
         action="store_true",
         help="score the noise-estimate post-filters (run 15) on the shipped release",
@@ -332,6 +379,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     talkers = fullband.read_talker_clips(args.archive)
     mixes = fullband.mixtures(fullband.clean_clips(talkers, args.clips_per_talker, args.split))
+    if args.checkpoints:
+        means = score_checkpoints(
+            args.checkpoints, mixes, _scorer(), progress=lambda m: tqdm(m, desc="mixtures")
+        )
+        print(f"{len(mixes)} {args.split} mixtures, PyTorch signal path\n")
+        print(table(means))
+        return 0
     means = diagnose(
         args.model,
         mixes,

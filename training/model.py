@@ -43,6 +43,7 @@ __all__ = [
     "SeprocNet",
     "count_flops_per_frame",
     "count_parameters",
+    "grow_deep_filter",
     "grow_refine",
 ]
 
@@ -69,6 +70,11 @@ class ModelConfig:
     # so the network learns gains for it: 0 dB/s and exponent 1 mean none
     postfilter_release_db_per_s: float = 0.0
     postfilter_exponent: float = 1.0
+    # a deep filter (issue 19, run 16): complex coefficients for the lowest
+    # ``deep_filter_bins`` bins of the ``deep_filter_order`` frames before each one, added
+    # to the masked frame (training only: no runtime or export yet). 0 and 0: none
+    deep_filter_order: int = 0
+    deep_filter_bins: int = 0
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
@@ -80,6 +86,15 @@ class ModelConfig:
             raise ValueError(f"kernel_time={self.kernel_time} must be >= 1")
         if self.refine_channels < 0:
             raise ValueError(f"refine_channels={self.refine_channels} must be >= 0")
+        if (self.deep_filter_order > 0) != (self.deep_filter_bins > 0) or not (
+            0 <= self.deep_filter_bins <= self.n_bins and self.deep_filter_order >= 0
+        ):
+            raise ValueError(
+                f"deep_filter_order={self.deep_filter_order} and deep_filter_bins="
+                f"{self.deep_filter_bins} must both be 0 or both > 0, bins <= n_bins"
+            )
+        if self.deep_filter_order and self.formulation != "mask":
+            raise ValueError("a deep filter needs formulation='mask'")
         if self.postfilter_release_db_per_s < 0 or self.postfilter_exponent <= 0:
             raise ValueError(
                 f"postfilter_release_db_per_s={self.postfilter_release_db_per_s} must be >= 0 "
@@ -214,6 +229,20 @@ class SeprocNet(nn.Module):
                 )
             )
         self.refine = Refine(config.refine_channels) if config.refine_channels else None
+        self.deep_filter = None
+        if config.deep_filter_order:
+            # beside dec1, on its input: two numbers (real, imaginary) per past frame and
+            # bin, zero at the start, so a grown model's output is the mask model's
+            self.deep_filter = UpConv(
+                2 * channels[0],
+                2 * config.deep_filter_order,
+                config.first_kernel_freq,
+                bins[0],
+                bins[1],
+                "",
+            )
+            nn.init.zeros_(self.deep_filter.deconv.weight)
+            nn.init.zeros_(self.deep_filter.deconv.bias)
         mean = torch.tensor(config.feature_mean_db or [0.0] * config.n_bins, dtype=torch.float32)
         std = torch.tensor(config.feature_std_db or [1.0] * config.n_bins, dtype=torch.float32)
         self.register_buffer("feature_mean_db", mean, persistent=True)
@@ -276,7 +305,8 @@ class SeprocNet(nn.Module):
         y = self.expand(z) + flat
         x = y.reshape(b, t, c, f).permute(0, 2, 1, 3)
         for layer, skip in zip(self.decoder, reversed(skips), strict=True):
-            x = layer(torch.cat([x, skip], dim=1))
+            last_input = torch.cat([x, skip], dim=1)
+            x = layer(last_input)
         if self.refine is not None:
             x = self.refine(features.unsqueeze(1), x)
         out = x.squeeze(1)
@@ -284,6 +314,10 @@ class SeprocNet(nn.Module):
             out = self.gain_floor + (1.0 - self.gain_floor) * torch.sigmoid(out)
         else:
             out = out * self.feature_std_db + self.feature_mean_db
+        if self.deep_filter is not None:
+            # [B, 2 order, T, bins] -> [B, T, 2 order bins] after the gains' n_bins columns
+            coef = self.deep_filter(last_input)[..., : self.config.deep_filter_bins]
+            out = torch.cat([out, coef.permute(0, 2, 1, 3).reshape(b, t, -1)], dim=-1)
         return (out, *new_states, hidden_out)
 
 
@@ -314,7 +348,30 @@ def count_flops_per_frame(model: SeprocNet) -> int:
     if model.refine is not None:
         for conv in (model.refine.conv1, model.refine.conv2, model.refine.conv3):
             flops += 2 * conv.in_channels * conv.out_channels * conv.kernel_size[1] * cfg.n_bins
+    if model.deep_filter is not None:
+        head = model.deep_filter.deconv
+        flops += 2 * head.in_channels * head.out_channels * head.kernel_size[1] * model.bins[1]
+        flops += 8 * cfg.deep_filter_order * cfg.deep_filter_bins  # complex multiply-adds
     return flops
+
+
+def grow_deep_filter(model: SeprocNet, order: int, bins: int) -> SeprocNet:
+    """Return ``model`` with a deep-filter head added (the same output: its weights are zero).
+
+    See :class:`ModelConfig` (``deep_filter_order``, ``deep_filter_bins``) and
+    ``training.train.apply_deep_filter``.
+    """
+    if model.deep_filter is not None:
+        raise ValueError("the model already has a deep filter")
+    config = ModelConfig(
+        **{**model.config.__dict__, "deep_filter_order": order, "deep_filter_bins": bins}
+    )
+    with torch.random.fork_rng(devices=[]):  # the caller's random stream stays as it was
+        grown = SeprocNet(config)
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("deep_filter.") for key in missing):
+        raise ValueError(f"cannot grow: missing {missing}, unexpected {unexpected}")
+    return grown.to(next(model.parameters()).device)
 
 
 def grow_refine(model: SeprocNet, channels: int) -> SeprocNet:

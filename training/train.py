@@ -47,6 +47,7 @@ from training.model import (
     SeprocNet,
     count_flops_per_frame,
     count_parameters,
+    grow_deep_filter,
     grow_gru,
     grow_refine,
 )
@@ -128,6 +129,9 @@ def forward_batch(
     noisy_db = spectral.log_power_db(spec)
     features = (noisy_db - model.feature_mean_db) / model.feature_std_db
     out = model(features)[0]
+    coef = None
+    if model.deep_filter is not None:
+        out, coef = out[..., : model.config.n_bins], out[..., model.config.n_bins :]
     if model.config.formulation == "mask":
         gain = release_gains(
             out, model.config.postfilter_release_db_per_s, model.config.postfilter_exponent
@@ -135,8 +139,32 @@ def forward_batch(
     else:
         gain = torch.clamp(1.0 - torch.pow(10.0, (out - noisy_db) / 20.0), min=0.0)
     enhanced_spec = spec * gain
+    if coef is not None:
+        enhanced_spec = apply_deep_filter(enhanced_spec, spec, coef, model.config.deep_filter_order)
     enhanced = spectral.istft(enhanced_spec, noisy.shape[-1])
     return enhanced_spec, enhanced, out, noisy_db
+
+
+def apply_deep_filter(
+    masked: torch.Tensor, spec: torch.Tensor, coef: torch.Tensor, order: int
+) -> torch.Tensor:
+    """Add the deep filter's past frames to the masked spectrum (issue 19, run 16).
+
+    ``masked`` and ``spec`` (the noisy STFT) are ``[batch, frames, bins]`` complex;
+    ``coef [batch, frames, 2 * order * n]`` holds, per frame, the real parts then the
+    imaginary parts of ``order`` complex coefficients for the lowest ``n`` bins:
+    ``out[t, f] = masked[t, f] + sum_k c_k[t, f] spec[t - k, f]`` for ``k = 1 .. order``
+    (frames before the first are zero). Causal: the past frames only.
+    """
+    batch, frames, width = coef.shape
+    n = width // (2 * order)
+    c = coef.reshape(batch, frames, order, 2, n)
+    low = spec[..., :n]
+    added = torch.zeros_like(low)
+    for k in range(1, order + 1):
+        past = torch.cat([torch.zeros_like(low[:, :k]), low[:, :-k]], dim=1)[:, :frames]
+        added = added + torch.complex(c[:, :, k - 1, 0], c[:, :, k - 1, 1]) * past
+    return torch.cat([masked[..., :n] + added, masked[..., n:]], dim=-1)
 
 
 def release_gains(gain: torch.Tensor, release_db_per_s: float, exponent: float) -> torch.Tensor:
@@ -481,6 +509,10 @@ def train(
         if hidden > model.config.gru_hidden:
             # grow: a wider GRU than the init model's (same output, new units to train)
             model = grow_gru(model, hidden, seed=tcfg.seed)
+        order = cfg["model"].deep_filter_order
+        if order and model.deep_filter is None:
+            # grow: a deep filter the init model lacks (zero coefficients: same output)
+            model = grow_deep_filter(model, order, cfg["model"].deep_filter_bins)
         model.train()
         steps_before = init_payload.get("step", 0) + init_payload.get("steps_before", 0)
         init_record = {
@@ -490,6 +522,7 @@ def train(
             "gain_floor_db": model.config.gain_floor_db,
             "refine_channels": model.config.refine_channels,
             "gru_hidden": model.config.gru_hidden,
+            "deep_filter_order": model.config.deep_filter_order,
         }
     else:
         mcfg: ModelConfig = cfg["model"]

@@ -332,9 +332,16 @@ def test_the_ray_engine_skips_a_fifo_and_handles_odd_and_long_names(tmp_path, mo
 # -- item 13: onnxruntime's telemetry files and warnings --------------------------------------
 
 
+@pytest.fixture(scope="module")
+def numba_cache(tmp_path_factory):
+    """One numba cache outside HOME for both HOME kinds: the second run reuses the first's
+    compiled kernels (each cold compile took ~40 s of the default test run)."""
+    return tmp_path_factory.mktemp("numba-cache")
+
+
 @pytest.mark.parametrize("home_kind", ["writable", "unwritable"])
 def test_onnxruntime_writes_nothing_into_home_and_the_cli_stderr_stays_clean(
-    tmp_path, model, home_kind
+    tmp_path, model, numba_cache, home_kind
 ):
     """onnxruntime 1.32 wrote ~/.cache/Microsoft/DeveloperTools/.onnxruntime/* on every
     session, and printed a yellow warning into the CLI's stderr with an unwritable HOME."""
@@ -346,7 +353,7 @@ def test_onnxruntime_writes_nothing_into_home_and_the_cli_stderr_stays_clean(
         home = tmp_path / "file" / "home"
     write_tone(tmp_path / "in.wav")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ORT_", "XDG_"))}
-    env.update(HOME=str(home), NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    env.update(HOME=str(home), NUMBA_CACHE_DIR=str(numba_cache))
     result = subprocess.run(
         [sys.executable, "-m", "seproc.cli", "denoise", str(tmp_path / "in.wav"),
          str(tmp_path / "out.wav"), "-q"],

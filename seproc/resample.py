@@ -311,62 +311,35 @@ class StreamResampler:
         if self._passthrough:
             out[:, :n] = block
             return n
+        capacity = self._max_block_samples
+        if n <= capacity:  # one pass, no slicing
+            return self._pass(block, n, out)
         written = 0
         done = 0
-        capacity = self._max_block_samples
-        phases = self._phases
-        if n <= capacity and phases is not None:  # one pass, no slicing
-            count, self._position = _kernels.decimate(
-                self._history,
-                block,
-                n,
-                self._branches,
-                self._down,
-                self._position,
-                phases,
-                out,
-            )
-            return count
-        if n <= capacity:
-            count, self._position = _kernels.polyphase_resample(
-                self._history,
-                block,
-                n,
-                self._branches,
-                self._up,
-                self._down,
-                self._position,
-                out,
-            )
-            return count
         while True:
             size = min(capacity, n - done)
-            if phases is not None:
-                count, self._position = _kernels.decimate(
-                    self._history,
-                    block[:, done : done + size],
-                    size,
-                    self._branches,
-                    self._down,
-                    self._position,
-                    phases,
-                    out[:, written:],
-                )
-            else:
-                count, self._position = _kernels.polyphase_resample(
-                    self._history,
-                    block[:, done : done + size],
-                    size,
-                    self._branches,
-                    self._up,
-                    self._down,
-                    self._position,
-                    out[:, written:],
-                )
-            written += count
+            written += self._pass(block[:, done : done + size], size, out[:, written:])
             done += size
             if done >= n:
                 return written
+
+    def _pass(self, block: np.ndarray, n: int, out: np.ndarray) -> int:
+        """Resample ``block[:, :n]`` (``n <= max_block_samples``) into ``out``; return the count.
+
+        Integer decimation runs vectorised over the outputs (``_kernels.decimate``), other
+        ratios per output (``_kernels.polyphase_resample``); the same result either way.
+        """
+        if self._phases is not None:
+            count, self._position = _kernels.decimate(
+                self._history, block, n, self._branches, self._down, self._position,
+                self._phases, out,
+            )  # fmt: skip
+        else:
+            count, self._position = _kernels.polyphase_resample(
+                self._history, block, n, self._branches, self._up, self._down, self._position,
+                out,
+            )  # fmt: skip
+        return count
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Resample the next block into a new array.

@@ -107,6 +107,25 @@ def hybrid_gains(
     return variants
 
 
+def _released(gains: np.ndarray, factor: float, exponent: float) -> np.ndarray:
+    """``gains [frames, bins]`` through the runtime's release (a copy, from silence)."""
+    from seproc._kernels import release_gains
+
+    out = gains.copy()
+    release_gains(out, np.zeros(gains.shape[-1], np.float32), factor, exponent)
+    return out
+
+
+def _as_variants(
+    variants: dict[str, np.ndarray], gain_floor: float, shape: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """Return the variants clipped to ``[gain_floor, 1]``, float32, in the caller's ``shape``."""
+    return {
+        name: np.clip(v, gain_floor, 1.0).astype(np.float32).reshape(shape)
+        for name, v in variants.items()
+    }
+
+
 def postfilter_gains(
     model_gain: np.ndarray,
     ideal_gain: np.ndarray,
@@ -125,17 +144,10 @@ def postfilter_gains(
     """
     from scipy.ndimage import median_filter
 
-    from seproc._kernels import release_gains
-
     shape = np.shape(model_gain)  # one clip: [frames, bins], or [1, frames, bins]
     g = np.asarray(model_gain, np.float32).reshape(-1, shape[-1])
     power = np.ones_like(g) if noisy_power is None else np.asarray(noisy_power).reshape(g.shape)
     freqs_hz = np.arange(g.shape[-1]) * bin_hz
-
-    def released(factor: float, exponent: float) -> np.ndarray:
-        out = g.copy()
-        release_gains(out, np.zeros(g.shape[-1], np.float32), factor, exponent)
-        return out
 
     def smoothed(a: float) -> np.ndarray:
         out = g.copy()
@@ -161,13 +173,10 @@ def postfilter_gains(
         "max over +-1 bin": np.maximum(g, np.maximum(np.roll(g, 1, -1), np.roll(g, -1, -1))),
         "median over 3 bins": median_filter(g, size=(1, 3)),
         "0.3 g[t-1] + 0.7 g[t]": smoothed(0.3),
-        **{f"release {a} then ^{p}": released(a, p) for a, p in RELEASES},
+        **{f"release {a} then ^{p}": _released(g, a, p) for a, p in RELEASES},
         "attenuation limit 18 dB": np.maximum(g, 10 ** (-18 / 20)),
     }
-    return {
-        name: np.clip(v, gain_floor, 1.0).astype(np.float32).reshape(shape)
-        for name, v in variants.items()
-    }
+    return _as_variants(variants, gain_floor, shape)
 
 
 #: ``--residual``: (over-subtraction beta, exponent) of the noise-estimate post-filters
@@ -212,13 +221,10 @@ def residual_gains(
     bins the voice dominates keep the model's gain. The signature is :func:`hybrid_gains`'s
     (``ideal_gain`` unused).
     """
-    from seproc._kernels import release_gains
-
     shape = np.shape(model_gain)
     g = np.asarray(model_gain, np.float32).reshape(-1, shape[-1])
     power = np.asarray(noisy_power, np.float64).reshape(g.shape)
-    released = g.copy()
-    release_gains(released, np.zeros(g.shape[-1], np.float32), SHIPPED_RELEASE, 1.0)
+    released = _released(g, SHIPPED_RELEASE, 1.0)
     variants = {"model": g, "shipped release": released}
     for k in (1.0, 4.0):
         noise = noise_estimate(power, g.astype(np.float64), absence_power=k)
@@ -226,10 +232,7 @@ def residual_gains(
         for beta, exponent in RESIDUAL:
             w = np.maximum(gain_floor, 1.0 - beta * ratio) ** exponent
             variants[f"release, residual k {k:g} beta {beta} ^{exponent}"] = released * w
-    return {
-        name: np.clip(v, gain_floor, 1.0).astype(np.float32).reshape(shape)
-        for name, v in variants.items()
-    }
+    return _as_variants(variants, gain_floor, shape)
 
 
 def diagnose(

@@ -614,6 +614,25 @@ def test_a_refused_out_raises_parameter_error_and_leaves_the_stream_clean(pool, 
     np.testing.assert_array_equal(np.concatenate(got, axis=1), expected)
 
 
+def test_an_out_of_the_blocks_shape_one_sample_on_is_refused(pool):
+    """Same shape, strides and dtype as the block, another address: not in place."""
+    denoiser = pool.get(16000, 1)
+    memory = np.zeros((1, 161), np.float32)
+    with pytest.raises(ParameterError, match="overlaps the block"):
+        denoiser.process(memory[:, :160], out=memory[:, 1:])
+    assert not memory.any()
+
+
+@pytest.mark.parametrize("one_dimensional", [False, True])
+def test_a_read_only_block_is_refused_as_its_own_out(pool, one_dimensional):
+    """In place (``out=block``) skips the overlap check, not the writeable one."""
+    denoiser = pool.get(16000, 1)
+    block = read_only_zeros((160,) if one_dimensional else (1, 160))
+    with pytest.raises(ParameterError, match="out is read-only"):
+        denoiser.process(block, out=block)
+    assert denoiser.process(np.zeros((1, 160), np.float32)).shape == (1, 160)
+
+
 def test_out_may_be_the_block_itself_even_when_one_dimensional(pool):
     rng = np.random.default_rng(5)
     signal = (0.1 * rng.standard_normal(960)).astype(np.float32)

@@ -5,9 +5,10 @@ multiply-adds and it spends ~20 µs more on layout reorders and concatenations
 (``benchmarks/README.md``, issue 20). This engine reads the weights of the model file
 (:mod:`seproc._onnx_proto`), recognises the causal U-Net of ``training/model.py`` node
 by node, and runs each frame in one numba function whose products go to BLAS through
-``np.dot(a, b, out)`` (scipy's OpenBLAS sgemm, into preallocated buffers) or, where it
-was faster on this CPU when the model loaded, to a numba loop (:func:`product_methods`:
-the narrow levels on AVX2 cores):
+``np.dot(a, b, out)`` (scipy's OpenBLAS sgemm, into preallocated buffers), to a numba
+loop or to register tiles (:mod:`seproc._simd`), whichever was fastest on this CPU when
+the model loaded (:func:`product_methods`; the tiles on every level but the head's on
+an AVX2 core):
 
 - activations are channels-last ``[F, C]`` in zero-padded buffers, so a strided
   convolution's im2col row is two contiguous copies (``kf * C_in`` floats of the
@@ -54,9 +55,13 @@ import numpy as np
 
 from seproc._kernels import exp_f64, njit_cached
 from seproc._onnx_proto import OnnxGraph, OnnxNode
+from seproc._simd import tiled_product, tiled_product_fits
 
 __all__ = [
     "INT8_MAX",
+    "PRODUCT_LOOP",
+    "PRODUCT_SGEMM",
+    "PRODUCT_TILED",
     "BlasNet",
     "BlasUnsupported",
     "blas_resident",
@@ -91,7 +96,10 @@ _E = 12
 (D_CA, D_CB, D_C_OUT, D_F_IN, D_F_OUT, D_K, D_PAD, D_W, D_B, D_CAT, D_T, D_ALPHA) = range(12)
 D_LOOP = 12
 _D = 13
-# E_LOOP / D_LOOP: 1 where the level's product runs in _rows_product, 0 in BLAS sgemm
+# E_LOOP / D_LOOP: the level's product method, PRODUCT_SGEMM, PRODUCT_LOOP or PRODUCT_TILED
+PRODUCT_SGEMM, PRODUCT_LOOP, PRODUCT_TILED = 0, 1, 2
+"""The methods of a level's product: BLAS sgemm, :func:`_rows_product`, or
+:func:`seproc._simd.tiled_product` (register tiles; columns a multiple of 8)."""
 
 
 @njit_cached(inline="always", error_model="numpy")
@@ -267,34 +275,39 @@ def _rows_product(a, b, c):  # pragma: no cover - compiled
 
 
 @njit_cached(inline="always")
-def _gemm(a, b, c, loop):  # pragma: no cover - compiled
-    """``c = a @ b``: :func:`_rows_product` where ``loop``, else BLAS sgemm."""
-    if loop:
+def _gemm(a, b, c, method):  # pragma: no cover - compiled
+    """``c = a @ b`` by ``method`` (``PRODUCT_SGEMM``, ``PRODUCT_LOOP`` or ``PRODUCT_TILED``)."""
+    if method == PRODUCT_TILED:
+        tiled_product(a, b, c)
+    elif method == PRODUCT_LOOP:
         _rows_product(a, b, c)
     else:
         np.dot(a, b, c)
 
 
 @njit_cached()
-def _repeat_product(a, b, c, loop, times):  # pragma: no cover - compiled
+def _repeat_product(a, b, c, method, times):  # pragma: no cover - compiled
     """Compute ``c = a @ b`` ``times`` times by one method (for :func:`product_methods`)."""
     for _ in range(times):
-        _gemm(a, b, c, loop)
+        _gemm(a, b, c, method)
 
 
-_CHOSEN: dict[tuple[int, int, int], bool] = {}
+_CHOSEN: dict[tuple[int, int, int], int] = {}
 
 
-def product_methods(shapes: list[tuple[int, int, int]]) -> list[bool]:
-    """Return, per ``(rows, inner, columns)`` product, whether the loop beats BLAS here.
+def product_methods(shapes: list[tuple[int, int, int]]) -> list[int]:
+    """Return, per ``(rows, inner, columns)`` product, the method that is fastest here.
 
     The U-Net's products are small and their best method depends on the CPU: on an AVX2
     core without AVX-512 OpenBLAS's sgemm took 10-16 µs for each of the narrowest
-    levels' products (6-11 rows; :func:`_rows_product` 4-5) and was faster on most of
-    the wider ones (21-81 rows); on an AVX-512 core the ten sgemm calls took 17 µs in all
+    levels' products (6-11 rows; :func:`_rows_product` 4-5, the register tiles of
+    :func:`seproc._simd.tiled_product` 3-4) and the tiles 3-4 µs on every level where
+    sgemm took 1-10; on an AVX-512 core the ten sgemm calls took 17 µs in all
     (``benchmarks/README.md``, issue 20). So each shape is timed once per process (best
-    of three rounds of 40 products each way on random data, up to ~4 ms a shape) and keeps the
-    faster; the two differ by float32 rounding only.
+    of three rounds of 40 products each way on random data, up to ~6 ms a shape) and
+    keeps the fastest (``PRODUCT_SGEMM``, ``PRODUCT_LOOP`` or ``PRODUCT_TILED``, the
+    tiles only where the columns are a multiple of 8); they differ by float32 rounding
+    only.
     """
     chosen = []
     for shape in shapes:
@@ -304,15 +317,18 @@ def product_methods(shapes: list[tuple[int, int, int]]) -> list[bool]:
             a = rng.standard_normal((rows, inner)).astype(np.float32)
             b = rng.standard_normal((inner, columns)).astype(np.float32)
             c = np.empty((rows, columns), np.float32)
-            best = {True: np.inf, False: np.inf}
-            for loop in (True, False):
-                _repeat_product(a, b, c, loop, 2)  # compiled and warm
+            methods = [PRODUCT_SGEMM, PRODUCT_LOOP]
+            if tiled_product_fits(rows, inner, columns):
+                methods.append(PRODUCT_TILED)
+            best = dict.fromkeys(methods, np.inf)
+            for method in methods:
+                _repeat_product(a, b, c, method, 2)  # compiled and warm
             for _ in range(3):
-                for loop in (True, False):
+                for method in methods:
                     start = time.perf_counter()
-                    _repeat_product(a, b, c, loop, 40)
-                    best[loop] = min(best[loop], time.perf_counter() - start)
-            _CHOSEN[shape] = bool(best[True] < best[False])
+                    _repeat_product(a, b, c, method, 40)
+                    best[method] = min(best[method], time.perf_counter() - start)
+            _CHOSEN[shape] = min(methods, key=best.__getitem__)
         chosen.append(_CHOSEN[shape])
     return chosen
 
@@ -947,9 +963,9 @@ def build_blas_net(
         for i, lv in enumerate(enc[:-1])
     ]
     shapes += [(lv["f_in"], lv["ca"] + lv["cb"], lv["k"] * lv["c_out"]) for lv in dec]
-    loops = product_methods(shapes)
-    for level, loop in zip(enc[:-1] + dec, loops, strict=True):
-        level["loop"] = int(loop)
+    methods = product_methods(shapes)
+    for level, method in zip(enc[:-1] + dec, methods, strict=True):
+        level["loop"] = int(method)
     keys_e = ("c", "f", "pad", "x", "s", "col", "w", "b", "alpha", "state", "kf", "loop")
     keys_d = ("ca", "cb", "c_out", "f_in", "f_out", "k", "pad", "w", "b", "cat", "t", "alpha")
     keys_d += ("loop",)

@@ -98,8 +98,8 @@ def _njit(**options: object) -> Callable[[Callable], Callable]:
 
 
 njit_cached = _njit
-"""The decorator of seproc's kernels, for the one engine that keeps its own
-(``seproc._blas_net``): ``numba.njit`` cached in :func:`cache_dir`."""
+"""The decorator of seproc's kernels, for the modules that keep their own
+(``seproc._blas_net``, ``seproc._simd``): ``numba.njit`` cached in :func:`cache_dir`."""
 
 
 # ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ LAYERS = [
     "seproc._interface",
     "seproc._version",
     "seproc._kernels",
+    "seproc._simd",
     "seproc._validation",
     "seproc.stft",
     "seproc.features",

@@ -114,18 +114,25 @@ def test_blas_engine_is_within_1e_5_of_the_file_graph_over_3000_unit_variance_fr
         np.testing.assert_allclose(value, whole.inputs()[name], rtol=0, atol=TOLERANCE)
 
 
-@pytest.mark.parametrize("loop", [True, False], ids=["loop-products", "sgemm-products"])
-def test_either_product_method_is_within_1e_5_of_the_file_graph(
-    monkeypatch, float_path, file_model, loop
+@pytest.mark.parametrize(
+    "method", ["PRODUCT_LOOP", "PRODUCT_SGEMM", "PRODUCT_TILED"], ids=["loop", "sgemm", "tiles"]
+)
+def test_each_product_method_is_within_1e_5_of_the_file_graph(
+    monkeypatch, float_path, file_model, method
 ):
-    """Each level's product takes the loop or sgemm, whichever is faster on the CPU."""
+    """Each level's product takes the loop, sgemm or the tiles, the fastest on the CPU
+    (the tiles where the columns are a multiple of 8: all levels but the head's)."""
     import seproc._blas_net as blas_net
+    from seproc._simd import tiled_product_fits
 
     chosen = []
+    code = getattr(blas_net, method)
 
     def forced(shapes):
         chosen.append(shapes)
-        return [loop] * len(shapes)
+        fits = [code != blas_net.PRODUCT_TILED or tiled_product_fits(*shape) for shape in shapes]
+        assert sum(fits) >= len(shapes) - 1
+        return [code if fit else blas_net.PRODUCT_SGEMM for fit in fits]
 
     monkeypatch.setattr(blas_net, "product_methods", forced)
     model = OnnxModel(float_path, engine="blas")
@@ -139,15 +146,23 @@ def test_either_product_method_is_within_1e_5_of_the_file_graph(
 
 
 def test_product_methods_are_timed_once_per_shape(monkeypatch):
-    from seproc._blas_net import _CHOSEN, product_methods
+    from seproc._blas_net import (
+        _CHOSEN,
+        PRODUCT_LOOP,
+        PRODUCT_SGEMM,
+        PRODUCT_TILED,
+        product_methods,
+    )
 
-    shapes = [(6, 288, 64), (81, 10, 16), (6, 288, 64)]
+    shapes = [(6, 288, 64), (81, 10, 16), (6, 288, 64), (81, 32, 5)]
     first = product_methods(shapes)
-    assert len(first) == 3 and all(isinstance(loop, bool) for loop in first)
+    assert len(first) == 4 and set(first) <= {PRODUCT_SGEMM, PRODUCT_LOOP, PRODUCT_TILED}
     assert first[0] == first[2] == _CHOSEN[(6, 288, 64)]
+    assert first[3] != PRODUCT_TILED  # five columns: not a multiple of 8
     # a stored choice is not timed again (monkeypatch puts the real one back)
-    monkeypatch.setitem(_CHOSEN, (81, 10, 16), not first[1])
-    assert product_methods(shapes)[1] == (not first[1])
+    other = PRODUCT_LOOP if first[1] != PRODUCT_LOOP else PRODUCT_SGEMM
+    monkeypatch.setitem(_CHOSEN, (81, 10, 16), other)
+    assert product_methods(shapes)[1] == other
 
 
 def test_blas_engine_stays_near_the_file_graph_over_a_long_speech_like_stream(
@@ -325,6 +340,38 @@ def test_the_few_rows_product_equals_numpy_s_matmul(rows, inner, columns):
     scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
     assert np.all(np.abs(c - truth) <= 1e-6 * scale + 1e-7)
     assert np.all(np.abs(a @ b - truth) <= 1e-6 * scale + 1e-7)  # the same bound holds there
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 6, 7, 11, 12, 13, 41, 81])
+@pytest.mark.parametrize(("inner", "columns"), [(1, 8), (3, 16), (10, 24), (128, 144), (289, 64)])
+def test_the_tiled_product_equals_numpy_s_matmul(rows, inner, columns):
+    """The register tiles against float64 truth: row counts below, at and above multiples
+    of six reach the last tile's repeated rows; columns of 8, 16 and 8 + 16 k reach both
+    tile widths. Rows around the product are left as they were."""
+    from seproc._simd import tiled_product
+
+    rng = np.random.default_rng(rows * 1000 + inner)
+    a = rng.standard_normal((rows, inner)).astype(np.float32)
+    b = rng.standard_normal((inner, columns)).astype(np.float32)
+    frame = np.full((rows + 2, columns), np.nan, np.float32)
+    c = frame[1:-1]  # every element must be written, nothing past the last row
+    tiled_product(a, b, c)
+    truth = a.astype(np.float64) @ b.astype(np.float64)
+    scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+    assert np.all(np.abs(c - truth) <= 1e-6 * scale + 1e-7)
+    assert np.isnan(frame[0]).all() and np.isnan(frame[-1]).all()
+
+
+def test_the_tiled_product_is_typed_for_float32_c_matrices_only():
+    from numba.core.errors import TypingError
+
+    from seproc._simd import tiled_product
+
+    a = np.ones((6, 4), np.float32)
+    with pytest.raises(TypingError):
+        tiled_product(a, np.ones((4, 8)), np.zeros((6, 8), np.float32))  # float64
+    with pytest.raises(TypingError):  # a column-strided view
+        tiled_product(a, np.ones((4, 16), np.float32)[:, ::2], np.zeros((6, 8), np.float32))
 
 
 @pytest.mark.parametrize("which", ["blas_model", "int8_model"])

@@ -1,0 +1,224 @@
+"""Eight-float vectors for numba code, and the register-tiled product built on them.
+
+LLVM's loop vectoriser keeps a product's partial sums in memory: each pass over a row
+of ``c`` loads and stores it, and on rows of 16-144 floats its four-vector unrolled
+body leaves much of the row to a scalar remainder. Written with scalar accumulators,
+a tile of sums was not vectorised at all (issue 20, ``benchmarks/README.md``). Here
+an ``f32x8`` is a numba value held as LLVM's ``<8 x float>``, so a tile of partial
+sums stays in registers for the whole inner dimension, as in BLIS's micro-kernels:
+:func:`tiled_product` computes ``c = a @ b`` six rows by sixteen columns at a time
+(12 accumulators, two loads of ``b`` and six broadcasts of ``a`` per step of the inner
+dimension). The vectors are portable LLVM IR: one AVX register on x86-64, two NEON
+registers on ARM; ``llvm.fma`` fuses on CPUs with FMA (x86-64 since Haswell / Zen).
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+from seproc._kernels import njit_cached
+
+__all__ = ["LANES", "tiled_product", "tiled_product_fits"]
+
+LANES = 8
+"""Floats per vector."""
+
+_VECTOR = ir.VectorType(ir.FloatType(), LANES)
+
+
+class F32x8(types.Type):
+    """numba's type of eight float32 held in one LLVM vector register."""
+
+    def __init__(self) -> None:
+        super().__init__(name="f32x8")
+
+
+f32x8 = F32x8()
+
+
+@register_model(F32x8)
+class _F32x8Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):  # type: ignore[no-untyped-def]
+        super().__init__(dmm, fe_type, _VECTOR)
+
+
+def _is_float32_c_matrix(array: types.Type) -> bool:
+    return (
+        isinstance(array, types.Array)
+        and array.dtype == types.float32
+        and array.ndim == 2
+        and array.layout == "C"
+    )
+
+
+def _vector_pointer(context, builder, array_type, array, row, column):  # type: ignore[no-untyped-def]
+    """Return the address of ``array[row, column]`` as a pointer to eight floats."""
+    view = context.make_array(array_type)(context, builder, array)
+    element = cgutils.get_item_pointer(
+        context, builder, array_type, view, [row, column], wraparound=False
+    )
+    return builder.bitcast(element, _VECTOR.as_pointer())
+
+
+@intrinsic
+def vload(typingctx, array, row, column):  # type: ignore[no-untyped-def]
+    """``array[row, column : column + 8]`` (a float32 C-contiguous matrix; unchecked)."""
+    if not _is_float32_c_matrix(array):
+        return None
+    sig = f32x8(array, row, column)
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        pointer = _vector_pointer(context, builder, sig.args[0], args[0], args[1], args[2])
+        return builder.load(pointer, align=4)
+
+    return sig, codegen
+
+
+@intrinsic
+def vstore(typingctx, array, row, column, vector):  # type: ignore[no-untyped-def]
+    """Write ``vector`` to ``array[row, column : column + 8]`` (unchecked)."""
+    if not _is_float32_c_matrix(array) or vector != f32x8:
+        return None
+    sig = types.none(array, row, column, vector)
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        pointer = _vector_pointer(context, builder, sig.args[0], args[0], args[1], args[2])
+        builder.store(args[3], pointer, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def vzero(typingctx):  # type: ignore[no-untyped-def]
+    """Eight zeros."""
+    sig = f32x8()
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        return ir.Constant(_VECTOR, [0.0] * LANES)
+
+    return sig, codegen
+
+
+@intrinsic
+def vfma(typingctx, acc, x, vector):  # type: ignore[no-untyped-def]
+    """``acc + x * vector`` lane by lane, the scalar ``x`` broadcast, by ``llvm.fma``."""
+    if acc != f32x8 or vector != f32x8 or x != types.float32:
+        return None
+    sig = f32x8(acc, x, vector)
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        acc, x, vector = args
+        undefined = ir.Constant(_VECTOR, ir.Undefined)
+        first = builder.insert_element(undefined, x, ir.Constant(ir.IntType(32), 0))
+        lanes = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+        broadcast = builder.shuffle_vector(first, undefined, lanes)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_VECTOR, [_VECTOR] * 3), "llvm.fma.v8f32"
+        )
+        return builder.call(fma, [broadcast, vector, acc])
+
+    return sig, codegen
+
+
+@njit_cached()
+def _tile_6x16(a, b, c, i, j):  # pragma: no cover - compiled
+    """``c[i : i + 6, j : j + 16] = a[i : i + 6] @ b[:, j : j + 16]`` in 12 registers.
+
+    Rows past ``a``'s last are computed on the last row again and not written, so a
+    matrix of any row count is covered by whole tiles.
+    """
+    m, k_all = a.shape
+    last = m - 1
+    r0, r1, r2 = i, min(i + 1, last), min(i + 2, last)
+    r3, r4, r5 = min(i + 3, last), min(i + 4, last), min(i + 5, last)
+    c00 = c01 = c10 = c11 = c20 = c21 = vzero()
+    c30 = c31 = c40 = c41 = c50 = c51 = vzero()
+    for k in range(k_all):
+        b0 = vload(b, k, j)
+        b1 = vload(b, k, j + LANES)
+        x = a[r0, k]
+        c00, c01 = vfma(c00, x, b0), vfma(c01, x, b1)
+        x = a[r1, k]
+        c10, c11 = vfma(c10, x, b0), vfma(c11, x, b1)
+        x = a[r2, k]
+        c20, c21 = vfma(c20, x, b0), vfma(c21, x, b1)
+        x = a[r3, k]
+        c30, c31 = vfma(c30, x, b0), vfma(c31, x, b1)
+        x = a[r4, k]
+        c40, c41 = vfma(c40, x, b0), vfma(c41, x, b1)
+        x = a[r5, k]
+        c50, c51 = vfma(c50, x, b0), vfma(c51, x, b1)
+    vstore(c, r0, j, c00)
+    vstore(c, r0, j + LANES, c01)
+    if i + 1 <= last:
+        vstore(c, r1, j, c10)
+        vstore(c, r1, j + LANES, c11)
+    if i + 2 <= last:
+        vstore(c, r2, j, c20)
+        vstore(c, r2, j + LANES, c21)
+    if i + 3 <= last:
+        vstore(c, r3, j, c30)
+        vstore(c, r3, j + LANES, c31)
+    if i + 4 <= last:
+        vstore(c, r4, j, c40)
+        vstore(c, r4, j + LANES, c41)
+    if i + 5 <= last:
+        vstore(c, r5, j, c50)
+        vstore(c, r5, j + LANES, c51)
+
+
+@njit_cached()
+def _tile_6x8(a, b, c, i, j):  # pragma: no cover - compiled
+    """:func:`_tile_6x16` on eight columns (six registers)."""
+    m, k_all = a.shape
+    last = m - 1
+    r0, r1, r2 = i, min(i + 1, last), min(i + 2, last)
+    r3, r4, r5 = min(i + 3, last), min(i + 4, last), min(i + 5, last)
+    c0 = c1 = c2 = c3 = c4 = c5 = vzero()
+    for k in range(k_all):
+        b0 = vload(b, k, j)
+        c0 = vfma(c0, a[r0, k], b0)
+        c1 = vfma(c1, a[r1, k], b0)
+        c2 = vfma(c2, a[r2, k], b0)
+        c3 = vfma(c3, a[r3, k], b0)
+        c4 = vfma(c4, a[r4, k], b0)
+        c5 = vfma(c5, a[r5, k], b0)
+    vstore(c, r0, j, c0)
+    if i + 1 <= last:
+        vstore(c, r1, j, c1)
+    if i + 2 <= last:
+        vstore(c, r2, j, c2)
+    if i + 3 <= last:
+        vstore(c, r3, j, c3)
+    if i + 4 <= last:
+        vstore(c, r4, j, c4)
+    if i + 5 <= last:
+        vstore(c, r5, j, c5)
+
+
+@njit_cached()
+def tiled_product(a, b, c):  # pragma: no cover - compiled
+    """``c = a @ b`` in register tiles; float32 C-contiguous, ``b``'s columns a multiple of 8.
+
+    Each output is one fused multiply-add chain over the inner dimension in order, so
+    it does not depend on the tile it falls in. Nothing is checked here (see
+    :func:`tiled_product_fits`): the callers own buffers of fitting shapes.
+    """
+    m = a.shape[0]
+    n = b.shape[1]
+    for i in range(0, m, 6):
+        j = 0
+        while j + 2 * LANES <= n:
+            _tile_6x16(a, b, c, i, j)
+            j += 2 * LANES
+        if j < n:
+            _tile_6x8(a, b, c, i, j)
+
+
+def tiled_product_fits(rows: int, inner: int, columns: int) -> bool:
+    """Whether :func:`tiled_product` computes a ``[rows, inner] @ [inner, columns]`` product."""
+    return rows >= 1 and inner >= 1 and columns >= LANES and columns % LANES == 0

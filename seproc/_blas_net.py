@@ -55,7 +55,15 @@ import numpy as np
 
 from seproc._kernels import exp_f64, njit_cached
 from seproc._onnx_proto import OnnxGraph, OnnxNode
-from seproc._simd import tiled_product, tiled_product_fits
+from seproc._simd import (
+    LANES,
+    tiled_product,
+    tiled_product_fits,
+    vadd,
+    vleaky,
+    vload,
+    vstore,
+)
 
 __all__ = [
     "INT8_MAX",
@@ -397,6 +405,78 @@ def blas_resident(features, out, state, w, work, tab, load):  # pragma: no cover
         _frame(features, out, t, w, work, tab)
 
 
+@njit_cached(inline="always")
+def _copy(src, src_row, src_col, dst, dst_row, dst_col, n):  # pragma: no cover - compiled
+    """``dst[dst_row, dst_col : dst_col + n] = src[src_row, src_col : src_col + n]``.
+
+    Eight floats a step (:mod:`seproc._simd`), then one at a time: a slice assignment or
+    a loop over rows of 16-144 floats spent most of its time outside LLVM's
+    four-vector body (issue 20).
+    """
+    j = 0
+    while j + LANES <= n:
+        vstore(dst, dst_row, dst_col + j, vload(src, src_row, src_col + j))
+        j += LANES
+    while j < n:
+        dst[dst_row, dst_col + j] = src[src_row, src_col + j]
+        j += 1
+
+
+@njit_cached(inline="always")
+def _bias_leaky(y, bias, alpha):  # pragma: no cover - compiled
+    """``y = leaky(y + bias)`` row by row, ``bias [1, C]`` (``y``'s columns)."""
+    rows, columns = y.shape
+    if columns % LANES == 0:
+        for r in range(rows):
+            for j in range(0, columns, LANES):
+                vstore(y, r, j, vleaky(vadd(vload(y, r, j), vload(bias, 0, j)), alpha))
+    else:
+        for r in range(rows):
+            for j in range(columns):
+                v = y[r, j] + bias[0, j]
+                y[r, j] = v if v >= 0 else alpha * v
+
+
+@njit_cached(inline="always")
+def _col2im(tt, d, bias, alpha, k, pad, activate):  # pragma: no cover - compiled
+    """Scatter-add a transposed convolution's products ``tt [F_in, k C]`` into ``d[:, :C]``.
+
+    Output bin ``fo`` is ``bias`` plus ``tt[q, kk]`` over ``2 q + kk - pad == fo`` in
+    increasing ``kk``, then the leaky ReLU if ``activate``. The levels of stride 2,
+    ``k = 3``, ``pad = 1`` and ``C`` a multiple of 8 (all but the head) take one pass of
+    eight-float vectors per output row: even rows ``bias + tt[m, 1]``, odd rows
+    ``bias + tt[m + 1, 0] + tt[m, 2]`` in that order, the sums of the general loop bit
+    for bit.
+    """
+    f_in = tt.shape[0]
+    f_out = d.shape[0]
+    c_out = bias.shape[1]
+    if k == 3 and pad == 1 and f_out == 2 * f_in - 1 and c_out % LANES == 0:
+        for m in range(f_in):
+            for j in range(0, c_out, LANES):
+                b = vload(bias, 0, j)
+                v = vadd(b, vload(tt, m, c_out + j))
+                vstore(d, 2 * m, j, vleaky(v, alpha) if activate else v)
+                if m + 1 < f_in:
+                    v = vadd(vadd(b, vload(tt, m + 1, j)), vload(tt, m, 2 * c_out + j))
+                    vstore(d, 2 * m + 1, j, vleaky(v, alpha) if activate else v)
+        return
+    # narrow levels index T directly (a row slice per term cost more than its few adds)
+    for fo in range(f_out):
+        for co in range(c_out):
+            d[fo, co] = bias[0, co]
+        for kk in range((fo + pad) % 2, k, 2):
+            q = (fo + pad - kk) // 2
+            if q < 0 or q >= f_in:
+                continue
+            for co in range(c_out):
+                d[fo, co] += tt[q, kk * c_out + co]
+        if activate:
+            for co in range(c_out):
+                v = d[fo, co]
+                d[fo, co] = v if v >= 0 else alpha * v
+
+
 @njit_cached(error_model="numpy")
 def _frame(features, out, t, w, work, tab):  # pragma: no cover - compiled
     """One frame: encoder, bottleneck, decoder, head (the state is in ``work``).
@@ -417,28 +497,21 @@ def _frame(features, out, t, w, work, tab):  # pragma: no cover - compiled
         c_in, f_in, pad, kf = tab[row + E_C], tab[row + E_F], tab[row + E_PAD], tab[row + E_KF]
         c_out, f_out = tab[nrow + E_C], tab[nrow + E_F]
         n_pad = (f_in + 2 * pad) * c_in
-        xv = work[tab[row + E_X] : tab[row + E_X] + n_pad]
-        sv = work[tab[row + E_S] : tab[row + E_S] + n_pad]
+        xv = work[tab[row + E_X] : tab[row + E_X] + n_pad].reshape((1, n_pad))
+        sv = work[tab[row + E_S] : tab[row + E_S] + n_pad].reshape((1, n_pad))
         nk = kf * c_in
         col = work[tab[row + E_COL] : tab[row + E_COL] + f_out * 2 * nk].reshape((f_out, 2 * nk))
-        # im2col: the previous frame's kf bins, then the current frame's (contiguous rows),
-        # element by element (a slice assignment per row cost 15 ns, 4.7 µs a frame)
+        # im2col: the previous frame's kf bins, then the current frame's (contiguous rows)
         for fo in range(f_out):
-            base = 2 * fo * c_in
-            prev, cur, dst = sv[base : base + nk], xv[base : base + nk], col[fo]
-            for i in range(nk):
-                dst[i] = prev[i]
-                dst[nk + i] = cur[i]
+            _copy(sv, 0, 2 * fo * c_in, col, fo, 0, nk)
+            _copy(xv, 0, 2 * fo * c_in, col, fo, nk, nk)
         wm = w[tab[row + E_W] : tab[row + E_W] + 2 * nk * c_out].reshape((2 * nk, c_out))
         y0 = tab[nrow + E_X] + tab[nrow + E_PAD] * c_out
         y = work[y0 : y0 + f_out * c_out].reshape((f_out, c_out))
         _gemm(col, wm, y, tab[row + E_LOOP])
-        bias, alpha = w[tab[row + E_B] : tab[row + E_B] + c_out], w[tab[row + E_ALPHA]]
-        for fo in range(f_out):
-            for co in range(c_out):
-                v = y[fo, co] + bias[co]
-                y[fo, co] = v if v >= 0 else alpha * v
-        sv[:] = xv  # this frame's input becomes the level's state
+        bias = w[tab[row + E_B] : tab[row + E_B] + c_out].reshape((1, c_out))
+        _bias_leaky(y, bias, w[tab[row + E_ALPHA]])
+        _copy(xv, 0, 0, sv, 0, 0, n_pad)  # this frame's input becomes the level's state
     # bottleneck on the last encoder output, flattened channels-last
     last = _HEADER + n_enc * _E
     c5 = tab[last + E_C]
@@ -478,9 +551,14 @@ def _frame(features, out, t, w, work, tab):  # pragma: no cover - compiled
     a0 = work[cat0 : cat0 + f0 * (c5 + tab[drow + D_CB])].reshape((f0, c5 + tab[drow + D_CB]))
     exv = work[ex : ex + n_flat].reshape((f0, c5))
     flv = work[flat : flat + n_flat].reshape((f0, c5))
-    for f in range(f0):
-        for c in range(c5):
-            a0[f, c] = exv[f, c] + flv[f, c]
+    if c5 % LANES == 0:
+        for f in range(f0):
+            for c in range(0, c5, LANES):
+                vstore(a0, f, c, vadd(vload(exv, f, c), vload(flv, f, c)))
+    else:
+        for f in range(f0):
+            for c in range(c5):
+                a0[f, c] = exv[f, c] + flv[f, c]
     for j in range(n_dec):
         row = drow + j * _D
         ca, cb, c_out = tab[row + D_CA], tab[row + D_CB], tab[row + D_C_OUT]
@@ -495,7 +573,9 @@ def _frame(features, out, t, w, work, tab):  # pragma: no cover - compiled
         # the skip: encoder level n_dec - 1 - j's output (the next level's padded input)
         erow = _HEADER + (n_enc - j) * _E
         skip = tab[erow + E_X] + tab[erow + E_PAD] * cb
-        a[:, ca:] = work[skip : skip + f_in * cb].reshape((f_in, cb))
+        skip_rows = work[skip : skip + f_in * cb].reshape((f_in, cb))
+        for q in range(f_in):
+            _copy(skip_rows, q, 0, a, q, ca, cb)
         wm = w[tab[row + D_W] : tab[row + D_W] + width * k * c_out].reshape((width, k * c_out))
         tt = work[tab[row + D_T] : tab[row + D_T] + f_in * k * c_out].reshape((f_in, k * c_out))
         _gemm(a, wm, tt, tab[row + D_LOOP])
@@ -506,28 +586,8 @@ def _frame(features, out, t, w, work, tab):  # pragma: no cover - compiled
             dst = tab[row + _D + D_CAT]
             dst_width = tab[row + _D + D_CA] + tab[row + _D + D_CB]
         d = work[dst : dst + f_out * dst_width].reshape((f_out, dst_width))
-        bias, alpha = w[tab[row + D_B] : tab[row + D_B] + c_out], w[tab[row + D_ALPHA]]
-        # col2im: output bin fo sums T[fi, kk] over 2 fi + kk - pad == fo (kk of fo + pad's
-        # parity, in increasing order); narrow levels index T directly (a row slice per
-        # term cost more than its few adds: the head's 161 x 5 terms took 2.9 µs)
-        for fo in range(f_out):
-            for co in range(c_out):
-                d[fo, co] = bias[co]
-            for kk in range((fo + pad) % 2, k, 2):
-                q = (fo + pad - kk) // 2
-                if q < 0 or q >= f_in:
-                    continue
-                if c_out >= 8:
-                    dr, src = d[fo, :c_out], tt[q, kk * c_out : (kk + 1) * c_out]
-                    for co in range(c_out):
-                        dr[co] += src[co]
-                else:
-                    for co in range(c_out):
-                        d[fo, co] += tt[q, kk * c_out + co]
-            if not final:
-                for co in range(c_out):
-                    v = d[fo, co]
-                    d[fo, co] = v if v >= 0 else alpha * v
+        bias = w[tab[row + D_B] : tab[row + D_B] + c_out].reshape((1, c_out))
+        _col2im(tt, d, bias, w[tab[row + D_ALPHA]], k, pad, not final)
     ov = work[tab[H_OUT] : tab[H_OUT] + n_bins]
     mul, add = w[tab[H_MUL] : tab[H_MUL] + n_bins], w[tab[H_ADD] : tab[H_ADD] + n_bins]
     orow = out[t]

@@ -21,7 +21,18 @@ from numba.extending import intrinsic, models, register_model
 
 from seproc._kernels import njit_cached
 
-__all__ = ["LANES", "tiled_product", "tiled_product_fits"]
+__all__ = [
+    "LANES",
+    "f32x8",
+    "tiled_product",
+    "tiled_product_fits",
+    "vadd",
+    "vfma",
+    "vleaky",
+    "vload",
+    "vstore",
+    "vzero",
+]
 
 LANES = 8
 """Floats per vector."""
@@ -120,6 +131,38 @@ def vfma(typingctx, acc, x, vector):  # type: ignore[no-untyped-def]
             builder.module, ir.FunctionType(_VECTOR, [_VECTOR] * 3), "llvm.fma.v8f32"
         )
         return builder.call(fma, [broadcast, vector, acc])
+
+    return sig, codegen
+
+
+@intrinsic
+def vadd(typingctx, x, y):  # type: ignore[no-untyped-def]
+    """``x + y`` lane by lane."""
+    if x != f32x8 or y != f32x8:
+        return None
+    sig = f32x8(x, y)
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        return builder.fadd(args[0], args[1])
+
+    return sig, codegen
+
+
+@intrinsic
+def vleaky(typingctx, x, alpha):  # type: ignore[no-untyped-def]
+    """``x if x >= 0 else alpha * x`` lane by lane (a leaky ReLU; NaN stays NaN)."""
+    if x != f32x8 or alpha != types.float32:
+        return None
+    sig = f32x8(x, alpha)
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        x, alpha = args
+        undefined = ir.Constant(_VECTOR, ir.Undefined)
+        first = builder.insert_element(undefined, alpha, ir.Constant(ir.IntType(32), 0))
+        lanes = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+        slope = builder.shuffle_vector(first, undefined, lanes)
+        keep = builder.fcmp_ordered(">=", x, ir.Constant(_VECTOR, [0.0] * LANES))
+        return builder.select(keep, x, builder.fmul(slope, x))
 
     return sig, codegen
 

@@ -734,6 +734,25 @@ def copy_flushing_tiny(source, target, threshold):
 
 
 @_njit()
+def copy_flushing_tiny_checked(source, target, threshold, limit):
+    """:func:`copy_flushing_tiny` that also returns :func:`all_within`'s answer for ``limit``.
+
+    One pass over the block instead of two (a real-time host's callback checks and
+    copies every block); ``target`` is written whatever the answer, so it must be
+    scratch that the caller may leave as it is when the block is refused.
+    """
+    channels, samples = source.shape
+    bad = 0
+    for c in range(channels):
+        for i in range(samples):
+            value = source[c, i]
+            magnitude = abs(value)
+            bad += not magnitude <= limit
+            target[c, i] = 0.0 if magnitude < threshold else value
+    return bad == 0
+
+
+@_njit()
 def all_finite(block):
     """Return True when every value of a 2-D array is finite."""
     channels, samples = block.shape

@@ -369,13 +369,22 @@ class Denoiser:
         block2d, was_1d = as_audio_block(block, self._channels, name="block")
         n = block2d.shape[1]
         target = self._output_target(out, block, block2d, was_1d)
-        _check_samples(block2d, "block")
+        if n <= self._max_block_samples:
+            # a host's callback is one chunk: checked while it is copied into the input
+            # scratch (one pass, not two), before anything of the stream changes
+            copied = _kernels.copy_flushing_tiny_checked(
+                block2d, self._chunk_views(n)[0], _FLUSH_BELOW, _MAX_ABS_SAMPLE
+            )
+            if not copied:
+                raise _invalid_samples("block")
+        else:
+            _check_samples(block2d, "block")
         done = 0
         while done < n:
             size = min(self._max_block_samples, n - done)
-            # a host's callback is one chunk: its block and target go in unsliced
-            chunk = block2d if size == n else block2d[:, done : done + size]
-            _kernels.copy_flushing_tiny(chunk, self._chunk_views(size)[0], _FLUSH_BELOW)
+            if size != n:
+                chunk = block2d[:, done : done + size]
+                _kernels.copy_flushing_tiny(chunk, self._chunk_views(size)[0], _FLUSH_BELOW)
             self._process_chunk(size)
             written = target if done == 0 else target[:, done:]
             self._read_pos, _ = _kernels.ring_copy(self._fifo, self._read_pos, written, 0, size)
@@ -692,7 +701,9 @@ class Denoiser:
         for size in sorted({0, 1, 2, hop - 1, hop, hop + 1, largest - 1, largest, largest + 1}):
             self.process(np.zeros((channels, size), np.float32))
         for dtype in (np.float32, np.float64):
-            for size in sorted({0, 2, largest, largest + 1}):  # 2: a size-1 axis is C and F
+            # 2: a size-1 axis is C and F; largest + 2: a last chunk of two samples, which
+            # keeps a strided or F-ordered block's layout (one of one sample does not)
+            for size in sorted({0, 2, largest, largest + 1, largest + 2}):
                 for block in _layouts(np.zeros((channels, size), dtype), read_only=True):
                     self.process(block)
                 for out in _layouts(np.zeros((channels, size), dtype), read_only=False):
@@ -738,11 +749,15 @@ def samples_are_valid(block: np.ndarray) -> bool:
 
 def _check_samples(block: np.ndarray, name: str) -> None:
     if not samples_are_valid(block):
-        raise ParameterError(
-            f"Parameter {name} holds NaN or Inf values, or samples beyond +-1e15 (+300 dBFS) "
-            "whose power would overflow; pass finite audio in about [-1, 1] "
-            f"(np.nan_to_num({name}) replaces NaN and Inf). The stream state is unchanged."
-        )
+        raise _invalid_samples(name)
+
+
+def _invalid_samples(name: str) -> ParameterError:
+    return ParameterError(
+        f"Parameter {name} holds NaN or Inf values, or samples beyond +-1e15 (+300 dBFS) "
+        "whose power would overflow; pass finite audio in about [-1, 1] "
+        f"(np.nan_to_num({name}) replaces NaN and Inf). The stream state is unchanged."
+    )
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:

@@ -375,15 +375,17 @@ def test_process_is_finite_length_keeping_and_partition_independent(
     ],
     ids=["nan", "inf", "-inf", "beyond-float32", "beyond-1e15"],
 )
+@pytest.mark.parametrize("bad_samples", [2500, 480], ids=["several-chunks", "one-chunk"])
 def test_a_bad_block_mid_stream_raises_and_leaves_the_stream_clean(
-    models, sample_rate, value, dtype
+    models, sample_rate, value, dtype, bad_samples
 ):
+    """Longer than max_block_samples, process() would work through the block in chunks
+    (checked first); a host's callback is one chunk, checked while it is copied in."""
     rng = np.random.default_rng(3)
     before = (0.1 * rng.standard_normal((2, 3001))).astype(dtype)
     after = (0.1 * rng.standard_normal((2, 2999))).astype(dtype)
-    # Longer than max_block_samples, so process() would work through it in chunks.
-    bad = (0.1 * rng.standard_normal((2, 2500))).astype(dtype)
-    bad[1, 2222] = value
+    bad = (0.1 * rng.standard_normal((2, bad_samples))).astype(dtype)
+    bad[1, bad_samples * 8 // 9] = value
     settings = {"sample_rate": sample_rate, "channels": 2, "max_block_samples": 1000}
     used = Denoiser(models["stateful"], **settings)
     fresh = Denoiser(models["stateful"], **settings)

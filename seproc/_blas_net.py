@@ -103,7 +103,8 @@ _HEADER = 32
 _E = 12
 (D_CA, D_CB, D_C_OUT, D_F_IN, D_F_OUT, D_K, D_PAD, D_W, D_B, D_CAT, D_T, D_ALPHA) = range(12)
 D_LOOP = 12
-_D = 13
+D_TW = 13  # the width of the level's product T: k C_out, padded to a multiple of 8
+_D = 14
 # E_LOOP / D_LOOP: the level's product method, PRODUCT_SGEMM, PRODUCT_LOOP or PRODUCT_TILED
 PRODUCT_SGEMM, PRODUCT_LOOP, PRODUCT_TILED = 0, 1, 2
 """The methods of a level's product: BLAS sgemm, :func:`_rows_product`, or
@@ -461,6 +462,17 @@ def _col2im(tt, d, bias, alpha, k, pad, activate):  # pragma: no cover - compile
                     v = vadd(vadd(b, vload(tt, m + 1, j)), vload(tt, m, 2 * c_out + j))
                     vstore(d, 2 * m + 1, j, vleaky(v, alpha) if activate else v)
         return
+    if c_out == 1:  # the head: each bin's few terms summed in a register
+        for fo in range(f_out):
+            acc = bias[0, 0]
+            for kk in range((fo + pad) % 2, k, 2):
+                q = (fo + pad - kk) // 2
+                if 0 <= q < f_in:
+                    acc += tt[q, kk]
+            d[fo, 0] = acc
+            if activate:
+                d[fo, 0] = acc if acc >= 0 else alpha * acc
+        return
     # narrow levels index T directly (a row slice per term cost more than its few adds)
     for fo in range(f_out):
         for co in range(c_out):
@@ -576,8 +588,9 @@ def _frame(features, out, t, w, work, tab):  # pragma: no cover - compiled
         skip_rows = work[skip : skip + f_in * cb].reshape((f_in, cb))
         for q in range(f_in):
             _copy(skip_rows, q, 0, a, q, ca, cb)
-        wm = w[tab[row + D_W] : tab[row + D_W] + width * k * c_out].reshape((width, k * c_out))
-        tt = work[tab[row + D_T] : tab[row + D_T] + f_in * k * c_out].reshape((f_in, k * c_out))
+        tw = tab[row + D_TW]
+        wm = w[tab[row + D_W] : tab[row + D_W] + width * tw].reshape((width, tw))
+        tt = work[tab[row + D_T] : tab[row + D_T] + f_in * tw].reshape((f_in, tw))
         _gemm(a, wm, tt, tab[row + D_LOOP])
         final = j == n_dec - 1
         if final:
@@ -959,6 +972,11 @@ def build_blas_net(
         alpha, x = _leaky(walker, deconv.outputs[0], required=level > 0)
         if level == 0 and (alpha != 1.0 or c_out != 1):
             raise BlasUnsupported("the last ConvTranspose has an activation or several channels")
+        # the product's columns padded with zeros to a multiple of 8 (the head's 5 -> 8),
+        # so that every level may take the register tiles (seproc._simd)
+        t_width = -(-k * c_out // LANES) * LANES
+        padded = np.zeros((width, t_width), np.float32)
+        padded[:, : k * c_out] = weight[:, :, 0, :].transpose(0, 2, 1).reshape(width, k * c_out)
         dec.append(
             {
                 "ca": ca,
@@ -968,10 +986,11 @@ def build_blas_net(
                 "f_out": f_out,
                 "k": k,
                 "pad": pad,
-                "w": weights.add(weight[:, :, 0, :].transpose(0, 2, 1).reshape(width, k * c_out)),
+                "w": weights.add(padded),
                 "b": weights.add(bias),
                 "cat": work.reserve(f_in * width),
-                "t": work.reserve(f_in * k * c_out),
+                "t": work.reserve(f_in * t_width),
+                "tw": t_width,
                 "alpha": weights.add(alpha),
             }
         )
@@ -1022,13 +1041,13 @@ def build_blas_net(
         ((lv["f"] + 1) // 2, 2 * lv["kf"] * lv["c"], enc[i + 1]["c"])
         for i, lv in enumerate(enc[:-1])
     ]
-    shapes += [(lv["f_in"], lv["ca"] + lv["cb"], lv["k"] * lv["c_out"]) for lv in dec]
+    shapes += [(lv["f_in"], lv["ca"] + lv["cb"], lv["tw"]) for lv in dec]
     methods = product_methods(shapes)
     for level, method in zip(enc[:-1] + dec, methods, strict=True):
         level["loop"] = int(method)
     keys_e = ("c", "f", "pad", "x", "s", "col", "w", "b", "alpha", "state", "kf", "loop")
     keys_d = ("ca", "cb", "c_out", "f_in", "f_out", "k", "pad", "w", "b", "cat", "t", "alpha")
-    keys_d += ("loop",)
+    keys_d += ("loop", "tw")
     rows = [header]
     for level in enc:
         row = np.zeros(_E, np.int64)

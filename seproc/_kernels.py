@@ -951,6 +951,23 @@ _HIGHPASS_FLOOR = 1e-30
 DC blocker's tail after a step decays geometrically and would reach subnormals)."""
 
 
+@_njit(inline="always")
+def _shift_left(x, n, keep):
+    """``x[:keep] = x[n : n + keep]`` in place, in runs of ``n`` that do not overlap.
+
+    One forward loop over the overlapping ranges stays scalar (LLVM's runtime check
+    finds them overlapping); runs of ``n`` samples, each copied from beyond its end,
+    vectorise.
+    """
+    start = 0
+    while start < keep and n > 0:
+        stop = min(start + n, keep)
+        dst, src = x[start:stop], x[start + n : stop + n]
+        for k in range(stop - start):
+            dst[k] = src[k]
+        start = stop
+
+
 @_njit()
 def pitch_frames(
     history, filtered, block, n, first, count, last, window, rows, scratch, params, pole
@@ -993,13 +1010,12 @@ def pitch_frames(
             end = keep + first_end + i * hop
             lag = pitch_lag(y, end, win_length, min_lag, max_lag, decimation, scratch)
             row = rows[(i - first) * channels + c, :win_length]
-            start = end - win_length - lag
+            segment = x[end - win_length - lag : end - lag]
             for k in range(win_length):
-                row[k] = x[start + k] * window[k]
+                row[k] = segment[k] * window[k]
         if last:
-            for k in range(keep):
-                x[k] = x[n + k]
-                y[k] = y[n + k]
+            _shift_left(x, n, keep)
+            _shift_left(y, n, keep)
     if last:
         params[6] = first_end + (first + count) * hop - n
 

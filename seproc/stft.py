@@ -107,6 +107,9 @@ class RowTransforms:
     def run(self, n_rows: int) -> None:
         """Transform the first ``n_rows`` rows (unnormalised in both directions)."""
         execute = self._execute
+        if n_rows == 1:  # a 10 ms callback's frame: no loop (~0.2 µs a call)
+            execute[0]()
+            return
         for r in range(n_rows):
             execute[r]()
 

@@ -136,6 +136,7 @@ class ModelRateFrames:
         self._inner = np.zeros(
             (channels, self._resampler.max_output_samples(max_block_samples)), np.float32
         )
+        self._inner_view = self._inner  # the last call's samples (cached: ~0.2 µs a slice)
         self._analyzer = stft.analyzer(channels=channels, max_block_samples=self._inner.shape[1])
         hop = stft.hop_length
         n = np.arange(down * hop * 2 + 1, dtype=np.int64)
@@ -168,7 +169,9 @@ class ModelRateFrames:
     def process(self, block: np.ndarray, spec: np.ndarray) -> int:
         """Resample a host block and write the model-rate frames it completes into ``spec``."""
         self._count = count = self._resampler.push_into(block, self._inner)
-        return self._analyzer.push(self._inner[:, :count], spec)
+        if self._inner_view.shape[1] != count:
+            self._inner_view = self._inner[:, :count]
+        return self._analyzer.push(self._inner_view, spec)
 
 
 class HighBandGain:

@@ -576,6 +576,7 @@ class StreamingAnalyzer:
             False,
         )
         self._args = (hop, stft._window, stft._pad_left, stft.win_length, self._forward.real)
+        self._n_bins = stft.n_bins  # read per call (a property lookup there cost ~0.1 µs)
         self.reset()
 
     channels = Setting[int]("_channels", "Channels per block.")
@@ -654,8 +655,9 @@ class StreamingAnalyzer:
             return frames
         self._filled = filled
         if frames:
-            self._forward.run(frames * self._channels)
-            _kernels.rows_to_spec(self._forward.spec, frames, self._stft.n_bins, out, 0)
+            forward = self._forward
+            forward.run(frames * self._channels)
+            _kernels.rows_to_spec(forward.spec, frames, self._n_bins, out, 0)
         return frames
 
 
@@ -693,6 +695,14 @@ class StreamingSynthesizer:
             stft.dtype,
             stft.planner_effort,
             True,
+        )
+        # what push reads per call, looked up once (properties cost ~0.1 µs each)
+        self._framing = (
+            stft.hop_length,
+            stft.n_bins,
+            stft._synthesis_scaled,
+            stft._pad_left,
+            stft.win_length,
         )
         self.reset()
 
@@ -744,22 +754,17 @@ class StreamingSynthesizer:
 
         For an owner (``Denoiser``) whose buffers fit by construction.
         """
-        stft = self._stft
-        n_samples = n_frames * stft.hop_length
         if n_frames == 0:
             return 0
-        _kernels.spec_to_rows(spec, 0, n_frames, stft.n_bins, self._inverse.spec)
-        self._inverse.run(n_frames * self._channels)
+        hop, n_bins, window, pad_left, win_length = self._framing
+        inverse = self._inverse
+        _kernels.spec_to_rows(spec, 0, n_frames, n_bins, inverse.spec)
+        inverse.run(n_frames * self._channels)
+        mute = self._mute
         _kernels.synthesis_push(
-            self._inverse.real,
-            n_frames,
-            stft.hop_length,
-            stft._synthesis_scaled,
-            stft._pad_left,
-            stft.win_length,
-            self._acc,
-            out,
-            self._mute,
+            inverse.real, n_frames, hop, window, pad_left, win_length, self._acc, out, mute
         )
-        self._mute = max(0, self._mute - n_samples)
+        n_samples = n_frames * hop
+        if mute:
+            self._mute = max(0, mute - n_samples)
         return n_samples

@@ -7,8 +7,8 @@ multiply-adds and it spends ~20 µs more on layout reorders and concatenations
 by node, and runs each frame in one numba function whose products go to BLAS through
 ``np.dot(a, b, out)`` (scipy's OpenBLAS sgemm, into preallocated buffers), to a numba
 loop or to register tiles (:mod:`seproc._simd`), whichever was fastest on this CPU when
-the model loaded (:func:`product_methods`; the tiles on every level but the head's on
-an AVX2 core):
+the model loaded (:func:`product_methods`; the tiles on every level, the head's padded
+to eight columns, on an AVX2 core):
 
 - activations are channels-last ``[F, C]`` in zero-padded buffers, so a strided
   convolution's im2col row is two contiguous copies (``kf * C_in`` floats of the

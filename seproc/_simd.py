@@ -167,20 +167,32 @@ def vleaky(typingctx, x, alpha):  # type: ignore[no-untyped-def]
     return sig, codegen
 
 
+@njit_cached(inline="always")
+def _tile_rows(i, m):  # pragma: no cover - compiled
+    """Return the six rows of the tile at row ``i``; past ``m - 1``, the last row again."""
+    last = m - 1
+    return (
+        i,
+        min(i + 1, last),
+        min(i + 2, last),
+        min(i + 3, last),
+        min(i + 4, last),
+        min(i + 5, last),
+    )
+
+
 @njit_cached()
 def _tile_6x16(a, b, c, i, j):  # pragma: no cover - compiled
     """``c[i : i + 6, j : j + 16] = a[i : i + 6] @ b[:, j : j + 16]`` in 12 registers.
 
-    Rows past ``a``'s last are computed on the last row again and not written, so a
-    matrix of any row count is covered by whole tiles.
+    Rows past ``a``'s last are the last row again (:func:`_tile_rows`), computed from
+    the same row of ``a`` in the same order, so their stores write its values once more
+    and a matrix of any row count is covered by whole tiles.
     """
-    m, k_all = a.shape
-    last = m - 1
-    r0, r1, r2 = i, min(i + 1, last), min(i + 2, last)
-    r3, r4, r5 = min(i + 3, last), min(i + 4, last), min(i + 5, last)
+    r0, r1, r2, r3, r4, r5 = _tile_rows(i, a.shape[0])
     c00 = c01 = c10 = c11 = c20 = c21 = vzero()
     c30 = c31 = c40 = c41 = c50 = c51 = vzero()
-    for k in range(k_all):
+    for k in range(a.shape[1]):
         b0 = vload(b, k, j)
         b1 = vload(b, k, j + LANES)
         x = a[r0, k]
@@ -195,34 +207,20 @@ def _tile_6x16(a, b, c, i, j):  # pragma: no cover - compiled
         c40, c41 = vfma(c40, x, b0), vfma(c41, x, b1)
         x = a[r5, k]
         c50, c51 = vfma(c50, x, b0), vfma(c51, x, b1)
-    vstore(c, r0, j, c00)
-    vstore(c, r0, j + LANES, c01)
-    if i + 1 <= last:
-        vstore(c, r1, j, c10)
-        vstore(c, r1, j + LANES, c11)
-    if i + 2 <= last:
-        vstore(c, r2, j, c20)
-        vstore(c, r2, j + LANES, c21)
-    if i + 3 <= last:
-        vstore(c, r3, j, c30)
-        vstore(c, r3, j + LANES, c31)
-    if i + 4 <= last:
-        vstore(c, r4, j, c40)
-        vstore(c, r4, j + LANES, c41)
-    if i + 5 <= last:
-        vstore(c, r5, j, c50)
-        vstore(c, r5, j + LANES, c51)
+    for row, low, high in (
+        (r0, c00, c01), (r1, c10, c11), (r2, c20, c21),
+        (r3, c30, c31), (r4, c40, c41), (r5, c50, c51),
+    ):  # fmt: skip
+        vstore(c, row, j, low)
+        vstore(c, row, j + LANES, high)
 
 
 @njit_cached()
 def _tile_6x8(a, b, c, i, j):  # pragma: no cover - compiled
     """:func:`_tile_6x16` on eight columns (six registers)."""
-    m, k_all = a.shape
-    last = m - 1
-    r0, r1, r2 = i, min(i + 1, last), min(i + 2, last)
-    r3, r4, r5 = min(i + 3, last), min(i + 4, last), min(i + 5, last)
+    r0, r1, r2, r3, r4, r5 = _tile_rows(i, a.shape[0])
     c0 = c1 = c2 = c3 = c4 = c5 = vzero()
-    for k in range(k_all):
+    for k in range(a.shape[1]):
         b0 = vload(b, k, j)
         c0 = vfma(c0, a[r0, k], b0)
         c1 = vfma(c1, a[r1, k], b0)
@@ -230,17 +228,8 @@ def _tile_6x8(a, b, c, i, j):  # pragma: no cover - compiled
         c3 = vfma(c3, a[r3, k], b0)
         c4 = vfma(c4, a[r4, k], b0)
         c5 = vfma(c5, a[r5, k], b0)
-    vstore(c, r0, j, c0)
-    if i + 1 <= last:
-        vstore(c, r1, j, c1)
-    if i + 2 <= last:
-        vstore(c, r2, j, c2)
-    if i + 3 <= last:
-        vstore(c, r3, j, c3)
-    if i + 4 <= last:
-        vstore(c, r4, j, c4)
-    if i + 5 <= last:
-        vstore(c, r5, j, c5)
+    for row, vector in ((r0, c0), (r1, c1), (r2, c2), (r3, c3), (r4, c4), (r5, c5)):
+        vstore(c, row, j, vector)
 
 
 @njit_cached()

@@ -445,16 +445,10 @@ def check_stream_buffer(
 
 
 def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two arrays are the same elements in the same order (in-place processing).
-
-    The data addresses are compared last: ``__array_interface__`` builds a dict and took
-    3.4 µs, 3 % of a 10 ms callback (issue 20).
-    """
-    if a is b:
-        return True
+    """Whether two arrays are the same elements in the same order (in-place processing)."""
     return (
-        a.shape == b.shape
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.shape == b.shape
         and a.strides == b.strides
         and a.dtype == b.dtype
-        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
     )

@@ -377,22 +377,20 @@ class Denoiser:
             )
             if not copied:
                 raise _invalid_samples("block")
-            if n:  # no loop, no slices
-                self._process_chunk(n)
-                self._read_pos, _ = _kernels.ring_copy(self._fifo, self._read_pos, target, 0, n)
-            else:
-                self._frames_last_call = 0
-            return target[0] if was_1d else target
-        _check_samples(block2d, "block")
+        else:
+            _check_samples(block2d, "block")
         done = 0
         while done < n:
             size = min(self._max_block_samples, n - done)
-            chunk = block2d[:, done : done + size]
-            _kernels.copy_flushing_tiny(chunk, self._chunk_views(size)[0], _FLUSH_BELOW)
+            if size != n:  # one of several chunks (a lone chunk was copied above)
+                chunk = block2d[:, done : done + size]
+                _kernels.copy_flushing_tiny(chunk, self._chunk_views(size)[0], _FLUSH_BELOW)
             self._process_chunk(size)
             written = target if done == 0 else target[:, done:]
             self._read_pos, _ = _kernels.ring_copy(self._fifo, self._read_pos, written, 0, size)
             done += size
+        if n == 0:
+            self._frames_last_call = 0
         return target[0] if was_1d else target
 
     def flush(self) -> np.ndarray:

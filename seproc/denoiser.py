@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from seproc import _kernels
+from seproc._hop import full_band_chunk, model_rate_chunk
 from seproc._interface import Setting
 from seproc._validation import (
     MAX_SAMPLE_RATE_HZ,
@@ -62,6 +63,10 @@ onnxruntime's one-frame graph where the engine refuses the model; an offline one
 (``warm_up=False``) or one with more threads runs onnxruntime, whose many-frame calls
 cost as little per frame (37 against 36 µs) without the engine's ~0.2 s derivation.
 ``"onnxruntime"`` / ``"blas"`` force one (benchmarks, tests)."""
+_FUSED = True
+"""Run a BLAS-engine Denoiser's chunks in one numba call each (``seproc._hop``): the same
+kernels, FFTs and network as the Python path, bit for bit, without ~15 calls from Python
+between them. A switch for benchmarks and tests, which compare both."""
 
 
 class _OneFrame(NamedTuple):
@@ -385,7 +390,7 @@ class Denoiser:
             if size != n:  # one of several chunks (a lone chunk was copied above)
                 chunk = block2d[:, done : done + size]
                 _kernels.copy_flushing_tiny(chunk, self._chunk_views(size)[0], _FLUSH_BELOW)
-            self._process_chunk(size)
+            self._run_chunk(size)
             written = target if done == 0 else target[:, done:]
             self._read_pos, _ = _kernels.ring_copy(self._fifo, self._read_pos, written, 0, size)
             done += size
@@ -410,7 +415,7 @@ class Denoiser:
         while remaining > 0:
             size = min(self._max_block_samples, remaining)
             self._input[:, :size] = 0.0
-            self._process_chunk(size)
+            self._run_chunk(size)
             self._read_pos, _ = _kernels.ring_copy(
                 self._fifo, self._read_pos, tail[:, start:], 0, size
             )
@@ -553,6 +558,8 @@ class Denoiser:
             ]
             for c, state in enumerate(self._states)
         ]
+        self._fused = self._fused_args()
+        self._run_chunk = self._process_chunk if self._fused is None else self._fused_chunk
 
     def _output_target(
         self, out: object, block: object, block2d: np.ndarray, was_1d: bool
@@ -582,6 +589,65 @@ class Denoiser:
             self._views = (self._input[:, :size], delayed)
             self._views_size = size
         return self._views
+
+    def _fused_args(self) -> tuple | None:
+        """Return the arguments of ``seproc._hop``'s one-call chunk for this Denoiser, or None.
+
+        None where a piece cannot run inside numba here: onnxruntime instead of the BLAS
+        engine, FFTW not callable from numba, a resampler between host and STFT rate.
+        Built once; every array is the one the Python path (:meth:`_process_chunk`) uses,
+        so the two paths share the stream and either may run any chunk.
+        """
+        if not _FUSED:
+            return None
+        network = self._model.fused_network(self._states)
+        synthesis = self._synthesizer.fused_args()
+        pitch = None if self._pitch is None else self._pitch.fused_args(self._delayed_spec)
+        if network is None or synthesis is None or (self._pitch is not None and pitch is None):
+            return None
+        features = self._features.fused_args()
+        release = self._postfilter is not None
+        factor = self._release_factor if release else 0.0
+        exponent = self._gain_exponent if release else 0.0
+        if self._model_frames is None:
+            analysis = self._analyzer.fused_args()
+            if analysis is None or not self._bridge.passthrough:
+                return None
+            mask = self._apply_gain is _kernels.apply_mask_gain
+            low, high = self._activity_bins
+            gains = (mask, self._min_gain, low, high, release, factor, exponent, self._held)
+            buffers = (
+                self._spec, self._feature_buffer, self._model_out, self._activity,
+                self._synthesized, self._fifo,
+            )  # fmt: skip
+            return (self._input, analysis, pitch, features, network, gains, synthesis, buffers)
+        model_frames = self._model_frames.fused_args()
+        host_analysis = self._analyzer.fused_args()
+        if model_frames is None or host_analysis is None:
+            return None
+        gains = (
+            self._min_gain, release, factor, exponent, self._held,
+            *self._high_band.fused_args(),
+        )  # fmt: skip
+        host = (self._delay_history, self._delayed, host_analysis)
+        buffers = (
+            self._spec, self._model_spec, self._feature_buffer, self._model_out, self._activity,
+            self._synthesized, self._fifo,
+        )  # fmt: skip
+        return (
+            self._input, model_frames, pitch, features, network, gains, host, synthesis, buffers,
+        )  # fmt: skip
+
+    def _fused_chunk(self, size: int) -> None:
+        """Run the chunk in ``self._input[:, :size]`` in one numba call (``seproc._hop``)."""
+        self._model.keep_resident(self._states)
+        if self._model_frames is None:
+            frames, self._write_pos = model_rate_chunk(size, *self._fused, self._write_pos)
+        else:
+            frames, self._write_pos, self._pending_frames = full_band_chunk(
+                size, *self._fused, self._write_pos, self._pending_frames
+            )
+        self._frames_last_call = frames
 
     def _process_chunk(self, size: int) -> None:
         if self._model_frames is not None:

@@ -205,6 +205,10 @@ class LogPowerFeatures:
     amin = Setting[float]("_amin", "Power floor before the log.")
     dtype = Setting[np.dtype]("_dtype", "Dtype of the features.")
 
+    def fused_args(self) -> tuple:
+        """``(amin, mean_db, std_db, no_db)``: what :meth:`compute_frames` passes its kernel."""
+        return (self._amin, self._mean_db, self._std_db, self._no_db)
+
     def compute_frames(self, spec: np.ndarray, out: np.ndarray) -> None:
         """Write the normalised features of ``spec [frames, n_bins]`` into ``out``, unchecked.
 

@@ -137,6 +137,7 @@ class ModelRateFrames:
             (channels, self._resampler.max_output_samples(max_block_samples)), np.float32
         )
         self._inner_view = self._inner  # the last call's samples (cached: ~0.2 µs a slice)
+        self._count_at = np.zeros(1, np.int64)  # their count (an array: seproc._hop sets it too)
         self._analyzer = stft.analyzer(channels=channels, max_block_samples=self._inner.shape[1])
         hop = stft.hop_length
         n = np.arange(down * hop * 2 + 1, dtype=np.int64)
@@ -158,17 +159,33 @@ class ModelRateFrames:
         "The model-rate samples of the last :meth:`process` call in their first "
         ":attr:`n_samples` columns (the buffer itself; the next call overwrites it).",
     )
-    n_samples = Setting[int]("_count", "How many model-rate samples the last call made.")
+
+    @property
+    def n_samples(self) -> int:
+        """How many model-rate samples the last call made."""
+        return int(self._count_at[0])
 
     def reset(self) -> None:
         """Start a new stream."""
         self._resampler.reset()
         self._analyzer.reset()
-        self._count = 0
+        self._count_at[0] = 0
+
+    def fused_args(self) -> tuple | None:
+        """Return what :meth:`process` works on, for ``seproc._hop``'s one-call chunk.
+
+        ``(resampler, samples, n_samples, analysis)``: the resampler's and the model-rate
+        analyser's ``fused_args()`` around the sample buffer and its count; None where the
+        analyser's FFTs cannot run from numba here.
+        """
+        analysis = self._analyzer.fused_args()
+        if analysis is None:
+            return None
+        return (self._resampler.fused_args(), self._inner, self._count_at, analysis)
 
     def process(self, block: np.ndarray, spec: np.ndarray) -> int:
         """Resample a host block and write the model-rate frames it completes into ``spec``."""
-        self._count = count = self._resampler.push_into(block, self._inner)
+        self._count_at[0] = count = self._resampler.push_into(block, self._inner)
         if self._inner_view.shape[1] != count:
             self._inner_view = self._inner[:, :count]
         return self._analyzer.push(self._inner_view, spec)
@@ -212,6 +229,10 @@ class HighBandGain:
         "_reference_band_hz",
         "The first and last model bins (in Hz) whose kept share sets the high band's gain.",
     )
+
+    def fused_args(self) -> tuple[int, int, int, int]:
+        """Return :meth:`apply`'s bins: activity start and stop, reference start, model stop."""
+        return (*self._activity_bins, self._reference_start, self._model_stop)
 
     def apply(
         self, spec: np.ndarray, model_gain: np.ndarray, min_gain: float, activity: np.ndarray

@@ -30,7 +30,7 @@ import numpy as np
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import onnxruntime as ort
 
-from seproc._blas_net import BlasNet, blas_resident, build_blas_net, store_state
+from seproc._blas_net import BlasNet, blas_resident, build_blas_net, load_state, store_state
 from seproc._interface import Setting
 from seproc._one_frame import OPSET as _ONE_FRAME_OPSET
 from seproc._one_frame import one_frame_graph as _one_frame_graph
@@ -399,6 +399,26 @@ class OnnxModel:
         if self._net is not None:
             state._work[id(self)] = (self._net.new_work(), self._net.table)
         return state
+
+    def fused_network(self, states: list[ModelState]) -> tuple | None:
+        """``(weights, table, scratches)`` for ``seproc._hop``'s one-call chunk, or None.
+
+        ``scratches`` holds each stream's BLAS scratch, in the order of ``states``: the
+        chunk runs the engine with each stream's state resident there, which
+        :meth:`keep_resident` makes sure of before each call. None with onnxruntime.
+        """
+        if self._net is None:
+            return None
+        return (self._net.weights, self._net.table, tuple(self._work(s)[0] for s in states))
+
+    def keep_resident(self, states: list[ModelState]) -> None:
+        """Load each state into its BLAS scratch where it is not there (after a reset)."""
+        for state in states:
+            held = self._work(state)
+            if state._resident is not held:
+                state.sync()
+                load_state(state._packed[state._current], held[0], held[1])
+                state._resident = held
 
     def run(self, features: np.ndarray, out: np.ndarray, state: ModelState) -> None:
         """Run the model over consecutive frames of one stream, in one call.

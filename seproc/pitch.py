@@ -164,6 +164,23 @@ class PitchFilter:
         self._filtered.fill(0)
         self._params[6] = self._hop  # frame 0 ends hop samples into the stream
 
+    def fused_args(self, delayed: np.ndarray) -> tuple | None:
+        """Return what :meth:`push` and :meth:`apply` work on, for ``seproc._hop``'s chunk.
+
+        ``(history, filtered, window, rows, scratch, params, spectra, plans, pole, n_bins,
+        group_frames, delayed, min_gain, strength, edges, high, bands)``, ``delayed``
+        being the caller's buffer of delayed spectra; None where the FFTs cannot run
+        from numba here.
+        """
+        plans = self._transforms.numba_plans(self._transforms.n_rows)
+        if plans is None:
+            return None
+        return (
+            self._history, self._filtered, self._window, self._rows, self._scratch,
+            self._params, self._spectra, plans, self._pole, self._n_bins, self._group_frames,
+            delayed, *self._comb_args,
+        )  # fmt: skip
+
     def push(self, block: np.ndarray, n: int, n_frames: int, out: np.ndarray, first: int) -> None:
         """Append ``block[:, :n]``; write the delayed spectra of the ``n_frames`` it completed.
 

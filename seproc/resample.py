@@ -205,6 +205,9 @@ class StreamResampler:
         if self._up == 1 and not self._passthrough:
             span = (n_taps - 1 + self._max_block_samples) // self._down + 1
             self._phases = np.zeros((self._channels, self._down, span), self._dtype)
+        # the next output's place in the input (fine samples): an array, so a fused chunk
+        # (seproc._hop) reads and advances the same position as _pass()
+        self._position_at = np.zeros(1, np.int64)
         self.reset()
 
     # -- read-only settings -------------------------------------------------------------
@@ -253,7 +256,7 @@ class StreamResampler:
 
     def output_samples(self, n: int) -> int:
         """Return exactly how many samples the next call with ``n`` input samples gives."""
-        return max(0, -(-(n * self._up - self._position) // self._down))
+        return max(0, -(-(n * self._up - int(self._position_at[0])) // self._down))
 
     def total_output_samples(self, n_total: int | np.ndarray) -> int | np.ndarray:
         """Return how many samples have come out after ``n_total`` input samples, in all."""
@@ -262,7 +265,7 @@ class StreamResampler:
     def reset(self) -> None:
         """Start a new stream: clear the input history and the output position."""
         self._history.fill(0.0)
-        self._position = -self._extra_fine
+        self._position_at[0] = -self._extra_fine
 
     def process_into(self, block: np.ndarray, out: np.ndarray) -> int:
         """Resample the next block into ``out``, allocating nothing.
@@ -323,6 +326,19 @@ class StreamResampler:
             if done >= n:
                 return written
 
+    def fused_args(self) -> tuple:
+        """Return what one pass (:meth:`_pass`) works on, for ``seproc._hop``'s one-call chunk.
+
+        ``(history, branches, up, down, position, phases, decimating)``; ``phases`` is an
+        empty buffer where the ratio is not an integer decimation.
+        """
+        decimating = self._phases is not None
+        phases = self._phases if decimating else np.zeros((0, 0, 0), self._dtype)
+        return (
+            self._history, self._branches, self._up, self._down, self._position_at, phases,
+            decimating,
+        )  # fmt: skip
+
     def _pass(self, block: np.ndarray, n: int, out: np.ndarray) -> int:
         """Resample ``block[:, :n]`` (``n <= max_block_samples``) into ``out``; return the count.
 
@@ -330,15 +346,16 @@ class StreamResampler:
         ratios per output (``_kernels.polyphase_resample``); the same result either way.
         """
         if self._phases is not None:
-            count, self._position = _kernels.decimate(
-                self._history, block, n, self._branches, self._down, self._position,
+            count, position = _kernels.decimate(
+                self._history, block, n, self._branches, self._down, self._position_at[0],
                 self._phases, out,
             )  # fmt: skip
         else:
-            count, self._position = _kernels.polyphase_resample(
-                self._history, block, n, self._branches, self._up, self._down, self._position,
-                out,
+            count, position = _kernels.polyphase_resample(
+                self._history, block, n, self._branches, self._up, self._down,
+                self._position_at[0], out,
             )  # fmt: skip
+        self._position_at[0] = position
         return count
 
     def process(self, block: np.ndarray) -> np.ndarray:
@@ -607,6 +624,9 @@ class RateBridge:
         """``latency_samples`` in milliseconds."""
         return 1000.0 * self._latency_samples / self._host_rate_hz
 
+    passthrough = Setting[bool](
+        "_passthrough", "Whether host and model rate are equal (both ways hand blocks through)."
+    )
     inner_resampler = Setting[StreamResampler](
         "_to_inner", "The host -> model resampler (read its ``delay_samples``)."
     )

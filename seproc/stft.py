@@ -26,6 +26,7 @@ import numpy as np
 import pyfftw
 
 from seproc import _kernels
+from seproc._fftw import PLAN_LOCK, destroy_plans, execute, plan_rows
 from seproc._interface import Setting
 from seproc._validation import (
     as_audio_block,
@@ -64,6 +65,40 @@ def _aligned_rows(n_rows: int, n_cols: int, dtype: np.dtype) -> np.ndarray:
     return rows
 
 
+def _row_plan(real: np.ndarray, spec: np.ndarray, effort: str, inverse: bool) -> pyfftw.FFTW:
+    """One row's pyfftw plan (caller holds ``PLAN_LOCK``)."""
+    if inverse:
+        return pyfftw.FFTW(
+            spec,
+            real,
+            direction="FFTW_BACKWARD",
+            flags=(effort, "FFTW_DESTROY_INPUT"),
+            threads=1,
+        )
+    return pyfftw.FFTW(real, spec, direction="FFTW_FORWARD", flags=(effort,), threads=1)
+
+
+def _same_transforms(rows: RowTransforms, plans: np.ndarray, n_rows: int, n_fft: int) -> bool:
+    """Whether each of ``plans`` (numba's) transforms a random frame as the row's pyfftw plan."""
+    n_bins = n_fft // 2 + 1
+    rng = np.random.default_rng(0)
+    inverse = rows._inverse
+    source, result = (rows.spec, rows.real) if inverse else (rows.real, rows.spec)
+    width = n_bins if inverse else n_fft
+    for r in range(n_rows):
+        probe = rng.standard_normal(2 * width).view(np.complex128) if inverse else None
+        frame = probe if inverse else rng.standard_normal(width)
+        source[r, :width] = frame
+        rows._execute[r]()
+        expected = result[r].copy()
+        source[r, :width] = frame  # the inverse destroys its input
+        result[r].fill(0)
+        execute(plans, r)
+        if not np.array_equal(result[r], expected):
+            return False
+    return True
+
+
 class RowTransforms:
     """``n_rows`` identical one-frame FFTW plans over the rows of two aligned buffers.
 
@@ -82,25 +117,15 @@ class RowTransforms:
         self.spec = _aligned_rows(n_rows, n_bins, _COMPLEX[dtype])
         plans = []
         for r in range(n_rows):
-            if inverse:
-                plan = pyfftw.FFTW(
-                    self.spec[r, :n_bins],
-                    self.real[r, :n_fft],
-                    direction="FFTW_BACKWARD",
-                    flags=(effort, "FFTW_DESTROY_INPUT"),
-                    threads=1,
-                )
-            else:
-                plan = pyfftw.FFTW(
-                    self.real[r, :n_fft],
-                    self.spec[r, :n_bins],
-                    direction="FFTW_FORWARD",
-                    flags=(effort,),
-                    threads=1,
-                )
+            with PLAN_LOCK:
+                plan = _row_plan(self.real[r, :n_fft], self.spec[r, :n_bins], effort, inverse)
             plans.append(plan)
         self._plans = plans
         self._execute = [plan.execute for plan in plans]
+        self._n_fft = n_fft
+        self._effort = effort
+        self._inverse = inverse
+        self._numba_plans: np.ndarray | None = None
         self.real.fill(0)
         self.spec.fill(0)
 
@@ -112,6 +137,36 @@ class RowTransforms:
             return
         for r in range(n_rows):
             execute[r]()
+
+    def numba_plans(self, n_rows: int) -> np.ndarray | None:
+        """Return the first ``n_rows`` rows' plans for numba code (:func:`seproc._fftw.execute`).
+
+        Made once per object (FFTW's ``fftwf_execute`` on the same rows), and used only
+        where each gives the same bits as the row's pyfftw plan on a random frame: the
+        same FFTW problem with the same flags takes pyfftw's wisdom, but this is checked,
+        not assumed. None where FFTW cannot be called from numba here, or a row differs.
+        """
+        if n_rows > self.n_rows or len(self._execute) != self.n_rows:
+            return None  # a batched offline plan, or more rows than planned
+        held = self._numba_plans
+        if held is not None and held.size >= n_rows + 1:
+            return held
+        if held is not None:
+            destroy_plans(held)
+            self._numba_plans = None
+        n_fft = self._n_fft
+        plans = plan_rows(self.real, self.spec, n_rows, n_fft, self._effort, self._inverse)
+        if plans is None:
+            return None
+        same = _same_transforms(self, plans, n_rows, n_fft)
+        self.real.fill(0)
+        self.spec.fill(0)
+        if not same:
+            destroy_plans(plans)
+            return None
+        self._numba_plans = plans
+        weakref.finalize(self, destroy_plans, plans).atexit = False
+        return plans
 
     @classmethod
     def lend(
@@ -166,24 +221,25 @@ class _BatchTransforms(RowTransforms):
         self.n_rows = n_rows
         self.real = _aligned_rows(n_rows, n_fft, dtype)
         self.spec = _aligned_rows(n_rows, n_bins, _COMPLEX[dtype])
-        if inverse:
-            batch = pyfftw.FFTW(
-                self.spec[:, :n_bins],
-                self.real[:, :n_fft],
-                axes=(-1,),
-                direction="FFTW_BACKWARD",
-                flags=(effort, "FFTW_DESTROY_INPUT"),
-                threads=1,
-            )
-        else:
-            batch = pyfftw.FFTW(
-                self.real[:, :n_fft],
-                self.spec[:, :n_bins],
-                axes=(-1,),
-                direction="FFTW_FORWARD",
-                flags=(effort,),
-                threads=1,
-            )
+        with PLAN_LOCK:
+            if inverse:
+                batch = pyfftw.FFTW(
+                    self.spec[:, :n_bins],
+                    self.real[:, :n_fft],
+                    axes=(-1,),
+                    direction="FFTW_BACKWARD",
+                    flags=(effort, "FFTW_DESTROY_INPUT"),
+                    threads=1,
+                )
+            else:
+                batch = pyfftw.FFTW(
+                    self.real[:, :n_fft],
+                    self.spec[:, :n_bins],
+                    axes=(-1,),
+                    direction="FFTW_FORWARD",
+                    flags=(effort,),
+                    threads=1,
+                )
         single = RowTransforms(1, n_fft, dtype, effort, inverse)
         rng = np.random.default_rng(0)
         if inverse:
@@ -206,6 +262,7 @@ class _BatchTransforms(RowTransforms):
             same = same and bool(np.array_equal(single_out, result[r]))
         if same:
             self._plans = [batch]
+            self._execute = []  # no row plans: numba_plans() gives none
             self.run = self._run_batch  # type: ignore[method-assign]
             self.real.fill(0)
             self.spec.fill(0)
@@ -577,6 +634,9 @@ class StreamingAnalyzer:
         )
         self._args = (hop, stft._window, stft._pad_left, stft.win_length, self._forward.real)
         self._n_bins = stft.n_bins  # read per call (a property lookup there cost ~0.1 µs)
+        # the samples held for the next frame: an array, so a fused chunk (seproc._hop)
+        # reads and advances the same count as push()
+        self._filled_at = np.zeros(1, np.int64)
         self.reset()
 
     channels = Setting[int]("_channels", "Channels per block.")
@@ -590,7 +650,7 @@ class StreamingAnalyzer:
     def reset(self) -> None:
         """Start a new stream: the history becomes ``latency_samples`` zeros."""
         self._history.fill(0)
-        self._filled = self._stft.latency_samples
+        self._filled_at[0] = self._stft.latency_samples
 
     def process(self, block: np.ndarray, out: np.ndarray) -> int:
         """Analyse the next block; write every frame it completes.
@@ -624,7 +684,7 @@ class StreamingAnalyzer:
                 "max_block_samples."
             )
         stft = self._stft
-        total = self._filled + n
+        total = int(self._filled_at[0]) + n
         frames = (total - stft.win_length) // stft.hop_length + 1 if total >= stft.win_length else 0
         check_stream_buffer(
             out,
@@ -643,6 +703,23 @@ class StreamingAnalyzer:
             )
         return frames
 
+    def fused_args(self) -> tuple | None:
+        """Return what :meth:`push` works on, for ``seproc._hop``'s one-call chunk.
+
+        ``(history, filled, window, rows, spectra, plans, hop, pad_left, win_length,
+        n_bins)``, or None where the FFTs cannot run from numba here
+        (:meth:`RowTransforms.numba_plans`).
+        """
+        forward = self._forward
+        plans = forward.numba_plans(forward.n_rows)
+        if plans is None:
+            return None
+        hop, window, pad_left, win_length, real = self._args
+        return (
+            self._history, self._filled_at, window, real, forward.spec, plans, hop, pad_left,
+            win_length, self._n_bins,
+        )  # fmt: skip
+
     def push(self, block2d: np.ndarray, out: np.ndarray) -> int:
         """Analyse the next block, unchecked: :meth:`process` without its checks.
 
@@ -650,10 +727,11 @@ class StreamingAnalyzer:
         ``(channels, <= max_block_samples)``, float32 or float64. Returns the frames
         written, or -1 (state unchanged) where the block holds NaN or Inf.
         """
-        frames, filled = _kernels.analysis_push(self._history, self._filled, block2d, *self._args)
+        filled_at = self._filled_at
+        frames, filled = _kernels.analysis_push(self._history, filled_at[0], block2d, *self._args)
         if frames < 0:
             return frames
-        self._filled = filled
+        filled_at[0] = filled
         if frames:
             forward = self._forward
             forward.run(frames * self._channels)
@@ -704,6 +782,7 @@ class StreamingSynthesizer:
             stft._pad_left,
             stft.win_length,
         )
+        self._mute_at = np.zeros(1, np.int64)  # outputs still before the stream (see above)
         self.reset()
 
     channels = Setting[int]("_channels", "Channels per spectrum.")
@@ -712,7 +791,7 @@ class StreamingSynthesizer:
     def reset(self) -> None:
         """Start a new stream: clear the overlap-add accumulator."""
         self._acc.fill(0)
-        self._mute = self._stft.latency_samples
+        self._mute_at[0] = self._stft.latency_samples
 
     def process(self, spec: np.ndarray, n_frames: int, out: np.ndarray) -> int:
         """Overlap-add the next frames and write the samples they finish.
@@ -749,6 +828,22 @@ class StreamingSynthesizer:
         check_stream_buffer(out, "out", "float", self._channels, n_samples)
         return self.push(spec, n_frames, out)
 
+    def fused_args(self) -> tuple | None:
+        """Return what :meth:`push` works on, for ``seproc._hop``'s one-call chunk.
+
+        ``(acc, mute, window, rows, spectra, plans, hop, pad_left, win_length, n_bins)``,
+        or None where the FFTs cannot run from numba here.
+        """
+        inverse = self._inverse
+        plans = inverse.numba_plans(inverse.n_rows)
+        if plans is None:
+            return None
+        hop, n_bins, window, pad_left, win_length = self._framing
+        return (
+            self._acc, self._mute_at, window, inverse.real, inverse.spec, plans, hop, pad_left,
+            win_length, n_bins,
+        )  # fmt: skip
+
     def push(self, spec: np.ndarray, n_frames: int, out: np.ndarray) -> int:
         """Overlap-add the next frames, unchecked: :meth:`process` without its checks.
 
@@ -760,11 +855,11 @@ class StreamingSynthesizer:
         inverse = self._inverse
         _kernels.spec_to_rows(spec, 0, n_frames, n_bins, inverse.spec)
         inverse.run(n_frames * self._channels)
-        mute = self._mute
+        mute = self._mute_at[0]
         _kernels.synthesis_push(
             inverse.real, n_frames, hop, window, pad_left, win_length, self._acc, out, mute
         )
         n_samples = n_frames * hop
         if mute:
-            self._mute = max(0, mute - n_samples)
+            self._mute_at[0] = max(0, mute - n_samples)
         return n_samples

@@ -1,0 +1,154 @@
+"""The one-call chunk (``seproc._hop``) against the Python path it fuses, and its FFTW plans."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import seproc.denoiser
+from seproc import Denoiser, _fftw
+from seproc.stft import RowTransforms, _BatchTransforms
+from tests.streaming import peak_bytes_into_out, stream
+
+
+def _pair(monkeypatch, **kwargs):
+    """A Denoiser on the one-call chunk and one on the Python path, same settings."""
+    fused = Denoiser(**kwargs)
+    monkeypatch.setattr(seproc.denoiser, "_FUSED", False)
+    python = Denoiser(**kwargs)
+    monkeypatch.setattr(seproc.denoiser, "_FUSED", True)
+    assert fused._fused is not None, "the shipped model on the BLAS engine runs fused"
+    assert python._fused is None
+    return fused, python
+
+
+def _noisy_voice(rate_hz, channels, seconds=2.0, seed=3):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate_hz)) / rate_hz
+    voice = 0.2 * np.sin(2 * np.pi * 170 * t) * (np.sin(2 * np.pi * 1.5 * t) > 0)
+    rows = [voice + 0.03 * rng.standard_normal(t.size) for _ in range(channels)]
+    return np.asarray(rows, np.float32)
+
+
+@pytest.mark.parametrize(
+    ("rate_hz", "channels", "sizes"),
+    [
+        (16000, 1, [160]),
+        (16000, 1, [64, 1, 300, 17]),
+        (16000, 2, [160, 1000]),
+        (48000, 1, [480]),
+        (48000, 1, [128, 1, 2000, 479]),
+        (48000, 2, [480, 37]),
+        (44100, 1, [441, 1000, 5]),  # full band through the polyphase resampler
+        (32000, 1, [320, 64]),
+        (8000, 1, [80]),  # a resampler between host and STFT: the Python path
+    ],
+)
+def test_the_one_call_chunk_equals_the_python_path_bit_for_bit(
+    monkeypatch, rate_hz, channels, sizes
+):
+    signal = _noisy_voice(rate_hz, channels)
+    if rate_hz == 8000:  # resampled to the model's rate: nothing to fuse
+        denoiser = Denoiser(sample_rate=rate_hz)
+        assert denoiser._fused is None
+        return
+    fused, python = _pair(monkeypatch, sample_rate=rate_hz, channels=channels)
+    got = stream(fused, signal, sizes)
+    expected = stream(python, signal, sizes)
+    np.testing.assert_array_equal(got, expected)
+    assert np.abs(got).max() > 0.01  # the voice came through
+    np.testing.assert_array_equal(fused.speech_activity, python.speech_activity)
+    np.testing.assert_array_equal(fused.flush(), python.flush())
+
+
+@pytest.mark.parametrize("rate_hz", [16000, 48000])
+def test_partitions_of_the_one_call_chunk_equal_one_call(rate_hz):
+    signal = _noisy_voice(rate_hz, 1, seconds=1.5)
+    one = Denoiser(sample_rate=rate_hz, max_block_samples=1024)
+    assert one._fused is not None
+    expected = stream(one, signal, [signal.shape[1]])  # chunks of 1024 inside
+    got = stream(Denoiser(sample_rate=rate_hz), signal, [1, 7, 160, 480, 999])
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"postfilter": False},  # no release, no pitch filter
+        {"attenuation_limit_db": 12.0},
+        {"attenuation_limit_db": 0.0},  # bypass: no pitch filter
+    ],
+)
+@pytest.mark.parametrize("rate_hz", [16000, 48000])
+def test_the_one_call_chunk_follows_the_denoisers_settings(monkeypatch, rate_hz, kwargs):
+    signal = _noisy_voice(rate_hz, 1, seconds=1.0)
+    fused, python = _pair(monkeypatch, sample_rate=rate_hz, **kwargs)
+    np.testing.assert_array_equal(stream(fused, signal, [480]), stream(python, signal, [480]))
+
+
+def test_a_reset_mid_stream_starts_the_one_call_chunk_afresh():
+    signal = _noisy_voice(48000, 1, seconds=0.5)
+    denoiser = Denoiser(sample_rate=48000)
+    first = stream(denoiser, signal, [480]).copy()
+    stream(denoiser, signal[:, :7000], [333])
+    denoiser.reset()  # the network's state leaves its scratch: loaded again on the next call
+    np.testing.assert_array_equal(stream(denoiser, signal, [480]), first)
+
+
+def test_the_one_call_chunk_falls_back_where_the_network_runs_in_onnxruntime(monkeypatch):
+    monkeypatch.setattr(seproc.denoiser, "_ENGINE", "onnxruntime")
+    assert Denoiser(sample_rate=48000)._fused is None
+
+
+@pytest.mark.parametrize("rate_hz", [16000, 48000])
+def test_the_one_call_chunk_allocates_nothing(rate_hz):
+    denoiser = Denoiser(sample_rate=rate_hz)
+    assert denoiser._fused is not None
+    block = _noisy_voice(rate_hz, 1, seconds=0.01 * 4)[:, : rate_hz // 100]
+    assert peak_bytes_into_out(denoiser, block) < 8 * 1024
+
+
+def test_fftw_is_callable_from_numba_here():
+    assert _fftw.available()
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+@pytest.mark.parametrize(("n_fft", "effort"), [(320, "FFTW_MEASURE"), (960, "FFTW_ESTIMATE")])
+def test_numba_plans_transform_every_row_as_pyfftw_does(n_fft, effort, inverse):
+    rows = RowTransforms(3, n_fft, np.dtype(np.float32), effort, inverse)
+    plans = rows.numba_plans(3)
+    assert plans is not None and plans.shape == (4,)
+    assert rows.numba_plans(2) is plans  # made once
+    rng = np.random.default_rng(5)
+    n_bins = n_fft // 2 + 1
+    for r in range(3):
+        if inverse:
+            frame = rng.standard_normal(2 * n_bins).astype(np.float32).view(np.complex64)
+            frame[0] = frame[0].real  # a real signal's DC and Nyquist bins
+            frame[-1] = frame[-1].real
+            rows.spec[r, :n_bins] = frame
+            _fftw.execute_rows(plans, r + 1)
+            got = rows.real[r, :n_fft].copy()
+            expected = np.fft.irfft(frame.astype(np.complex128), n_fft) * n_fft
+            np.testing.assert_allclose(got, expected, rtol=0, atol=2e-4)
+            rows.spec[r, :n_bins] = frame  # the inverse destroys its input
+            rows.real[r].fill(0)
+            rows.run(r + 1)  # pyfftw's plan for the row: the same bits
+            np.testing.assert_array_equal(rows.real[r, :n_fft], got)
+        else:
+            frame = rng.standard_normal(n_fft).astype(np.float32)
+            rows.real[r, :n_fft] = frame
+            _fftw.execute_rows(plans, r + 1)
+            got = rows.spec[r, :n_bins].copy()
+            np.testing.assert_allclose(got, np.fft.rfft(frame.astype(np.float64)), atol=2e-4)
+            rows.spec[r].fill(0)
+            rows.run(r + 1)  # pyfftw's plan for the row: the same bits
+            np.testing.assert_array_equal(rows.spec[r, :n_bins], got)
+
+
+def test_numba_plans_are_refused_where_there_are_no_row_plans():
+    assert RowTransforms(2, 64, np.dtype(np.float64), "FFTW_ESTIMATE", False).numba_plans(2) is None
+    assert RowTransforms(2, 64, np.dtype(np.float32), "FFTW_ESTIMATE", False).numba_plans(3) is None
+    batch = _BatchTransforms(8, 64, np.dtype(np.float32), "FFTW_ESTIMATE", False)
+    if len(batch._plans) == 1:  # one batched plan (it equalled the row plans)
+        assert batch.numba_plans(1) is None

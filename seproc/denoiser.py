@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from seproc import _kernels
-from seproc._hop import full_band_chunk, model_rate_chunk
+from seproc._hop import full_band_chunk, model_rate_chunk, pack
 from seproc._interface import Setting
 from seproc._validation import (
     MAX_SAMPLE_RATE_HZ,
@@ -40,7 +40,7 @@ from seproc.errors import ModelError, ParameterError
 from seproc.features import LogPowerFeatures
 from seproc.highband import HighBandGain, ModelRateFrames, host_framing
 from seproc.model import OnnxModel
-from seproc.pitch import PitchFilter
+from seproc.pitch import PitchFilter, absent_fused_args
 from seproc.resample import RateBridge
 from seproc.stft import STFT
 
@@ -546,6 +546,10 @@ class Denoiser:
             )
             for c in range(channels)
         ]
+        # Before the frame runs: a fused chunk gives the streams' network scratches new homes
+        args = self._fused_args()
+        self._fused = None if args is None else pack(args)
+        self._run_chunk = self._process_chunk if self._fused is None else self._fused_chunk
         # One-frame calls (a host's 10 ms callback) run on buffers bound once: per channel,
         # the output row 0, and row 1 where a full-band frame waits one call (pending).
         rows = 2 if self._model_frames is not None else 1
@@ -558,8 +562,6 @@ class Denoiser:
             ]
             for c, state in enumerate(self._states)
         ]
-        self._fused = self._fused_args()
-        self._run_chunk = self._process_chunk if self._fused is None else self._fused_chunk
 
     def _output_target(
         self, out: object, block: object, block2d: np.ndarray, was_1d: bool
@@ -602,8 +604,9 @@ class Denoiser:
             return None
         network = self._model.fused_network(self._states)
         synthesis = self._synthesizer.fused_args()
-        pitch = None if self._pitch is None else self._pitch.fused_args(self._delayed_spec)
-        if network is None or synthesis is None or (self._pitch is not None and pitch is None):
+        has_pitch = self._pitch is not None
+        pitch = self._pitch.fused_args(self._delayed_spec) if has_pitch else absent_fused_args()
+        if network is None or synthesis is None or pitch is None:
             return None
         features = self._features.fused_args()
         release = self._postfilter is not None
@@ -620,7 +623,10 @@ class Denoiser:
                 self._spec, self._feature_buffer, self._model_out, self._activity,
                 self._synthesized, self._fifo,
             )  # fmt: skip
-            return (self._input, analysis, pitch, features, network, gains, synthesis, buffers)
+            return (
+                self._input, analysis, has_pitch, pitch, features, network, gains, synthesis,
+                buffers,
+            )  # fmt: skip
         model_frames = self._model_frames.fused_args()
         host_analysis = self._analyzer.fused_args()
         if model_frames is None or host_analysis is None:
@@ -635,17 +641,18 @@ class Denoiser:
             self._synthesized, self._fifo,
         )  # fmt: skip
         return (
-            self._input, model_frames, pitch, features, network, gains, host, synthesis, buffers,
+            self._input, model_frames, has_pitch, pitch, features, network, gains, host,
+            synthesis, buffers,
         )  # fmt: skip
 
     def _fused_chunk(self, size: int) -> None:
         """Run the chunk in ``self._input[:, :size]`` in one numba call (``seproc._hop``)."""
         self._model.keep_resident(self._states)
         if self._model_frames is None:
-            frames, self._write_pos = model_rate_chunk(size, *self._fused, self._write_pos)
+            frames, self._write_pos = model_rate_chunk(size, self._fused, self._write_pos)
         else:
             frames, self._write_pos, self._pending_frames = full_band_chunk(
-                size, *self._fused, self._write_pos, self._pending_frames
+                size, self._fused, self._write_pos, self._pending_frames
             )
         self._frames_last_call = frames
 

@@ -403,13 +403,22 @@ class OnnxModel:
     def fused_network(self, states: list[ModelState]) -> tuple | None:
         """``(weights, table, scratches)`` for ``seproc._hop``'s one-call chunk, or None.
 
-        ``scratches`` holds each stream's BLAS scratch, in the order of ``states``: the
-        chunk runs the engine with each stream's state resident there, which
-        :meth:`keep_resident` makes sure of before each call. None with onnxruntime.
+        ``scratches`` is a ``(len(states), work_size)`` array whose rows become the
+        streams' BLAS scratches (:meth:`run` and :meth:`frame_run` use them from then on;
+        a :class:`FrameRun` made before holds the old one: make it after): the chunk runs
+        the engine with each stream's state resident there, which :meth:`keep_resident`
+        makes sure of before each call. None with onnxruntime.
         """
         if self._net is None:
             return None
-        return (self._net.weights, self._net.table, tuple(self._work(s)[0] for s in states))
+        net = self._net
+        # one (streams, work_size) block whose rows are the streams' scratches: a 2-D array
+        # whatever the channel count (one compiled chunk, not one per count)
+        scratches = np.zeros((len(states), net.work_size), np.float32)
+        for row, state in zip(scratches, states, strict=True):
+            state.sync()  # the state leaves any scratch it was in; loaded again when run
+            state._work[id(self)] = (row, net.table)
+        return (net.weights, net.table, scratches)
 
     def keep_resident(self, states: list[ModelState]) -> None:
         """Load each state into its BLAS scratch where it is not there (after a reset)."""

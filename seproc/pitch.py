@@ -75,6 +75,22 @@ def band_edges(rate_hz: int, n_fft: int) -> np.ndarray:
     return np.asarray(edges, np.int64)
 
 
+def absent_fused_args() -> tuple:
+    """Return :meth:`PitchFilter.fused_args`' types with empty arrays: no pitch filter.
+
+    ``seproc._hop`` takes the same argument types with or without the filter (one
+    compiled version, not two), and skips it where the Denoiser says it has none.
+    """
+    f32, c64 = np.float32, np.complex64
+    empty2 = np.zeros((0, 0), f32)
+    return (
+        empty2, empty2.copy(), np.zeros(0, f32), empty2.copy(), np.zeros(0, f32),
+        np.zeros(7, np.int64), np.zeros((0, 0), c64), np.zeros(1, np.int64), 0.0, 0, 1,
+        np.zeros((0, 0, 0), c64), 0.0, 0.0, np.zeros(0, np.int64), np.zeros(0, np.float64),
+        np.zeros((5, 0), np.float64),
+    )  # fmt: skip
+
+
 class PitchFilter:
     """The delayed frames of a stream and the comb that adds them (see the module).
 

@@ -28,7 +28,7 @@ from seproc._kernels import (
     apply_fullband_gain,
     apply_mask_gain,
     apply_noise_subtraction,
-    decimate,
+    copy_flushing_tiny_checked,
     delay_line,
     log_power_features,
     njit_cached,
@@ -41,6 +41,7 @@ from seproc._kernels import (
     spec_to_rows,
     synthesis_push,
 )
+from seproc._simd import decimate_registers
 
 __all__ = ["ChunkArgs", "full_band_chunk", "model_rate_chunk", "pack"]
 
@@ -141,7 +142,9 @@ def _resample(resampler, block, n, out):  # pragma: no cover - compiled
     """``StreamResampler.push_into`` for one pass (``n <= max_block_samples``)."""
     history, branches, up, down, position_at, phases, decimating = resampler
     if decimating:
-        count, position = decimate(history, block, n, branches, down, position_at[0], phases, out)
+        count, position = decimate_registers(
+            history, block, n, branches, down, position_at[0], phases, out
+        )
     else:
         count, position = polyphase_resample(
             history, block, n, branches, up, down, position_at[0], out
@@ -151,17 +154,26 @@ def _resample(resampler, block, n, out):  # pragma: no cover - compiled
 
 
 @njit_cached()
-def model_rate_chunk(n, held, write_pos):  # pragma: no cover - compiled
+def model_rate_chunk(n, held, write_pos, read_pos, block, target):  # pragma: no cover
     """One chunk of a Denoiser whose STFT runs at its host rate, the model's.
 
-    ``source[:, :n]`` is the chunk (already copied in and checked). Returns ``(frames,
-    write_pos)``: the frames completed and the FIFO's write position after them.
+    The chunk is ``block`` (``n`` samples, checked and copied into the input buffer
+    here) or, where ``block`` is empty, the input buffer's first ``n`` samples (copied in
+    by the caller); ``target`` (``n`` samples), where not empty, receives the FIFO's
+    next ``n`` from ``read_pos``. Returns ``(frames, write_pos, read_pos)``: the frames
+    completed and the FIFO's positions after them; ``frames`` is -1, and nothing changed,
+    where ``block`` holds NaN, Inf or samples beyond the limit.
     """
-    source, analysis, has_pitch, pitch, features, network, gains, synthesis, buffers = held.args
+    source, analysis, has_pitch, pitch, features, network, gains, synthesis, buffers, limits = (
+        held.args
+    )
     spec, feature_rows, model_out, activity, synthesized, fifo = buffers
     amin, mean_db, std_db, no_db = features
-    mask, min_gain, low, high, release, factor, exponent, held = gains
-    block = source[:, :n]
+    mask, min_gain, low, high, release, factor, exponent, release_held = gains
+    chunk = source[:, :n]
+    if block.shape[1] and not copy_flushing_tiny_checked(block, chunk, limits[0], limits[1]):
+        return -1, write_pos, read_pos
+    block = chunk
     n_frames = _analyse(analysis, block, spec, 0)
     if has_pitch:
         _pitch_push(pitch, block, n, n_frames, pitch[11], 0)
@@ -171,7 +183,7 @@ def model_rate_chunk(n, held, write_pos):  # pragma: no cover - compiled
         log_power_features(frames, amin, mean_db, std_db, feature_rows[c, :n_frames], no_db, False)
         _run_network(feature_rows[c, :n_frames], rows, network, c)
         if release:
-            release_gains(rows, held[c], factor, exponent)
+            release_gains(rows, release_held[c], factor, exponent)
         if has_pitch:
             pitch_comb(frames, pitch[11][c], rows, n_frames, *pitch[12:])
         if mask:
@@ -180,26 +192,33 @@ def model_rate_chunk(n, held, write_pos):  # pragma: no cover - compiled
             apply_noise_subtraction(frames, rows, min_gain, low, high, activity[c])
     n_samples = _synthesise(synthesis, spec, max(n_frames, 0), synthesized)
     _, write_pos = ring_copy(synthesized, 0, fifo, write_pos, n_samples)
-    return n_frames, write_pos
+    if target.shape[1]:
+        read_pos, _ = ring_copy(fifo, read_pos, target, 0, n)
+    return n_frames, write_pos, read_pos
 
 
 @njit_cached()
-def full_band_chunk(n, held, write_pos, pending):  # pragma: no cover - compiled
+def full_band_chunk(n, held, write_pos, pending, read_pos, block, target):  # pragma: no cover
     """One chunk of a full-band Denoiser (model-rate frames for the network, host-rate STFT).
 
     ``source[:, :n]`` is the chunk. Returns ``(frames, write_pos, pending)``: the
     host-rate frames completed, the FIFO's write position and the model frames that wait
-    for their host frame.
+    for their host frame, and the FIFO's read position: ``block`` and ``target`` as in
+    :func:`model_rate_chunk` (``frames`` -1, nothing changed, for a bad block).
     """
-    source, model_frames, has_pitch, pitch, features, network, gains, host, synthesis, buffers = (
-        held.args
-    )
+    args = held.args
+    source, model_frames, has_pitch, pitch, features, network, gains, host = args[:8]
+    synthesis, buffers, limits = args[8:]
     spec, model_spec, feature_rows, model_out, activity, synthesized, fifo = buffers
     resampler, inner, count_at, model_analysis = model_frames
     amin, mean_db, std_db, no_db = features
-    min_gain, release, factor, exponent, held, act_low, act_high, ref_start, model_stop = gains
+    min_gain, release, factor, exponent, release_held, act_low, act_high = gains[:7]
+    ref_start, model_stop = gains[7:]
     delay_history, delayed, host_analysis = host
-    block = source[:, :n]
+    chunk = source[:, :n]
+    if block.shape[1] and not copy_flushing_tiny_checked(block, chunk, limits[0], limits[1]):
+        return -1, write_pos, pending, read_pos
+    block = chunk
     count = _resample(resampler, block, n, inner)
     count_at[0] = count
     n_model = _analyse(model_analysis, inner[:, :count], model_spec, 0)
@@ -212,7 +231,7 @@ def full_band_chunk(n, held, write_pos, pending):  # pragma: no cover - compiled
         )
         _run_network(feature_rows[c, :n_model], rows, network, c)
         if release:
-            release_gains(rows, held[c], factor, exponent)
+            release_gains(rows, release_held[c], factor, exponent)
     delay_line(delay_history, block, n, delayed)
     n_frames = _analyse(host_analysis, delayed[:, :n], spec, 0)
     for c in range(spec.shape[0] if n_frames > 0 else 0):
@@ -231,4 +250,6 @@ def full_band_chunk(n, held, write_pos, pending):  # pragma: no cover - compiled
                 pitch[11][c, 0] = pitch[11][c, n_frames]
     n_samples = _synthesise(synthesis, spec, max(n_frames, 0), synthesized)
     _, write_pos = ring_copy(synthesized, 0, fifo, write_pos, n_samples)
-    return n_frames, write_pos, left
+    if target.shape[1]:
+        read_pos, _ = ring_copy(fifo, read_pos, target, 0, n)
+    return n_frames, write_pos, left, read_pos

@@ -14,6 +14,7 @@ registers on ARM; ``llvm.fma`` fuses on CPUs with FMA (x86-64 since Haswell / Ze
 
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -23,7 +24,9 @@ from seproc._kernels import njit_cached
 
 __all__ = [
     "LANES",
+    "decimate_registers",
     "f32x8",
+    "phase_sums",
     "tiled_product",
     "tiled_product_fits",
     "vadd",
@@ -254,3 +257,113 @@ def tiled_product(a, b, c):  # pragma: no cover - compiled
 def tiled_product_fits(rows: int, inner: int, columns: int) -> bool:
     """Whether :func:`tiled_product` computes a ``[rows, inner] @ [inner, columns]`` product."""
     return rows >= 1 and inner >= 1 and columns >= LANES and columns % LANES == 0
+
+
+@njit_cached(inline="always")
+def _phase_block(phases, branch, down, q, out, row, column, vectors):  # pragma: no cover
+    """``vectors`` (1, 4 or 8) vectors of :func:`phase_sums`' outputs from ``q``, in registers."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = vzero()
+    r = 0
+    a = q
+    for j in range(branch.shape[0]):
+        w = branch[j]
+        s0 = vfma(s0, w, vload(phases, r, a))
+        if vectors >= 4:
+            s1 = vfma(s1, w, vload(phases, r, a + LANES))
+            s2 = vfma(s2, w, vload(phases, r, a + 2 * LANES))
+            s3 = vfma(s3, w, vload(phases, r, a + 3 * LANES))
+        if vectors == 8:
+            s4 = vfma(s4, w, vload(phases, r, a + 4 * LANES))
+            s5 = vfma(s5, w, vload(phases, r, a + 5 * LANES))
+            s6 = vfma(s6, w, vload(phases, r, a + 6 * LANES))
+            s7 = vfma(s7, w, vload(phases, r, a + 7 * LANES))
+        r += 1
+        if r == down:  # tap j + 1 is phase 0 of the next sample
+            r = 0
+            a += 1
+    vstore(out, row, column, s0)
+    if vectors >= 4:
+        vstore(out, row, column + LANES, s1)
+        vstore(out, row, column + 2 * LANES, s2)
+        vstore(out, row, column + 3 * LANES, s3)
+    if vectors == 8:
+        vstore(out, row, column + 4 * LANES, s4)
+        vstore(out, row, column + 5 * LANES, s5)
+        vstore(out, row, column + 6 * LANES, s6)
+        vstore(out, row, column + 7 * LANES, s7)
+
+
+@njit_cached(fastmath={"contract"})
+def phase_sums(phases, branch, down, n_out, out, row, column):  # pragma: no cover - compiled
+    """``out[row, column + q] = sum_j branch[j] * phases[j % down, j // down + q]``, ``q < n_out``.
+
+    Each output is one chain of fused multiply-adds from zero in tap order, held in a
+    register over all taps: 64 outputs at a time (eight chains in flight), then 32, then
+    8, then one by one (the same chain, contracted to fused multiply-adds). The decimator
+    of ``seproc._kernels.decimate`` summed four taps per pass over the outputs in memory:
+    the same chains, so the same bits. ``phases`` and ``out`` are float32 C matrices
+    (unchecked: the caller owns fitting buffers).
+    """
+    q = 0
+    while q + 8 * LANES <= n_out:
+        _phase_block(phases, branch, down, q, out, row, column + q, 8)
+        q += 8 * LANES
+    if q + 4 * LANES <= n_out:
+        _phase_block(phases, branch, down, q, out, row, column + q, 4)
+        q += 4 * LANES
+    while q + LANES <= n_out:
+        _phase_block(phases, branch, down, q, out, row, column + q, 1)
+        q += LANES
+    while q < n_out:
+        total = np.float32(0.0)
+        r = 0
+        a = q
+        for j in range(branch.shape[0]):
+            total = total + branch[j] * phases[r, a]
+            r += 1
+            if r == down:
+                r = 0
+                a += 1
+        out[row, column + q] = total
+        q += 1
+
+
+@njit_cached()
+def decimate_registers(history, block, n, taps, down, position, phases, out):  # pragma: no cover
+    """``seproc._kernels.decimate`` with each output's sum in a register (:func:`phase_sums`).
+
+    The same arguments and result, bit for bit, for float32 ``history``, ``phases`` and
+    a float32 C-contiguous ``out``: at 48 kHz a 10 ms block's 304-tap sums ~4 -> ~1.5 µs.
+    """
+    channels = history.shape[0]
+    n_taps = taps.shape[1]
+    keep = n_taps - 1
+    branch = taps[0]
+    for c in range(channels):
+        for i in range(n):
+            history[c, keep + i] = block[c, i]
+    count = 0
+    while position < 0 and position < n:  # before the stream (an extra delay): zeros
+        for c in range(channels):
+            out[c, count] = 0.0
+        position += down
+        count += 1
+    if position < n:
+        n_out = (n - position + down - 1) // down
+        span = keep // down + n_out
+        for c in range(channels):
+            for r in range(down):
+                valid = min(span, (keep + n - position - r + down - 1) // down)
+                dst = phases[c, r, :span]
+                src = history[c, position + r :]
+                for i in range(valid):
+                    dst[i] = src[i * down]
+                for i in range(valid, span):
+                    dst[i] = 0.0
+            phase_sums(phases[c], branch, down, n_out, out, c, count)
+        count += n_out
+        position += n_out * down
+    for c in range(channels):
+        for i in range(keep):
+            history[c, i] = history[c, n + i]
+    return count, position - n

@@ -49,6 +49,7 @@ __all__ = ["MAX_SAMPLE_RATE_HZ", "MIN_SAMPLE_RATE_HZ", "Denoiser"]
 _ACTIVITY_BAND_HZ = (300.0, 4000.0)
 _MAX_ABS_SAMPLE = 1e15
 """Larger samples (+300 dBFS) are refused: their power would overflow float32 spectra."""
+_FLOAT32 = np.dtype(np.float32)
 _FLUSH_BELOW = 1e-30
 """Smaller samples (-600 dBFS) enter the stream as 0: the denormal guard."""
 _ONE_FRAME_GRAPH = True
@@ -374,6 +375,16 @@ class Denoiser:
         block2d, was_1d = as_audio_block(block, self._channels, name="block")
         n = block2d.shape[1]
         target = self._output_target(out, block, block2d, was_1d)
+        if (
+            0 < n <= self._max_block_samples
+            and self._fused is not None
+            and block2d.dtype == _FLOAT32
+            and target.dtype == _FLOAT32
+            and _one_call_layout(block2d.flags)
+            and _one_call_layout(target.flags)
+        ):  # the host's callback: one numba call (see _fused_process)
+            self._fused_process(block2d, target)
+            return target[0] if was_1d else target
         if n <= self._max_block_samples:
             # a host's callback is one chunk: checked while it is copied into the input
             # scratch (one pass, not two), before anything of the stream changes
@@ -549,6 +560,7 @@ class Denoiser:
         # Before the frame runs: a fused chunk gives the streams' network scratches new homes
         args = self._fused_args()
         self._fused = None if args is None else pack(args)
+        self._no_samples = np.zeros((self._channels, 0), np.float32)  # no block, no target
         self._run_chunk = self._process_chunk if self._fused is None else self._fused_chunk
         # One-frame calls (a host's 10 ms callback) run on buffers bound once: per channel,
         # the output row 0, and row 1 where a full-band frame waits one call (pending).
@@ -609,6 +621,7 @@ class Denoiser:
         if network is None or synthesis is None or pitch is None:
             return None
         features = self._features.fused_args()
+        limits = (_FLUSH_BELOW, _MAX_ABS_SAMPLE)  # the block's checked copy (fused_process)
         release = self._postfilter is not None
         factor = self._release_factor if release else 0.0
         exponent = self._gain_exponent if release else 0.0
@@ -625,7 +638,7 @@ class Denoiser:
             )  # fmt: skip
             return (
                 self._input, analysis, has_pitch, pitch, features, network, gains, synthesis,
-                buffers,
+                buffers, limits,
             )  # fmt: skip
         model_frames = self._model_frames.fused_args()
         host_analysis = self._analyzer.fused_args()
@@ -642,18 +655,43 @@ class Denoiser:
         )  # fmt: skip
         return (
             self._input, model_frames, has_pitch, pitch, features, network, gains, host,
-            synthesis, buffers,
+            synthesis, buffers, limits,
         )  # fmt: skip
 
     def _fused_chunk(self, size: int) -> None:
         """Run the chunk in ``self._input[:, :size]`` in one numba call (``seproc._hop``)."""
         self._model.keep_resident(self._states)
+        none = self._no_samples
         if self._model_frames is None:
-            frames, self._write_pos = model_rate_chunk(size, self._fused, self._write_pos)
-        else:
-            frames, self._write_pos, self._pending_frames = full_band_chunk(
-                size, self._fused, self._write_pos, self._pending_frames
+            frames, self._write_pos, _ = model_rate_chunk(
+                size, self._fused, self._write_pos, 0, none, none
             )
+        else:
+            frames, self._write_pos, self._pending_frames, _ = full_band_chunk(
+                size, self._fused, self._write_pos, self._pending_frames, 0, none, none
+            )
+        self._frames_last_call = frames
+
+    def _fused_process(self, block2d: np.ndarray, target: np.ndarray) -> None:
+        """:meth:`process` of one chunk in one numba call: checked copy in, chunk, copy out.
+
+        For a writeable float32 C-contiguous block and target (a host's own buffer, in
+        place or not); the two copies were numba calls of their own (~1 µs each).
+        """
+        self._model.keep_resident(self._states)
+        n = block2d.shape[1]
+        if self._model_frames is None:
+            frames, write_pos, read_pos = model_rate_chunk(
+                n, self._fused, self._write_pos, self._read_pos, block2d, target
+            )
+        else:
+            frames, write_pos, self._pending_frames, read_pos = full_band_chunk(
+                n, self._fused, self._write_pos, self._pending_frames, self._read_pos,
+                block2d, target,
+            )  # fmt: skip
+        if frames < 0:
+            raise _invalid_samples("block")
+        self._write_pos, self._read_pos = write_pos, read_pos
         self._frames_last_call = frames
 
     def _process_chunk(self, size: int) -> None:
@@ -782,6 +820,11 @@ class Denoiser:
                 for out in _layouts(np.zeros((channels, size), dtype), read_only=False):
                     self.process(np.zeros((channels, size), np.float32), out=out)
         self.reset()
+
+
+def _one_call_layout(flags: np.flagsobj) -> bool:
+    """Whether an array of these flags has the one layout the one-call chunk was compiled for."""
+    return flags.c_contiguous and flags.writeable and flags.aligned
 
 
 def _stream_stft(framing: tuple[int, int, int], window: str) -> STFT:

@@ -39,6 +39,7 @@ import numpy as np
 
 from seproc import _kernels
 from seproc._interface import Setting
+from seproc._simd import decimate_registers
 from seproc._validation import check_int, check_sample_rate
 from seproc.errors import ParameterError
 
@@ -208,6 +209,9 @@ class StreamResampler:
         # the next output's place in the input (fine samples): an array, so a fused chunk
         # (seproc._hop) reads and advances the same position as _pass()
         self._position_at = np.zeros(1, np.int64)
+        # float32 decimation into a C-contiguous out holds each output's sum in a register
+        # (seproc._simd.decimate_registers: the same bits as _kernels.decimate)
+        self._registers = self._phases is not None and self._dtype == np.float32
         self.reset()
 
     # -- read-only settings -------------------------------------------------------------
@@ -342,10 +346,17 @@ class StreamResampler:
     def _pass(self, block: np.ndarray, n: int, out: np.ndarray) -> int:
         """Resample ``block[:, :n]`` (``n <= max_block_samples``) into ``out``; return the count.
 
-        Integer decimation runs vectorised over the outputs (``_kernels.decimate``), other
-        ratios per output (``_kernels.polyphase_resample``); the same result either way.
+        Integer decimation runs vectorised over the outputs (``_kernels.decimate``; float32
+        into a C-contiguous ``out``, each output's sum in a register:
+        ``_simd.decimate_registers``), other ratios per output
+        (``_kernels.polyphase_resample``); the same result either way.
         """
-        if self._phases is not None:
+        if self._phases is not None and self._registers and out.flags.c_contiguous:
+            count, position = decimate_registers(
+                self._history, block, n, self._branches, self._down, self._position_at[0],
+                self._phases, out,
+            )  # fmt: skip
+        elif self._phases is not None:
             count, position = _kernels.decimate(
                 self._history, block, n, self._branches, self._down, self._position_at[0],
                 self._phases, out,

@@ -153,3 +153,54 @@ def test_numba_plans_are_refused_where_there_are_no_row_plans():
     batch = _BatchTransforms(8, 72, np.dtype(np.float32), "FFTW_ESTIMATE", False)
     if len(batch._plans) == 1:  # one batched plan (it equalled the row plans)
         assert batch.numba_plans(1) is None
+
+
+def _blocks_of_every_layout(signal, size):
+    """``signal`` in blocks of ``size``, cycling float32 C, float64, read-only, F-order and
+    strided views: the one call takes the first, the others go through the copies."""
+    kinds = []
+    for i, start in enumerate(range(0, signal.shape[1], size)):
+        block = signal[:, start : start + size]
+        kind = i % 5
+        if kind == 1:
+            block = block.astype(np.float64)
+        elif kind == 2:
+            block = block.copy()
+            block.flags.writeable = False
+        elif kind == 3:
+            block = np.asfortranarray(block)
+        elif kind == 4:
+            block = np.repeat(block, 2, axis=1)[:, ::2]
+        kinds.append(block)
+    return kinds
+
+
+@pytest.mark.parametrize("rate_hz", [16000, 48000])
+def test_blocks_and_outs_of_any_layout_give_the_python_paths_output(monkeypatch, rate_hz):
+    signal = _noisy_voice(rate_hz, 2, seconds=1.0)
+    fused, python = _pair(monkeypatch, sample_rate=rate_hz, channels=2)
+    size = rate_hz // 100
+    got, expected = [], []
+    for i, block in enumerate(_blocks_of_every_layout(signal, size)):
+        out = np.zeros(block.shape, np.float64) if i % 3 == 1 else None
+        got.append(np.array(fused.process(block, out=out), np.float32))
+        expected.append(python.process(block.astype(np.float32)))
+    np.testing.assert_array_equal(np.concatenate(got, 1), np.concatenate(expected, 1))
+
+
+@pytest.mark.parametrize("rate_hz", [16000, 48000])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e16])
+def test_a_bad_block_is_refused_by_the_one_call_and_the_stream_goes_on(monkeypatch, rate_hz, bad):
+    from seproc.errors import ParameterError
+
+    signal = _noisy_voice(rate_hz, 1, seconds=0.5)
+    fused, python = _pair(monkeypatch, sample_rate=rate_hz)
+    size = rate_hz // 100
+    for i, start in enumerate(range(0, signal.shape[1], size)):
+        block = signal[:, start : start + size].copy()
+        if i == 7:
+            spoiled = block.copy()
+            spoiled[0, size // 2] = bad
+            with pytest.raises(ParameterError, match="block"):
+                fused.process(spoiled, out=spoiled)
+        np.testing.assert_array_equal(fused.process(block, out=block.copy()), python.process(block))

@@ -119,6 +119,41 @@ def test_integer_decimation_streams_bit_for_bit_and_equals_the_per_output_sums(
         np.testing.assert_array_equal(stream(r, signal, sizes), whole)
 
 
+@pytest.mark.parametrize("in_rate", [32000, 48000, 96000])
+@pytest.mark.parametrize("extra_fine", [0, 2, -1])
+def test_decimation_with_sums_in_registers_equals_the_vectorised_kernel_bit_for_bit(
+    in_rate, extra_fine
+):
+    """``_simd.decimate_registers`` (float32 into a C-contiguous out) and ``decimate``.
+
+    Each output is the same chain of fused multiply-adds in tap order in both, whether
+    it falls in a 64-, 32- or 8-output block of registers or the one-by-one remainder.
+    """
+    from seproc import _kernels
+    from seproc._simd import decimate_registers
+
+    down = in_rate // 16000
+    rng = np.random.default_rng(extra_fine + down)
+    kwargs = dict(
+        channels=2, max_block_samples=1500, extra_delay_samples=Fraction(extra_fine, down)
+    )
+    held = [StreamResampler(in_rate, 16000, **kwargs).fused_args() for _ in range(2)]
+    positions = [int(held[0][4][0])] * 2
+    outs = [np.zeros((2, 1500 // down + 2), np.float32) for _ in range(2)]
+    kernels = (_kernels.decimate, decimate_registers)
+    for n in [480, 1, 7, 1500, 333, 0, 64, 95, 1024] * 3:
+        block = rng.standard_normal((2, n)).astype(np.float32)
+        counts = []
+        for i, kernel in enumerate(kernels):
+            history, taps, _, _, _, phases, _ = held[i]
+            count, positions[i] = kernel(
+                history, block, n, taps, down, positions[i], phases, outs[i]
+            )
+            counts.append(count)
+        assert counts[0] == counts[1] and positions[0] == positions[1]
+        np.testing.assert_array_equal(outs[1][:, : counts[1]], outs[0][:, : counts[0]])
+
+
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 7, 479, 1009])
 def test_output_count_follows_the_formula(n):
     r = StreamResampler(44100, 16000, channels=1, max_block_samples=128, extra_delay_samples=3)

@@ -76,7 +76,7 @@ def pack(args: tuple) -> ChunkArgs:
     return _new_chunk_args(_ChunkArgsType([("args", typeof(args))]), args)
 
 
-@njit_cached()
+@njit_cached(inline="always")
 def _analyse(analysis, block, spec, first_frame):  # pragma: no cover - compiled
     """``StreamingAnalyzer.push``: frame ``block``, transform, write ``spec[:, first:]``."""
     history, filled_at, window, real, rows, plans, hop, pad_left, win_length, n_bins = analysis
@@ -92,7 +92,7 @@ def _analyse(analysis, block, spec, first_frame):  # pragma: no cover - compiled
     return frames
 
 
-@njit_cached()
+@njit_cached(inline="always")
 def _synthesise(synthesis, spec, n_frames, out):  # pragma: no cover - compiled
     """``StreamingSynthesizer.push``: the frames' inverse FFTs overlap-added into ``out``."""
     if n_frames == 0:
@@ -108,7 +108,7 @@ def _synthesise(synthesis, spec, n_frames, out):  # pragma: no cover - compiled
     return n_samples
 
 
-@njit_cached()
+@njit_cached(inline="always")
 def _pitch_push(pitch, block, n, n_frames, out, first):  # pragma: no cover - compiled
     """``PitchFilter.push``: the frames' pitch-delayed spectra into ``out[:, first:]``."""
     history, filtered, window, rows, scratch, params, spectra, plans, pole, n_bins = pitch[:10]
@@ -129,7 +129,7 @@ def _pitch_push(pitch, block, n, n_frames, out, first):  # pragma: no cover - co
             return
 
 
-@njit_cached()
+@njit_cached(inline="always")
 def _run_network(features, out, network, c):  # pragma: no cover - compiled
     """Run the BLAS engine on channel ``c``'s frames, its state resident in its scratch."""
     weights, table, scratches = network
@@ -137,7 +137,7 @@ def _run_network(features, out, network, c):  # pragma: no cover - compiled
     blas_resident(features, out, work, weights, work, table, False)
 
 
-@njit_cached()
+@njit_cached(inline="always")
 def _resample(resampler, block, n, out):  # pragma: no cover - compiled
     """``StreamResampler.push_into`` for one pass (``n <= max_block_samples``)."""
     history, branches, up, down, position_at, phases, decimating = resampler

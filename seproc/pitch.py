@@ -83,8 +83,10 @@ def absent_fused_args() -> tuple:
     """
     f32, c64 = np.float32, np.complex64
     empty2 = np.zeros((0, 0), f32)
+    window = np.zeros(0, f32)
+    window.flags.writeable = False  # as the filter's (a view of the STFT's frozen window)
     return (
-        empty2, empty2.copy(), np.zeros(0, f32), empty2.copy(), np.zeros(0, f32),
+        empty2, empty2.copy(), window, empty2.copy(), np.zeros(0, f32),
         np.zeros(7, np.int64), np.zeros((0, 0), c64), np.zeros(1, np.int64), 0.0, 0, 1,
         np.zeros((0, 0, 0), c64), 0.0, 0.0, np.zeros(0, np.int64), np.zeros(0, np.float64),
         np.zeros((5, 0), np.float64),

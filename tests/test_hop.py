@@ -204,3 +204,14 @@ def test_a_bad_block_is_refused_by_the_one_call_and_the_stream_goes_on(monkeypat
             with pytest.raises(ParameterError, match="block"):
                 fused.process(spoiled, out=spoiled)
         np.testing.assert_array_equal(fused.process(block, out=block.copy()), python.process(block))
+
+
+@pytest.mark.parametrize("rate_hz", [16000, 48000])
+def test_every_setting_takes_the_one_compiled_version_of_its_path(rate_hz):
+    """One numba type per path (each costs ~15 s of LLVM on a cold cache): channels, the
+    post-filter, the pitch filter and the attenuation limit change values, not types."""
+    from numba import typeof
+
+    default = typeof(Denoiser(sample_rate=rate_hz)._fused_args())
+    for kwargs in ({"channels": 2}, {"postfilter": False}, {"attenuation_limit_db": 0.0}):
+        assert typeof(Denoiser(sample_rate=rate_hz, **kwargs)._fused_args()) == default, kwargs

@@ -93,11 +93,11 @@ def test_import_leaves_numba_config_alone():
 def test_every_kernel_caches_in_the_per_user_folder():
     """Each kernel is made by ``_kernels._njit``; a bare ``numba.njit(cache=True)`` caches
     in ``__pycache__`` beside the installed package (two full-band kernels once did)."""
-    from seproc import _blas_net
+    from seproc import _blas_net, _fftw, _hop, _simd
 
     kernels = {
         f"{module.__name__}.{name}": kernel
-        for module in (_kernels, _blas_net)
+        for module in (_kernels, _blas_net, _simd, _fftw, _hop)
         for name, kernel in vars(module).items()
         if isinstance(kernel, numba.core.registry.CPUDispatcher)
     }
@@ -107,6 +107,10 @@ def test_every_kernel_caches_in_the_per_user_folder():
         "seproc._kernels.apply_fullband_gain",
         "seproc._kernels.delay_line",
         "seproc._blas_net.blas_run",
+        "seproc._simd.decimate_registers",
+        "seproc._fftw.execute_rows",
+        "seproc._hop.full_band_chunk",
+        "seproc._hop.model_rate_chunk",
     } <= set(kernels)
     for name, kernel in kernels.items():
         assert Path(kernel._cache.cache_path).is_relative_to(_kernels.cache_dir()), name

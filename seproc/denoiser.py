@@ -561,7 +561,6 @@ class Denoiser:
         args = self._fused_args()
         self._fused = None if args is None else pack(args)
         self._no_samples = np.zeros((self._channels, 0), np.float32)  # no block, no target
-        self._run_chunk = self._process_chunk if self._fused is None else self._fused_chunk
         # One-frame calls (a host's 10 ms callback) run on buffers bound once: per channel,
         # the output row 0, and row 1 where a full-band frame waits one call (pending).
         rows = 2 if self._model_frames is not None else 1
@@ -615,10 +614,12 @@ class Denoiser:
         if not _FUSED:
             return None
         network = self._model.fused_network(self._states)
+        if network is None:  # onnxruntime (a whole-file Denoiser): plan nothing for numba
+            return None
         synthesis = self._synthesizer.fused_args()
         has_pitch = self._pitch is not None
         pitch = self._pitch.fused_args(self._delayed_spec) if has_pitch else absent_fused_args()
-        if network is None or synthesis is None or pitch is None:
+        if synthesis is None or pitch is None:
             return None
         features = self._features.fused_args()
         limits = (_FLUSH_BELOW, _MAX_ABS_SAMPLE)  # the block's checked copy (fused_process)
@@ -657,6 +658,18 @@ class Denoiser:
             self._input, model_frames, has_pitch, pitch, features, network, gains, host,
             synthesis, buffers, limits,
         )  # fmt: skip
+
+    def _run_chunk(self, size: int) -> None:
+        """Run the chunk in ``self._input[:, :size]``, in one numba call where there is one.
+
+        (A method, not a bound method stored on the object: that would be a reference
+        cycle, and a Denoiser in a cycle waits for the garbage collector before its FFT
+        plans go back to the pool, so ``seproc.denoise`` planned them again on every call.)
+        """
+        if self._fused is None:
+            self._process_chunk(size)
+        else:
+            self._fused_chunk(size)
 
     def _fused_chunk(self, size: int) -> None:
         """Run the chunk in ``self._input[:, :size]`` in one numba call (``seproc._hop``)."""

@@ -215,3 +215,22 @@ def test_every_setting_takes_the_one_compiled_version_of_its_path(rate_hz):
     default = typeof(Denoiser(sample_rate=rate_hz)._fused_args())
     for kwargs in ({"channels": 2}, {"postfilter": False}, {"attenuation_limit_db": 0.0}):
         assert typeof(Denoiser(sample_rate=rate_hz, **kwargs)._fused_args()) == default, kwargs
+
+
+@pytest.mark.parametrize("warm_up", [True, False])
+def test_a_denoiser_is_freed_without_the_garbage_collector(warm_up):
+    """No reference cycle: its FFT plans go back to the pool as soon as it is dropped
+    (one through a bound method stored on the object made ``seproc.denoise`` plan anew
+    on every call)."""
+    import gc
+    import weakref
+
+    denoiser = Denoiser(sample_rate=48000, warm_up=warm_up)
+    denoiser.process(np.zeros((1, 480), np.float32))
+    gone = weakref.ref(denoiser)
+    gc.disable()
+    try:
+        del denoiser
+        assert gone() is None
+    finally:
+        gc.enable()

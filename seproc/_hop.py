@@ -18,6 +18,8 @@ count), so both paths read and advance the same state; the Denoiser's own
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from numba import typeof, types
 from numba.experimental import structref
 
@@ -43,7 +45,7 @@ from seproc._kernels import (
 )
 from seproc._simd import decimate_registers
 
-__all__ = ["ChunkArgs", "full_band_chunk", "model_rate_chunk", "pack"]
+__all__ = ["ChunkArgs", "compiled_entry", "full_band_chunk", "model_rate_chunk", "pack"]
 
 
 @structref.register
@@ -69,6 +71,22 @@ def _new_chunk_args(kind, args):  # pragma: no cover - compiled
     held = structref.new(kind)
     held.args = args
     return held
+
+
+def compiled_entry(dispatcher: Callable, example: tuple) -> Callable:
+    """Return the compiled entry point of ``dispatcher`` for arguments like ``example``.
+
+    A numba dispatcher works out the types of its arguments on every call and looks
+    the compiled version up (~0.9 µs of a ~2 µs call of a chunk function here); the
+    version's own entry point only converts them, trusting their types. The Denoiser
+    calls it with arguments of exactly ``example``'s types only (its layout test: 2-D
+    float32 C-contiguous, aligned, writeable arrays). Where numba keeps no compiled
+    version of these types, or no entry point, the dispatcher itself.
+    """
+    key = tuple(typeof(value) for value in example)
+    compiled = dispatcher.overloads.get(key)  # type: ignore[attr-defined]
+    entry = getattr(compiled, "entry_point", None)
+    return dispatcher if entry is None else entry
 
 
 def pack(args: tuple) -> ChunkArgs:

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from seproc import _kernels
-from seproc._hop import full_band_chunk, model_rate_chunk, pack
+from seproc._hop import compiled_entry, full_band_chunk, model_rate_chunk, pack
 from seproc._interface import Setting
 from seproc._validation import (
     MAX_SAMPLE_RATE_HZ,
@@ -561,6 +561,8 @@ class Denoiser:
         args = self._fused_args()
         self._fused = None if args is None else pack(args)
         self._no_samples = np.zeros((self._channels, 0), np.float32)  # no block, no target
+        # the chunk function; after the warm-up its compiled entry point (compiled_entry)
+        self._chunk_call = model_rate_chunk if self._model_frames is None else full_band_chunk
         # One-frame calls (a host's 10 ms callback) run on buffers bound once: per channel,
         # the output row 0, and row 1 where a full-band frame waits one call (pending).
         rows = 2 if self._model_frames is not None else 1
@@ -694,11 +696,11 @@ class Denoiser:
         self._model.keep_resident(self._states)
         n = block2d.shape[1]
         if self._model_frames is None:
-            frames, write_pos, read_pos = model_rate_chunk(
+            frames, write_pos, read_pos = self._chunk_call(
                 n, self._fused, self._write_pos, self._read_pos, block2d, target
             )
         else:
-            frames, write_pos, self._pending_frames, read_pos = full_band_chunk(
+            frames, write_pos, self._pending_frames, read_pos = self._chunk_call(
                 n, self._fused, self._write_pos, self._pending_frames, self._read_pos,
                 block2d, target,
             )  # fmt: skip
@@ -832,6 +834,11 @@ class Denoiser:
                         _kernels.copy_flushing_tiny(block, self._chunk_views(2)[0], _FLUSH_BELOW)
                 for out in _layouts(np.zeros((channels, size), dtype), read_only=False):
                     self.process(np.zeros((channels, size), np.float32), out=out)
+        if self._fused is not None:  # compiled now: skip the dispatcher's lookup per call
+            none = self._no_samples
+            pending = () if self._model_frames is None else (0,)
+            example = (0, self._fused, 0, *pending, 0, none, none)
+            self._chunk_call = compiled_entry(self._chunk_call, example)
         self.reset()
 
 

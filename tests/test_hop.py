@@ -234,3 +234,13 @@ def test_a_denoiser_is_freed_without_the_garbage_collector(warm_up):
         assert gone() is None
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("rate_hz", [16000, 48000])
+def test_after_the_warm_up_the_one_call_skips_numbas_dispatcher(rate_hz):
+    from seproc._hop import full_band_chunk, model_rate_chunk
+
+    denoiser = Denoiser(sample_rate=rate_hz)
+    assert denoiser._chunk_call not in (model_rate_chunk, full_band_chunk)  # an entry point
+    cold = Denoiser(sample_rate=rate_hz, warm_up=False)
+    assert cold._fused is None  # onnxruntime: nothing fused, nothing compiled for it

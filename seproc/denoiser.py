@@ -449,6 +449,7 @@ class Denoiser:
         self._synthesizer.reset()
         for state in self._states:
             state.reset()
+        self._states_resident = False  # each leaves its BLAS scratch (ModelState.reset)
         self._fifo.fill(0.0)
         self._activity.fill(0.0)
         self._frames_last_call = 0
@@ -675,7 +676,9 @@ class Denoiser:
 
     def _fused_chunk(self, size: int) -> None:
         """Run the chunk in ``self._input[:, :size]`` in one numba call (``seproc._hop``)."""
-        self._model.keep_resident(self._states)
+        if not self._states_resident:  # after a reset: the states into their scratches
+            self._model.keep_resident(self._states)
+            self._states_resident = True
         none = self._no_samples
         if self._model_frames is None:
             frames, self._write_pos, _ = model_rate_chunk(
@@ -693,7 +696,9 @@ class Denoiser:
         For a writeable float32 C-contiguous block and target (a host's own buffer, in
         place or not); the two copies were numba calls of their own (~1 µs each).
         """
-        self._model.keep_resident(self._states)
+        if not self._states_resident:  # after a reset: the states into their scratches
+            self._model.keep_resident(self._states)
+            self._states_resident = True
         n = block2d.shape[1]
         if self._model_frames is None:
             frames, write_pos, read_pos = self._chunk_call(

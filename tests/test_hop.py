@@ -244,3 +244,21 @@ def test_after_the_warm_up_the_one_call_skips_numbas_dispatcher(rate_hz):
     assert denoiser._chunk_call not in (model_rate_chunk, full_band_chunk)  # an entry point
     cold = Denoiser(sample_rate=rate_hz, warm_up=False)
     assert cold._fused is None  # onnxruntime: nothing fused, nothing compiled for it
+
+
+@pytest.mark.parametrize(
+    ("rate_hz", "channels", "one_d"), [(16000, 1, True), (48000, 1, False), (48000, 2, False)]
+)
+def test_in_place_blocks_take_the_short_path_and_give_the_python_paths_output(
+    monkeypatch, rate_hz, channels, one_d
+):
+    signal = _noisy_voice(rate_hz, channels, seconds=0.5)
+    fused, python = _pair(monkeypatch, sample_rate=rate_hz, channels=channels)
+    size = rate_hz // 100
+    for start in range(0, signal.shape[1] - size + 1, size):
+        buffer = signal[:, start : start + size].copy()
+        expected = python.process(buffer)
+        if one_d:
+            buffer = buffer[0]
+        assert fused.process(buffer, out=buffer) is buffer  # out itself, in place
+        np.testing.assert_array_equal(buffer.reshape(channels, size), expected)

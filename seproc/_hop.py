@@ -8,8 +8,9 @@ compiled call, the FFTs through FFTW plans executed from numba (``seproc._fftw``
 the network by the BLAS engine's own kernel, so the output is the Python path's bit
 for bit (``tests/test_hop.py`` compares them on long streams of random partitions).
 
-Each function takes the chunk's size and tuples of the objects' arrays and settings,
-gathered once by the Denoiser (``Denoiser._fused_args``, which documents each tuple).
+Each function takes the chunk's size and one :class:`ChunkArgs` holding tuples of the
+objects' arrays and settings, gathered once by the Denoiser (``Denoiser._fused_args``;
+each object's ``fused_args()`` documents its tuple).
 The stream's counters live in one-element int64 arrays (the analysers' held samples,
 the synthesiser's muted samples, the resampler's position, the model-rate sample
 count), so both paths read and advance the same state; the Denoiser's own

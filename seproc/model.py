@@ -405,7 +405,7 @@ class OnnxModel:
 
         ``scratches`` is a ``(len(states), work_size)`` array whose rows become the
         streams' BLAS scratches (:meth:`run` and :meth:`frame_run` use them from then on;
-        a :class:`FrameRun` made before holds the old one: make it after): the chunk runs
+        a frame run made before holds the old one: make it after): the chunk runs
         the engine with each stream's state resident there, which :meth:`keep_resident`
         makes sure of before each call. None with onnxruntime.
         """

@@ -351,7 +351,12 @@ class StreamResampler:
         ``_simd.decimate_registers``), other ratios per output
         (``_kernels.polyphase_resample``); the same result either way.
         """
-        if self._phases is not None and self._registers and out.flags.c_contiguous:
+        if (
+            self._phases is not None
+            and self._registers
+            and out.dtype == np.float32
+            and out.flags.c_contiguous
+        ):
             count, position = decimate_registers(
                 self._history, block, n, self._branches, self._down, self._position_at[0],
                 self._phases, out,

@@ -78,27 +78,6 @@ def _row_plan(real: np.ndarray, spec: np.ndarray, effort: str, inverse: bool) ->
     return pyfftw.FFTW(real, spec, direction="FFTW_FORWARD", flags=(effort,), threads=1)
 
 
-def _same_transforms(rows: RowTransforms, plans: np.ndarray, n_rows: int, n_fft: int) -> bool:
-    """Whether each of ``plans`` (numba's) transforms a random frame as the row's pyfftw plan."""
-    n_bins = n_fft // 2 + 1
-    rng = np.random.default_rng(0)
-    inverse = rows._inverse
-    source, result = (rows.spec, rows.real) if inverse else (rows.real, rows.spec)
-    width = n_bins if inverse else n_fft
-    for r in range(n_rows):
-        probe = rng.standard_normal(2 * width).view(np.complex128) if inverse else None
-        frame = probe if inverse else rng.standard_normal(width)
-        source[r, :width] = frame
-        rows._execute[r]()
-        expected = result[r].copy()
-        source[r, :width] = frame  # the inverse destroys its input
-        result[r].fill(0)
-        execute(plans, r)
-        if not np.array_equal(result[r], expected):
-            return False
-    return True
-
-
 class RowTransforms:
     """``n_rows`` identical one-frame FFTW plans over the rows of two aligned buffers.
 
@@ -154,11 +133,10 @@ class RowTransforms:
         if held is not None:
             destroy_plans(held)
             self._numba_plans = None
-        n_fft = self._n_fft
-        plans = plan_rows(self.real, self.spec, n_rows, n_fft, self._effort, self._inverse)
+        plans = plan_rows(self.real, self.spec, n_rows, self._n_fft, self._effort, self._inverse)
         if plans is None:
             return None
-        same = _same_transforms(self, plans, n_rows, n_fft)
+        same = self._same_as_pyfftw(plans, n_rows)
         self.real.fill(0)
         self.spec.fill(0)
         if not same:
@@ -167,6 +145,27 @@ class RowTransforms:
         self._numba_plans = plans
         weakref.finalize(self, destroy_plans, plans).atexit = False
         return plans
+
+    def _same_as_pyfftw(self, plans: np.ndarray, n_rows: int) -> bool:
+        """Whether each of numba's ``plans`` transforms a random frame as the row's pyfftw plan."""
+        inverse = self._inverse
+        width = self._n_fft // 2 + 1 if inverse else self._n_fft
+        source, result = (self.spec, self.real) if inverse else (self.real, self.spec)
+        rng = np.random.default_rng(0)
+        for r in range(n_rows):
+            if inverse:
+                frame = rng.standard_normal(2 * width).view(np.complex128)
+            else:
+                frame = rng.standard_normal(width)
+            source[r, :width] = frame
+            self._execute[r]()
+            expected = result[r].copy()
+            source[r, :width] = frame  # the inverse destroys its input
+            result[r].fill(0)
+            execute(plans, r)
+            if not np.array_equal(result[r], expected):
+                return False
+        return True
 
     @classmethod
     def lend(

@@ -481,3 +481,18 @@ def test_low_quality_is_shorter_and_still_meets_the_limits(in_rate, out_rate):
     if out_rate < in_rate:
         z = resample(tone(0.51 * out_rate, in_rate, n), in_rate, out_rate, quality="low")
         assert db(np.sqrt(2 * np.mean(z[len(z) // 4 : -len(z) // 4] ** 2))) < -60
+
+
+@pytest.mark.parametrize("out_dtype", [np.float64, np.float32])
+def test_decimation_into_an_out_of_either_dtype(out_dtype):
+    """A float32 resampler writes a float64 ``out`` too (its sums in registers are float32 only)."""
+    rng = np.random.default_rng(4)
+    signal = rng.standard_normal((1, 4800)).astype(np.float32)
+    expected = StreamResampler(48000, 16000, channels=1, max_block_samples=480).process(signal)
+    r = StreamResampler(48000, 16000, channels=1, max_block_samples=480)
+    out = np.zeros((1, r.max_output_samples(480)), out_dtype)
+    pieces = []
+    for start in range(0, 4800, 480):
+        count = r.process_into(signal[:, start : start + 480], out)
+        pieces.append(out[:, :count].copy())
+    np.testing.assert_allclose(np.concatenate(pieces, 1), expected, rtol=0, atol=2e-6)

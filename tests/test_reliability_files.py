@@ -333,10 +333,13 @@ def test_the_ray_engine_skips_a_fifo_and_handles_odd_and_long_names(tmp_path, mo
 
 
 @pytest.fixture(scope="module")
-def numba_cache(tmp_path_factory):
-    """One numba cache outside HOME for both HOME kinds: the second run reuses the first's
-    compiled kernels (each cold compile took ~40 s of the default test run)."""
-    return tmp_path_factory.mktemp("numba-cache")
+def numba_cache():
+    """The test run's own numba cache, outside the child's HOME: the child reuses the
+    kernels the tests before it compiled (a cold compile in a cache of its own took
+    40-60 s of the default test run)."""
+    from seproc._kernels import cache_dir
+
+    return cache_dir()
 
 
 @pytest.mark.parametrize("home_kind", ["writable", "unwritable"])

@@ -418,57 +418,88 @@ def decimate(history, block, n, taps, down, position, phases, out):
     output, reduced across SIMD lanes, waits on one accumulator: 10 µs for a 10 ms block
     at 48 kHz, against ~3 µs here (``benchmarks/README.md``, issue 20).
     """
+    keep = taps.shape[1] - 1
+    count, position = decimation_start(history, block, n, keep, down, position, out)
+    if position < n:
+        n_out = (n - position + down - 1) // down
+        for c in range(history.shape[0]):
+            split_phases(history[c], n, keep, down, position, n_out, phases[c])
+            _phase_sums_in_memory(phases[c], taps[0], down, n_out, out[c, count : count + n_out])
+        count += n_out
+        position += n_out * down
+    keep_history(history, n, keep)
+    return count, position - n
+
+
+@_njit(inline="always")
+def decimation_start(history, block, n, keep, down, position, out):
+    """Append ``block[:, :n]`` after the history's ``keep`` samples; zeros before the stream.
+
+    The part of :func:`decimate` (and ``seproc._simd.decimate_registers``) before the
+    sums: while ``position`` is negative (an extra delay) an output is a zero. Returns
+    ``(count, position)`` after those zeros.
+    """
     channels = history.shape[0]
-    n_taps = taps.shape[1]
-    keep = n_taps - 1
-    branch = taps[0]
     for c in range(channels):
         for i in range(n):
             history[c, keep + i] = block[c, i]
     count = 0
-    while position < 0 and position < n:  # before the stream (an extra delay): zeros
+    while position < 0 and position < n:
         for c in range(channels):
             out[c, count] = 0.0
         position += down
         count += 1
-    if position < n:
-        n_out = (n - position + down - 1) // down
-        span = keep // down + n_out  # samples of each phase that the outputs read
-        for c in range(channels):
-            for r in range(down):
-                # the phase's samples that exist (the rest are never read: zeros)
-                valid = min(span, (keep + n - position - r + down - 1) // down)
-                dst = phases[c, r, :span]
-                src = history[c, position + r :]
-                for i in range(valid):
-                    dst[i] = src[i * down]
-                for i in range(valid, span):
-                    dst[i] = 0.0
-            o = out[c, count : count + n_out]
-            for q in range(n_out):
-                o[q] = 0.0
-            j = 0
-            while j + 4 <= n_taps:  # four taps per pass over the outputs, in tap order
-                w0, w1, w2, w3 = branch[j], branch[j + 1], branch[j + 2], branch[j + 3]
-                x0 = phases[c, j % down, j // down : j // down + n_out]
-                x1 = phases[c, (j + 1) % down, (j + 1) // down : (j + 1) // down + n_out]
-                x2 = phases[c, (j + 2) % down, (j + 2) // down : (j + 2) // down + n_out]
-                x3 = phases[c, (j + 3) % down, (j + 3) // down : (j + 3) // down + n_out]
-                for q in range(n_out):
-                    o[q] = o[q] + w0 * x0[q] + w1 * x1[q] + w2 * x2[q] + w3 * x3[q]
-                j += 4
-            while j < n_taps:
-                weight = branch[j]
-                xs = phases[c, j % down, j // down : j // down + n_out]
-                for q in range(n_out):
-                    o[q] += weight * xs[q]
-                j += 1
-        count += n_out
-        position += n_out * down
-    for c in range(channels):
+    return count, position
+
+
+@_njit(inline="always")
+def split_phases(history, n, keep, down, position, n_out, phases):
+    """Split one channel's history into its ``down`` phases for ``n_out`` outputs from ``position``.
+
+    ``phases[r, i] = history[position + r + i * down]``, ``keep // down + n_out`` samples
+    per phase (what the outputs read); samples past the history's end, never read, are 0.
+    """
+    span = keep // down + n_out
+    for r in range(down):
+        valid = min(span, (keep + n - position - r + down - 1) // down)
+        dst = phases[r, :span]
+        src = history[position + r :]
+        for i in range(valid):
+            dst[i] = src[i * down]
+        for i in range(valid, span):
+            dst[i] = 0.0
+
+
+@_njit(inline="always", fastmath={"contract"})
+def _phase_sums_in_memory(phases, branch, down, n_out, o):
+    """``o[q] = sum_j branch[j] * phases[j % down, j // down + q]``, four taps a pass over o."""
+    n_taps = branch.shape[0]
+    for q in range(n_out):
+        o[q] = 0.0
+    j = 0
+    while j + 4 <= n_taps:  # four taps per pass over the outputs, in tap order
+        w0, w1, w2, w3 = branch[j], branch[j + 1], branch[j + 2], branch[j + 3]
+        x0 = phases[j % down, j // down : j // down + n_out]
+        x1 = phases[(j + 1) % down, (j + 1) // down : (j + 1) // down + n_out]
+        x2 = phases[(j + 2) % down, (j + 2) // down : (j + 2) // down + n_out]
+        x3 = phases[(j + 3) % down, (j + 3) // down : (j + 3) // down + n_out]
+        for q in range(n_out):
+            o[q] = o[q] + w0 * x0[q] + w1 * x1[q] + w2 * x2[q] + w3 * x3[q]
+        j += 4
+    while j < n_taps:
+        weight = branch[j]
+        xs = phases[j % down, j // down : j // down + n_out]
+        for q in range(n_out):
+            o[q] += weight * xs[q]
+        j += 1
+
+
+@_njit(inline="always")
+def keep_history(history, n, keep):
+    """Move the history's last ``keep`` samples (after ``n`` new ones) to its front."""
+    for c in range(history.shape[0]):
         for i in range(keep):
             history[c, i] = history[c, n + i]
-    return count, position - n
 
 
 # ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-from seproc._kernels import njit_cached
+from seproc._kernels import decimation_start, keep_history, njit_cached, split_phases
 
 __all__ = [
     "LANES",
@@ -335,35 +335,14 @@ def decimate_registers(history, block, n, taps, down, position, phases, out):  #
     The same arguments and result, bit for bit, for float32 ``history``, ``phases`` and
     a float32 C-contiguous ``out``: at 48 kHz a 10 ms block's 304-tap sums ~4 -> ~1.5 µs.
     """
-    channels = history.shape[0]
-    n_taps = taps.shape[1]
-    keep = n_taps - 1
-    branch = taps[0]
-    for c in range(channels):
-        for i in range(n):
-            history[c, keep + i] = block[c, i]
-    count = 0
-    while position < 0 and position < n:  # before the stream (an extra delay): zeros
-        for c in range(channels):
-            out[c, count] = 0.0
-        position += down
-        count += 1
+    keep = taps.shape[1] - 1
+    count, position = decimation_start(history, block, n, keep, down, position, out)
     if position < n:
         n_out = (n - position + down - 1) // down
-        span = keep // down + n_out
-        for c in range(channels):
-            for r in range(down):
-                valid = min(span, (keep + n - position - r + down - 1) // down)
-                dst = phases[c, r, :span]
-                src = history[c, position + r :]
-                for i in range(valid):
-                    dst[i] = src[i * down]
-                for i in range(valid, span):
-                    dst[i] = 0.0
-            phase_sums(phases[c], branch, down, n_out, out, c, count)
+        for c in range(history.shape[0]):
+            split_phases(history[c], n, keep, down, position, n_out, phases[c])
+            phase_sums(phases[c], taps[0], down, n_out, out, c, count)
         count += n_out
         position += n_out * down
-    for c in range(channels):
-        for i in range(keep):
-            history[c, i] = history[c, n + i]
+    keep_history(history, n, keep)
     return count, position - n
